@@ -1,0 +1,1 @@
+//! vscp-websocksrv (being written)
