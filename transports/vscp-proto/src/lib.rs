@@ -34,3 +34,5 @@ pub use error::ParseError;
 pub use event::{DateTime, Event, MAX_DATA};
 pub use filter::Filter;
 pub use guid::Guid;
+pub use session::{Action, Dialect, Session};
+pub use users::{User, UserDb};

@@ -1,1 +1,445 @@
-//! (being written)
+//! The per-connection state machine shared by ws1 and ws2 (ws1.md §3–7, ws2.md §3–6).
+//!
+//! A [`Session`] takes one client message at a time and returns one [`Action`]. Work that is
+//! slow or needs the rest of the server (checking a password, routing an event, emptying the
+//! outbound queue) is returned as an action; the caller does it and, for AUTH and events,
+//! hands the outcome back (`finish_auth`, `event_reply`) to get the reply text. Nothing here
+//! blocks, reads the clock or touches a socket.
+
+use crate::auth::{self, AuthError, Credentials};
+use crate::event::{DateTime, Event};
+use crate::filter::Filter;
+use crate::guid::Guid;
+use crate::users::{SendDenied, User};
+use crate::ws1::{self, errors, Line};
+use crate::ws2::{self, Args, Message};
+use std::sync::Arc;
+
+/// Protocol version reported by VERSION (last field), as REF does.
+pub const PROTOCOL_VERSION: &str = "1.0.0.0";
+
+/// Which protocol a connection speaks (chosen by the URL path at upgrade).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// Text lines (`/ws1`).
+    Ws1,
+    /// JSON objects (`/ws2`).
+    Ws2,
+}
+
+impl Dialect {
+    /// Label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Ws1 => "ws1",
+            Dialect::Ws2 => "ws2",
+        }
+    }
+
+    /// Appends the wire form of a delivered event in this dialect.
+    pub fn encode_event(self, ev: &Event, out: &mut String) {
+        match self {
+            Dialect::Ws1 => ws1::encode_event(ev, out),
+            Dialect::Ws2 => ws2::encode_event(ev, out),
+        }
+    }
+}
+
+/// Where a session is in its life (ws1.md §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Connected, not logged in.
+    Connected,
+    /// Logged in, channel closed: events are queued.
+    Authenticated,
+    /// Logged in, channel open: events are delivered.
+    Open,
+}
+
+/// Server-wide settings a session needs.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// AES-128 key for AUTH (first 16 bytes of the vscp key file).
+    pub key: [u8; 16],
+    /// ws2 only: accept an IV that differs from the SID (REF leniency; re-opens replay).
+    pub ws2_accept_client_iv: bool,
+    /// Our software version, reported by VERSION.
+    pub software_version: String,
+    /// COPYRIGHT text (no `;`).
+    pub copyright: String,
+}
+
+/// What the caller must do after a message.
+#[derive(Debug)]
+pub enum Action {
+    /// Nothing to send.
+    None,
+    /// Send this text to the client.
+    Reply(String),
+    /// Look the user up, check the password and the peer address, then call
+    /// [`Session::finish_auth`] and send its reply.
+    Authenticate(Credentials),
+    /// The client sent an event it is allowed to send (rights checked, priority capped). Stamp
+    /// it, route it, then call [`Session::event_reply`] and send the reply.
+    Publish(Event),
+    /// Send the reply; the channel is now open, so deliver queued events after it.
+    Opened(String),
+    /// Empty the session's outbound queue, then send the reply.
+    ClearQueue(String),
+}
+
+/// What happened to an event handed over with [`Action::Publish`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Accepted for routing (possibly dropped later by a filter, which the sender is not told).
+    Accepted,
+    /// A bounded queue on the way was full.
+    BufferFull,
+}
+
+/// One client connection's protocol state.
+#[derive(Debug)]
+pub struct Session {
+    dialect: Dialect,
+    state: State,
+    sid: [u8; 16],
+    sid_hex: String,
+    user: Option<Arc<User>>,
+    filter: Filter,
+}
+
+impl Session {
+    /// A new session with the challenge `sid` (16 random bytes from a CSPRNG).
+    pub fn new(dialect: Dialect, sid: [u8; 16]) -> Session {
+        Session {
+            dialect,
+            state: State::Connected,
+            sid,
+            sid_hex: auth::hex_upper(&sid),
+            user: None,
+            filter: Filter::ALL_PASS,
+        }
+    }
+
+    /// The dialect this session speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The logged-in user, if any.
+    pub fn user(&self) -> Option<&Arc<User>> {
+        self.user.as_ref()
+    }
+
+    /// The session's receive filter.
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// True when events should be queued for this session (logged in and allowed to receive).
+    pub fn wants_events(&self) -> bool {
+        self.state != State::Connected && self.user.as_ref().is_some_and(|u| u.can_receive())
+    }
+
+    /// The challenge message sent right after the upgrade.
+    pub fn greeting(&self) -> String {
+        match self.dialect {
+            Dialect::Ws1 => ws1::auth0(&self.sid_hex),
+            Dialect::Ws2 => ws2::auth0(&self.sid_hex),
+        }
+    }
+
+    /// Handles one text message. `msg` is the message bytes (valid UTF-8, as the websocket
+    /// layer guarantees for text frames); ws2 parses it in place, so its content is undefined
+    /// afterwards.
+    pub fn handle_message(&mut self, msg: &mut [u8], cfg: &SessionConfig) -> Action {
+        match self.dialect {
+            Dialect::Ws1 => match std::str::from_utf8(msg) {
+                Ok(text) => self.handle_ws1(text, cfg),
+                // Text frames are UTF-8 by RFC 6455; bytes that are not cannot be a command.
+                Err(_) => Action::None,
+            },
+            Dialect::Ws2 => self.handle_ws2(msg, cfg),
+        }
+    }
+
+    fn handle_ws1(&mut self, text: &str, cfg: &SessionConfig) -> Action {
+        let (name, args) = match ws1::parse_line(text) {
+            Line::Ignored => return Action::None,
+            Line::EmptyCommand => return Action::Reply(ws1::empty_command()),
+            Line::Event(body) => return self.ws1_event(body),
+            Line::Command { name, args } => (name, args),
+        };
+        let reply = |fields: &[&str]| Action::Reply(ws1::positive(&name, fields));
+        let fail = |code| Action::Reply(ws1::negative(&name, code));
+        match name.as_str() {
+            "NOOP" => reply(&[]),
+            "CHALLENGE" => Action::Reply(ws1::auth0(&self.sid_hex)),
+            "AUTH" => {
+                // ws1.md §4.3 steps 1–5: shape errors are syntax errors and do not rotate the SID.
+                let (Some(iv), Some(crypto)) = (args.first(), args.get(1)) else {
+                    return fail(errors::SYNTAX);
+                };
+                let iv = iv.trim();
+                if auth::hex_decode_16(iv) != Some(self.sid) {
+                    return fail(errors::SYNTAX);
+                }
+                match auth::decrypt_credentials(&cfg.key, &self.sid, crypto.trim()) {
+                    Ok(c) => Action::Authenticate(c),
+                    Err(AuthError::Syntax) => fail(errors::SYNTAX),
+                    Err(AuthError::NotAuthorised) => Action::Authenticate(Credentials {
+                        user: String::new(),
+                        password: String::new(),
+                    }),
+                }
+            }
+            "OPEN" => {
+                if self.state == State::Connected {
+                    return fail(errors::NOT_AUTHORISED);
+                }
+                self.state = State::Open;
+                Action::Opened(ws1::positive("OPEN", &[]))
+            }
+            "CLOSE" => {
+                if self.state == State::Open {
+                    self.state = State::Authenticated;
+                }
+                reply(&[])
+            }
+            "SETFILTER" | "SF" => {
+                let fail = |code| Action::Reply(ws1::negative("SF", code));
+                let Some(user) = self.logged_in() else {
+                    return fail(errors::NOT_AUTHORISED);
+                };
+                if !user.can_set_filter() {
+                    return fail(errors::NOT_ALLOWED);
+                }
+                let (Some(f), Some(m)) = (args.first(), args.get(1)) else {
+                    return fail(errors::SYNTAX);
+                };
+                match Filter::from_strings(f, m) {
+                    Ok(filter) => {
+                        self.filter = filter;
+                        Action::Reply(ws1::positive("SF", &[]))
+                    }
+                    Err(_) => fail(errors::SYNTAX),
+                }
+            }
+            "CLRQUEUE" | "CLRQ" => {
+                if self.state == State::Connected {
+                    return Action::Reply(ws1::negative("CLRQ", errors::NOT_AUTHORISED));
+                }
+                Action::ClearQueue(ws1::positive("CLRQ", &[]))
+            }
+            "VERSION" => reply(&[&cfg.software_version, PROTOCOL_VERSION]),
+            "COPYRIGHT" => reply(&[&cfg.copyright]),
+            _ => fail(errors::UNKNOWN_COMMAND),
+        }
+    }
+
+    fn ws1_event(&mut self, body: &str) -> Action {
+        let Some(user) = self.logged_in() else {
+            return Action::Reply(ws1::negative_event(errors::NOT_AUTHORISED));
+        };
+        if user.rights & crate::rights::SEND_EVENTS == 0 {
+            return Action::Reply(ws1::negative_event(errors::NOT_ALLOWED));
+        }
+        let mut ev = match crate::codec::string::parse_event(body) {
+            Ok(ev) => ev,
+            Err(_) => return Action::Reply(ws1::negative_event(errors::PARSE)),
+        };
+        match user.check_send(ev.class, ev.vscp_type) {
+            Ok(()) => {}
+            Err(SendDenied::NoSendRight) => {
+                return Action::Reply(ws1::negative_event(errors::NOT_ALLOWED))
+            }
+            Err(_) => return Action::Reply(ws1::negative_event(errors::NOT_ALLOWED_TO_SEND)),
+        }
+        ev.head = user.cap_priority(ev.head);
+        Action::Publish(ev)
+    }
+
+    fn handle_ws2(&mut self, msg: &mut [u8], cfg: &SessionConfig) -> Action {
+        let (name, args) = match ws2::parse_message(msg) {
+            Message::Ignored => return Action::None,
+            Message::BadType => return Action::Reply(ws2::bad_type()),
+            Message::NoCommandName => return Action::Reply(ws2::negative("", errors::PARSE)),
+            Message::BadArgs { name } => return Action::Reply(ws2::negative(&name, errors::PARSE)),
+            Message::Event(ev) => return self.ws2_event(ev),
+            Message::Command { name, args } => (name, args),
+        };
+        let ok = |args: &str| Action::Reply(ws2::positive(&name, args));
+        let fail = |code| Action::Reply(ws2::negative(&name, code));
+        match name.as_str() {
+            "NOOP" => ok("null"),
+            "CHALLENGE" => ok(&ws2::challenge_args(&self.sid_hex)),
+            "AUTH" => {
+                let Args::Auth { iv, crypto } = args else {
+                    return fail(errors::PARSE);
+                };
+                let iv_bytes = if cfg.ws2_accept_client_iv {
+                    match auth::hex_decode_16(iv.trim()) {
+                        Some(iv) => iv,
+                        None if iv.trim().is_empty() => return self.ws2_auth_rejected(&name),
+                        None => return fail(errors::PARSE),
+                    }
+                } else {
+                    // ws2.md §3 REC: the IV must be this session's SID (replay protection).
+                    if iv.trim().is_empty() || auth::hex_decode_16(iv.trim()) != Some(self.sid) {
+                        return self.ws2_auth_rejected(&name);
+                    }
+                    self.sid
+                };
+                if crypto.trim().is_empty() {
+                    return self.ws2_auth_rejected(&name);
+                }
+                match auth::decrypt_credentials(&cfg.key, &iv_bytes, crypto.trim()) {
+                    Ok(c) => Action::Authenticate(c),
+                    Err(AuthError::Syntax) => fail(errors::PARSE),
+                    Err(AuthError::NotAuthorised) => self.ws2_auth_rejected(&name),
+                }
+            }
+            "OPEN" => {
+                if self.state == State::Connected {
+                    return fail(errors::NOT_AUTHORISED);
+                }
+                self.state = State::Open;
+                Action::Opened(ws2::positive(&name, "null"))
+            }
+            "CLOSE" => {
+                if self.state == State::Open {
+                    self.state = State::Authenticated;
+                }
+                ok("null")
+            }
+            "SETFILTER" | "SF" => {
+                let Some(user) = self.logged_in() else {
+                    return fail(errors::NOT_AUTHORISED);
+                };
+                if !user.can_set_filter() {
+                    return fail(errors::NOT_ALLOWED);
+                }
+                match args {
+                    Args::Filter(Ok(filter)) => {
+                        self.filter = filter;
+                        ok("null")
+                    }
+                    _ => fail(errors::SYNTAX),
+                }
+            }
+            "CLRQUEUE" | "CLRQ" => {
+                if self.state == State::Connected {
+                    return fail(errors::NOT_AUTHORISED);
+                }
+                Action::ClearQueue(ws2::positive(&name, "null"))
+            }
+            "VERSION" | "VER" => ok(&ws2::version_args(&format!("{}-0", cfg.software_version))),
+            "COPYRIGHT" => ok(&ws2::copyright_args(&cfg.copyright)),
+            _ => fail(errors::UNKNOWN_COMMAND),
+        }
+    }
+
+    /// A ws2 AUTH that fails before any user lookup: same effect as a wrong password.
+    fn ws2_auth_rejected(&mut self, _name: &str) -> Action {
+        Action::Authenticate(Credentials {
+            user: String::new(),
+            password: String::new(),
+        })
+    }
+
+    fn ws2_event(&mut self, ev: Option<Result<Event, crate::ParseError>>) -> Action {
+        let fail = |code| Action::Reply(ws2::negative("EVENT", code));
+        let Some(user) = self.logged_in() else {
+            return fail(errors::NOT_AUTHORISED);
+        };
+        let mut ev = match ev {
+            Some(Ok(ev)) => ev,
+            _ => return fail(errors::PARSE),
+        };
+        // ws2 reports every send refusal as 7 where ws1 uses 6 (ws2.md Q7).
+        if user.check_send(ev.class, ev.vscp_type).is_err() {
+            return fail(errors::NOT_ALLOWED);
+        }
+        ev.head = user.cap_priority(ev.head);
+        Action::Publish(ev)
+    }
+
+    fn logged_in(&self) -> Option<Arc<User>> {
+        if self.state == State::Connected {
+            return None;
+        }
+        self.user.clone()
+    }
+
+    /// Completes an AUTH with the caller's verdict (`Some(user)` when the password and the peer
+    /// address were accepted). `new_sid` replaces the challenge after a failure, so a client
+    /// must ask CHALLENGE before retrying, as REF does.
+    pub fn finish_auth(&mut self, verdict: Option<Arc<User>>, new_sid: [u8; 16]) -> String {
+        match verdict {
+            Some(user) => {
+                self.filter = user.filter;
+                let reply = match self.dialect {
+                    Dialect::Ws1 => {
+                        let mut s = String::from("+;AUTH1;");
+                        user.write_auth1_fields(&mut s);
+                        s
+                    }
+                    Dialect::Ws2 => ws2::positive("AUTH", "null"),
+                };
+                self.user = Some(user);
+                if self.state == State::Connected {
+                    self.state = State::Authenticated;
+                }
+                reply
+            }
+            None => {
+                // ws1.md Q18: a failed re-AUTH also closes the channel and forgets the user.
+                self.state = State::Connected;
+                self.user = None;
+                self.filter = Filter::ALL_PASS;
+                self.sid = new_sid;
+                self.sid_hex = auth::hex_upper(&new_sid);
+                match self.dialect {
+                    Dialect::Ws1 => ws1::negative("AUTH", errors::NOT_AUTHORISED),
+                    Dialect::Ws2 => ws2::negative("AUTH", errors::NOT_AUTHORISED),
+                }
+            }
+        }
+    }
+
+    /// The reply to an event after the caller routed it.
+    pub fn event_reply(&self, outcome: PublishOutcome) -> String {
+        match (self.dialect, outcome) {
+            (Dialect::Ws1, PublishOutcome::Accepted) => ws1::positive("EVENT", &[]),
+            (Dialect::Ws1, PublishOutcome::BufferFull) => {
+                ws1::negative_event(errors::TX_BUFFER_FULL)
+            }
+            (Dialect::Ws2, PublishOutcome::Accepted) => ws2::positive("EVENT", "null"),
+            (Dialect::Ws2, PublishOutcome::BufferFull) => {
+                ws2::negative("EVENT", errors::TX_BUFFER_FULL)
+            }
+        }
+    }
+}
+
+/// Fills in what the first server that sees a client event must set (ws1.md §6 step 4 and 6):
+/// the connection id as `obid`, the current time when the date is unset, a microsecond
+/// timestamp when it is 0, and the interface GUID when the GUID is all zero.
+pub fn stamp_event(ev: &mut Event, conn_id: u32, now_unix_us: u64, interface_guid: &Guid) {
+    ev.obid = conn_id;
+    if ev.datetime == DateTime::default() {
+        ev.datetime = DateTime::from_unix_secs(now_unix_us / 1_000_000);
+    }
+    if ev.timestamp == 0 {
+        // The field is a wrapping 32-bit microsecond counter; only differences are meaningful.
+        ev.timestamp = (now_unix_us as u32).max(1);
+    }
+    if ev.guid.is_zero() {
+        ev.guid = *interface_guid;
+    }
+}

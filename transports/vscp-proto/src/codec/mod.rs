@@ -1,1 +1,97 @@
-//! Event text codecs.
+//! Event text codecs: the comma-separated string form ([`string`], ws1) and the JSON form
+//! ([`json`], ws2). Both write into a caller-owned `String` so a connection can reuse one buffer
+//! for every outgoing event.
+//!
+//! The small writers below exist because the event writers run once per event per receiving
+//! connection; going through `core::fmt` for every byte would dominate that path.
+
+pub mod json;
+pub mod string;
+
+/// Two upper-case hex digits for every byte value, `"000102…FEFF"`.
+const HEX_PAIRS: &str = {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    const BYTES: [u8; 512] = {
+        let mut out = [0u8; 512];
+        let mut i = 0;
+        while i < 256 {
+            out[2 * i] = DIGITS[i >> 4];
+            out[2 * i + 1] = DIGITS[i & 0xF];
+            i += 1;
+        }
+        out
+    };
+    match std::str::from_utf8(&BYTES) {
+        Ok(s) => s,
+        Err(_) => panic!("hex table is ASCII"),
+    }
+};
+
+/// Appends `b` as two upper-case hex digits.
+#[inline]
+pub(crate) fn push_hex_byte(out: &mut String, b: u8) {
+    let i = usize::from(b) * 2;
+    out.push_str(&HEX_PAIRS[i..i + 2]);
+}
+
+/// Appends `v` in decimal.
+#[inline]
+pub(crate) fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &c in &buf[i..] {
+        out.push(char::from(c));
+    }
+}
+
+/// Appends `v` in decimal, left-padded with zeros to at least `width` digits (`width` ≤ 5).
+#[inline]
+pub(crate) fn push_padded(out: &mut String, v: u16, width: usize) {
+    let mut digits = 1;
+    let mut t = v / 10;
+    while t > 0 {
+        digits += 1;
+        t /= 10;
+    }
+    for _ in digits..width {
+        out.push('0');
+    }
+    push_u64(out, u64::from(v));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_table_covers_all_bytes() {
+        for b in 0..=255u8 {
+            let mut s = String::new();
+            push_hex_byte(&mut s, b);
+            assert_eq!(s, format!("{b:02X}"));
+        }
+    }
+
+    #[test]
+    fn decimal_writers() {
+        for v in [0u64, 1, 9, 10, 99, 100, 65535, u32::MAX as u64, u64::MAX] {
+            let mut s = String::new();
+            push_u64(&mut s, v);
+            assert_eq!(s, v.to_string());
+        }
+        let mut s = String::new();
+        push_padded(&mut s, 7, 2);
+        push_padded(&mut s, 24, 4);
+        push_padded(&mut s, 65535, 4);
+        push_padded(&mut s, 0, 2);
+        assert_eq!(s, "0700246553500");
+    }
+}

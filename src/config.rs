@@ -1,0 +1,1612 @@
+//! Driver configuration: the REF driver's JSON file layout, read once at start-up.
+//!
+//! The file format belongs to the user (seed README, spec ws1.md §9): a flat JSON object with a
+//! `logging` and a `filter` block. It is parsed by hand from a [`serde_json::Value`] instead of
+//! through derived structs so that every error can name the offending key (as a dotted path, e.g.
+//! `logging.file-max-size`) and the file it came from, and so that unknown keys can be reported
+//! one by one instead of being silently dropped or rejected wholesale. Real deployments carry keys
+//! from other VSCP versions, so unknown keys only produce warnings; wrong types and out-of-range
+//! values fail start-up.
+//!
+//! After [`Config::load`] / [`Config::from_json_str`] / [`Config::samples`] return, the rest of
+//! the server only ever sees a validated [`Config`]: addresses parsed, ranges checked, the shared
+//! key read, the users file known to be readable and relative paths resolved against the folder
+//! of the config file. See `docs/config.md` for the key reference.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use vscp_proto::{Filter, Guid};
+
+/// Port used when `interface` names no port (SPEC and REF default).
+pub const DEFAULT_PORT: u16 = 8884;
+/// Default listen address: loopback only, like REF (`ws://localhost:8884`), so a fresh install
+/// is not reachable from the network before the operator decides it should be.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT);
+/// Default ws1 path.
+pub const DEFAULT_URL_WS1: &str = "/ws1";
+/// Default ws2 path.
+pub const DEFAULT_URL_WS2: &str = "/ws2";
+/// Default key file name, relative to the config file's folder (`/etc/vscp/vscp.key` when the
+/// config lives in `/etc/vscp`, which is the vscpd default).
+pub const DEFAULT_KEY_FILE: &str = "vscp.key";
+/// Default users file name, relative to the config file's folder.
+pub const DEFAULT_USERS_FILE: &str = "users.json";
+/// Default capacity (events) of the inter-core rings and the uplink queue.
+pub const DEFAULT_MAX_IN_QUEUE: usize = 32_000;
+/// Default capacity (events) of each session's outbound queue.
+pub const DEFAULT_MAX_OUT_QUEUE: usize = 32_000;
+/// Upper bound for both queue sizes: a ring of a million events per pair of cores is already
+/// hundreds of MiB of worst-case memory; anything larger is a typo, not a tuning decision.
+pub const MAX_QUEUE: usize = 1_000_000;
+/// Default session limit (REF default; 0 = unlimited).
+pub const DEFAULT_MAX_CLIENTS: usize = 100;
+/// Upper bound for `max-clients`.
+pub const MAX_MAX_CLIENTS: usize = 1_000_000;
+/// Default largest websocket message we accept (bytes); larger ones close the session with 1009.
+/// A ws2 event with 512 data bytes is about 3 KiB of JSON, so 64 KiB leaves ample room while
+/// keeping a malicious client from making us buffer megabytes per connection.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Smallest allowed `max-message-size`: below this a legal ws1 event line no longer fits.
+pub const MIN_MAX_MESSAGE_BYTES: usize = 512;
+/// Largest allowed `max-message-size` (tungstenite's own per-frame default).
+pub const MAX_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Default deadline between upgrade and successful AUTH.
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Upper bound for `auth-timeout` and `idle-timeout` (one day).
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+/// Upper bound for `shards`.
+pub const MAX_SHARDS: usize = 1024;
+/// Default log pattern (spdlog syntax, kept for REF compatibility; see [`LoggingConfig`]).
+pub const DEFAULT_LOG_PATTERN: &str = "[vscp-websocksrv %c] [%^%l%$] %v";
+/// Default log file path.
+pub const DEFAULT_LOG_FILE: &str = "/tmp/vscp-websocksrv.log";
+/// Default size at which the log file is rotated (REF: 5 MiB).
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 5_242_880;
+/// Default number of rotated log files to keep (REF: 7).
+pub const DEFAULT_LOG_MAX_FILES: usize = 7;
+
+/// The shipped sample config (`deploy/websocksrv.json`): every key at its default. Embedded so
+/// the binary can print it (`print-default-config`) without the deploy folder at hand.
+pub const SAMPLE_CONFIG: &str = include_str!("../deploy/websocksrv.json");
+
+/// Origin string used in errors for [`Config::samples`].
+const BUILTIN_ORIGIN: &str = "<built-in defaults>";
+
+/// Top-level keys we read.
+const KNOWN_TOP: &[&str] = &[
+    "debug",
+    "interface",
+    "url-ws1",
+    "url-ws2",
+    "enable-ws1",
+    "enable-ws2",
+    "key-file",
+    "path-users",
+    "guid",
+    "max-in-queue",
+    "max-out-queue",
+    "receive-sent-events",
+    "filter",
+    "max-clients",
+    "max-message-size",
+    "auth-timeout",
+    "idle-timeout",
+    "ws2-accept-client-iv",
+    "shards",
+    "logging",
+];
+
+/// REF keys that we accept without acting on them, each with the reason shown to the operator.
+/// They get their own warning so an operator migrating a REF config is told *why* a setting has
+/// no effect instead of being told it is unknown.
+const UNUSED_TOP: &[(&str, &str)] = &[
+    ("write", "configuration is never written back to disk"),
+    (
+        "encryption",
+        "a tcp/ip link interface setting; ws1/ws2 authentication always uses AES-128",
+    ),
+    (
+        "tls",
+        "TLS is not supported yet; the listener serves plain ws:// (put a TLS proxy in front)",
+    ),
+    (
+        "response-timeout",
+        "a tcp/ip link client setting; see auth-timeout and idle-timeout",
+    ),
+    ("web-root", "static file serving is not implemented"),
+    (
+        "enable-rest",
+        "the REST placeholder endpoint is not implemented",
+    ),
+    ("enable-static", "static file serving is not implemented"),
+    (
+        "url-rest",
+        "the REST placeholder endpoint is not implemented",
+    ),
+    (
+        "mongoose-debug",
+        "there is no mongoose; use logging.*-log-level",
+    ),
+    (
+        "max-client-queue-size",
+        "REF never applied it; the per-session queue is max-out-queue",
+    ),
+    (
+        "rx-filter",
+        "REF never applied it; use filter.out-filter/filter.out-mask",
+    ),
+];
+
+const KNOWN_LOGGING: &[&str] = &[
+    "file-enable-log",
+    "file-enable",
+    "file-log-level",
+    "file-pattern",
+    "file-path",
+    "file-max-size",
+    "file-max-files",
+    "console-enable-log",
+    "console-log-level",
+    "console-pattern",
+];
+
+const KNOWN_FILTER: &[&str] = &["in-filter", "in-mask", "out-filter", "out-mask"];
+
+/// Why a configuration could not be loaded. Every variant names the file (or `<inline>` /
+/// `<built-in defaults>`) and, where one is to blame, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file itself could not be read.
+    #[error("{}: cannot read: {source}", .file.display())]
+    Io {
+        /// The config file.
+        file: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The config text is not JSON.
+    #[error("{}: not valid JSON: {source}", .file.display())]
+    Json {
+        /// The config file (or the origin label for inline text).
+        file: PathBuf,
+        /// The parser's complaint, with line and column.
+        source: serde_json::Error,
+    },
+    /// A key has a wrong type or an unacceptable value, or a file it names cannot be used.
+    #[error("{file}: key \"{key}\": {reason}")]
+    Key {
+        /// The config file, `<inline>` or `<built-in defaults>`.
+        file: String,
+        /// Dotted key path, e.g. `logging.file-max-size`.
+        key: String,
+        /// What is wrong and, where useful, what is expected.
+        reason: String,
+    },
+}
+
+/// Log levels of the REF logging block (spdlog names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LogLevel {
+    /// Everything.
+    Trace,
+    /// Everything except trace.
+    Debug,
+    /// Info and above.
+    Info,
+    /// Warnings and above.
+    Warn,
+    /// Errors and above (`err` or `error`).
+    Error,
+    /// Only critical messages; `tracing` has no level above error, so this maps to error.
+    Critical,
+    /// Nothing.
+    Off,
+}
+
+impl LogLevel {
+    /// Reads a level name, case-insensitively. Accepts the spdlog names REF documents plus
+    /// `error` and `warning`, which people write anyway.
+    pub fn parse(text: &str) -> Option<LogLevel> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "trace" => Some(LogLevel::Trace),
+            "debug" => Some(LogLevel::Debug),
+            "info" => Some(LogLevel::Info),
+            "warn" | "warning" => Some(LogLevel::Warn),
+            "err" | "error" => Some(LogLevel::Error),
+            "critical" => Some(LogLevel::Critical),
+            "off" => Some(LogLevel::Off),
+            _ => None,
+        }
+    }
+
+    /// The canonical name (as written in config files).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "err",
+            LogLevel::Critical => "critical",
+            LogLevel::Off => "off",
+        }
+    }
+
+    /// The matching `tracing` filter. `Critical` becomes ERROR because tracing has nothing above it.
+    pub fn to_level_filter(self) -> tracing::level_filters::LevelFilter {
+        use tracing::level_filters::LevelFilter;
+        match self {
+            LogLevel::Trace => LevelFilter::TRACE,
+            LogLevel::Debug => LevelFilter::DEBUG,
+            LogLevel::Info => LevelFilter::INFO,
+            LogLevel::Warn => LevelFilter::WARN,
+            LogLevel::Error | LogLevel::Critical => LevelFilter::ERROR,
+            LogLevel::Off => LevelFilter::OFF,
+        }
+    }
+}
+
+// Lets code that treats a level as its name (`&cfg.console_level` where a `&str` is wanted) keep
+// working; the name is always the canonical one from `as_str`.
+impl std::ops::Deref for LogLevel {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `logging` block. Defaults follow the seed: console on at info, file off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggingConfig {
+    /// `file-enable-log` (alias `file-enable`); default false.
+    pub file_enable: bool,
+    /// `file-log-level`; default info.
+    pub file_level: LogLevel,
+    /// `file-pattern`; spdlog syntax, stored for REF compatibility but not interpreted (our log
+    /// line format is fixed by the tracing subscriber).
+    pub file_pattern: String,
+    /// `file-path`; default `/tmp/vscp-websocksrv.log`, relative paths resolve against the config
+    /// file's folder.
+    pub file_path: PathBuf,
+    /// `file-max-size` in bytes; rotate past this size. Default 5242880, range 1024..=2^40.
+    pub file_max_size: u64,
+    /// `file-max-files`; rotated files to keep. Default 7, range 1..=1000.
+    pub file_max_files: usize,
+    /// `console-enable-log`; default true.
+    pub console_enable: bool,
+    /// `console-log-level`; default info.
+    pub console_level: LogLevel,
+    /// `console-pattern`; stored, not interpreted (see `file_pattern`).
+    pub console_pattern: String,
+}
+
+impl LoggingConfig {
+    fn defaults(base_dir: &Path) -> LoggingConfig {
+        LoggingConfig {
+            file_enable: false,
+            file_level: LogLevel::Info,
+            file_pattern: DEFAULT_LOG_PATTERN.to_owned(),
+            file_path: resolve(base_dir, DEFAULT_LOG_FILE),
+            file_max_size: DEFAULT_LOG_MAX_SIZE,
+            file_max_files: DEFAULT_LOG_MAX_FILES,
+            console_enable: true,
+            console_level: LogLevel::Info,
+            console_pattern: DEFAULT_LOG_PATTERN.to_owned(),
+        }
+    }
+}
+
+/// The validated driver configuration. Field docs give the config key, default and range;
+/// `docs/config.md` has the full reference.
+#[derive(Clone)]
+pub struct Config {
+    /// The file this came from; `None` for built-in defaults and inline JSON.
+    pub source: Option<PathBuf>,
+    /// `interface`: where to listen. Default `127.0.0.1:8884`.
+    pub listen: SocketAddr,
+    /// `url-ws1`: request path of the ws1 endpoint, always starting with `/`. Default `/ws1`.
+    pub url_ws1: String,
+    /// `url-ws2`: request path of the ws2 endpoint, always starting with `/`. Default `/ws2`.
+    pub url_ws2: String,
+    /// `enable-ws1`; default true.
+    pub enable_ws1: bool,
+    /// `enable-ws2`; default true.
+    pub enable_ws2: bool,
+    /// AES-128 key for AUTH: the first 32 hex digits of `key-file` (ws1.md §4.1).
+    pub key: [u8; 16],
+    /// `key-file`, resolved. Default `vscp.key` next to the config file.
+    pub key_file: PathBuf,
+    /// `path-users`, resolved; known to be a readable file. Default `users.json` next to the
+    /// config file. Its content is parsed by the users module, not here.
+    pub users_file: PathBuf,
+    /// `guid`: interface GUID. All zero (the default) means "derive one", see
+    /// [`Config::interface_guid`].
+    pub guid: [u8; 16],
+    /// `max-in-queue`: capacity in events of the inter-core rings and the uplink queue; a full
+    /// ring applies backpressure to the sending session, it never drops. Default 32000,
+    /// range 1..=1_000_000.
+    pub max_in_queue: usize,
+    /// `max-out-queue`: capacity in events of each session's outbound queue; when full the
+    /// oldest event is dropped and counted. Default 32000, range 1..=1_000_000.
+    pub max_out_queue: usize,
+    /// `receive-sent-events`: deliver a client's own events back to it. Default false.
+    pub receive_sent_events: bool,
+    /// `filter.in-filter` / `filter.in-mask`: applied to events from the uplink on their way to
+    /// clients. Default all pass.
+    pub in_filter: Filter,
+    /// `filter.out-filter` / `filter.out-mask`: applied to events accepted from websocket clients
+    /// before they are routed anywhere (local bus and uplink). Default all pass.
+    pub out_filter: Filter,
+    /// `max-clients`: concurrent sessions; 0 = unlimited. Default 100.
+    pub max_clients: usize,
+    /// `max-message-size`: largest websocket message in bytes (close 1009 past it).
+    /// Default 65536, range 512..=16 MiB.
+    pub max_message_bytes: usize,
+    /// `auth-timeout` (seconds): close sessions not authenticated by then; zero = off.
+    /// Default 30 s, range 0..=86400.
+    pub auth_timeout: Duration,
+    /// `idle-timeout` (seconds): close sessions with no inbound traffic for this long; zero = off
+    /// (the default), range 0..=86400.
+    pub idle_timeout: Duration,
+    /// `ws2-accept-client-iv`: accept a ws2 AUTH whose IV is not this session's SID (REF
+    /// leniency; re-opens replay). Default false.
+    pub ws2_accept_client_iv: bool,
+    /// `shards` (our extension): executor threads; `None` (absent, `null` or 0) = one per CPU.
+    /// Range 1..=1024.
+    pub shards: Option<usize>,
+    /// The `logging` block.
+    pub logging: LoggingConfig,
+    /// `debug`: extra diagnostic logging. Default false.
+    pub debug: bool,
+}
+
+// Hand-written so the shared key never lands in a log line through `{:?}`.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("source", &self.source)
+            .field("listen", &self.listen)
+            .field("url_ws1", &self.url_ws1)
+            .field("url_ws2", &self.url_ws2)
+            .field("enable_ws1", &self.enable_ws1)
+            .field("enable_ws2", &self.enable_ws2)
+            .field("key", &"<redacted>")
+            .field("key_file", &self.key_file)
+            .field("users_file", &self.users_file)
+            .field("guid", &Guid(self.guid))
+            .field("max_in_queue", &self.max_in_queue)
+            .field("max_out_queue", &self.max_out_queue)
+            .field("receive_sent_events", &self.receive_sent_events)
+            .field("in_filter", &self.in_filter)
+            .field("out_filter", &self.out_filter)
+            .field("max_clients", &self.max_clients)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("auth_timeout", &self.auth_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("ws2_accept_client_iv", &self.ws2_accept_client_iv)
+            .field("shards", &self.shards)
+            .field("logging", &self.logging)
+            .field("debug", &self.debug)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`. Relative paths inside it resolve against
+    /// the file's folder. Returns the config and the warnings (unknown or unused keys), which the
+    /// caller logs once logging is set up.
+    pub fn load(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        // `parent()` of a bare file name is `Some("")`, which joins to paths relative to the
+        // working directory: the same folder the file was found in.
+        let base_dir = path.parent().unwrap_or_else(|| Path::new(""));
+        let (mut cfg, warnings) =
+            Config::from_json_str(&text, base_dir, &path.display().to_string())?;
+        cfg.source = Some(path.to_path_buf());
+        Ok((cfg, warnings))
+    }
+
+    /// Parses config text handed over directly (vscpd passes the JSON itself when the
+    /// `path-config` value starts with `{`). `base_dir` anchors relative paths; `origin` labels
+    /// errors (e.g. `<inline>`). `source` is left `None`.
+    pub fn from_json_str(
+        text: &str,
+        base_dir: &Path,
+        origin: &str,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let value: Value = serde_json::from_str(text).map_err(|source| ConfigError::Json {
+            file: PathBuf::from(origin),
+            source,
+        })?;
+        let mut reader = Reader {
+            origin,
+            warnings: Vec::new(),
+        };
+        let cfg = reader.config(&value, base_dir)?;
+        Ok((cfg, reader.warnings))
+    }
+
+    /// The built-in defaults used when no config file is given: listen on `127.0.0.1:8884`,
+    /// `/ws1` and `/ws2`, key `deploy_dir/vscp.key`, users `deploy_dir/users.json`. Fails like a
+    /// config file would if those two files are unusable.
+    pub fn samples(deploy_dir: &Path) -> Result<Config, ConfigError> {
+        // An empty object yields every default with relative paths anchored at `deploy_dir`,
+        // so the defaults are defined in exactly one place.
+        let (cfg, _warnings) = Config::from_json_str("{}", deploy_dir, BUILTIN_ORIGIN)?;
+        Ok(cfg)
+    }
+
+    /// The GUID this server stamps on client events that carry an all-zero GUID (ws1.md Q9).
+    /// If `guid` is configured (non-zero) it is used as is; otherwise it is derived from the
+    /// listen address as the IPv4-based form `FF:FF:FF:FF:FF:FF:FF:FD:<IPv4>:00:00:00:00`, with
+    /// the four address bytes zero when listening on IPv6 or on `0.0.0.0`.
+    pub fn interface_guid(&self) -> [u8; 16] {
+        if self.guid != [0; 16] {
+            return self.guid;
+        }
+        let mut guid = [0u8; 16];
+        guid[..7].fill(0xFF);
+        guid[7] = 0xFD;
+        if let IpAddr::V4(v4) = self.listen.ip() {
+            guid[8..12].copy_from_slice(&v4.octets());
+        }
+        guid
+    }
+}
+
+/// Walks the JSON value, collecting warnings; every error it builds names `origin`.
+struct Reader<'a> {
+    origin: &'a str,
+    warnings: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn err(&self, key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Key {
+            file: self.origin.to_owned(),
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    fn config(&mut self, value: &Value, base_dir: &Path) -> Result<Config, ConfigError> {
+        let Some(obj) = value.as_object() else {
+            return Err(self.err(
+                "<root>",
+                format!("expected a JSON object, found {}", type_name(value)),
+            ));
+        };
+        self.check_keys(obj, "", KNOWN_TOP, UNUSED_TOP);
+
+        let listen = match obj.get("interface") {
+            None => DEFAULT_LISTEN,
+            Some(v) => {
+                let text = self.string(v, "interface")?;
+                parse_interface(text).map_err(|reason| self.err("interface", reason))?
+            }
+        };
+        let url_ws1 = self.url(obj, "url-ws1", DEFAULT_URL_WS1)?;
+        let url_ws2 = self.url(obj, "url-ws2", DEFAULT_URL_WS2)?;
+        let enable_ws1 = self.bool(obj, "", "enable-ws1", true)?;
+        let enable_ws2 = self.bool(obj, "", "enable-ws2", true)?;
+        if enable_ws1 && enable_ws2 && url_ws1 == url_ws2 {
+            return Err(self.err(
+                "url-ws2",
+                format!("same path as url-ws1 ({url_ws1}); the two protocols need different paths"),
+            ));
+        }
+        if !enable_ws1 && !enable_ws2 {
+            self.warnings.push(format!(
+                "{}: both enable-ws1 and enable-ws2 are false; no websocket session can be opened",
+                self.origin
+            ));
+        }
+
+        let key_file = self.path(obj, "", "key-file", base_dir, DEFAULT_KEY_FILE)?;
+        let key = self.read_key(&key_file, obj.contains_key("key-file"))?;
+        let users_file = self.path(obj, "", "path-users", base_dir, DEFAULT_USERS_FILE)?;
+        self.check_readable(&users_file, "path-users", obj.contains_key("path-users"))?;
+
+        let guid = match obj.get("guid") {
+            None => [0; 16],
+            Some(v) => {
+                let text = self.string(v, "guid")?;
+                parse_guid(text).map_err(|reason| self.err("guid", reason))?
+            }
+        };
+
+        let max_in_queue = self.uint(
+            obj,
+            "",
+            "max-in-queue",
+            DEFAULT_MAX_IN_QUEUE as u64,
+            1,
+            MAX_QUEUE as u64,
+        )?;
+        let max_out_queue = self.uint(
+            obj,
+            "",
+            "max-out-queue",
+            DEFAULT_MAX_OUT_QUEUE as u64,
+            1,
+            MAX_QUEUE as u64,
+        )?;
+        let receive_sent_events = self.bool(obj, "", "receive-sent-events", false)?;
+        let (in_filter, out_filter) = self.filters(obj)?;
+        let max_clients = self.uint(
+            obj,
+            "",
+            "max-clients",
+            DEFAULT_MAX_CLIENTS as u64,
+            0,
+            MAX_MAX_CLIENTS as u64,
+        )?;
+        let max_message_bytes = self.uint(
+            obj,
+            "",
+            "max-message-size",
+            DEFAULT_MAX_MESSAGE_BYTES as u64,
+            MIN_MAX_MESSAGE_BYTES as u64,
+            MAX_MAX_MESSAGE_BYTES as u64,
+        )?;
+        let auth_timeout = self.uint(
+            obj,
+            "",
+            "auth-timeout",
+            DEFAULT_AUTH_TIMEOUT.as_secs(),
+            0,
+            MAX_TIMEOUT_SECS,
+        )?;
+        let idle_timeout = self.uint(obj, "", "idle-timeout", 0, 0, MAX_TIMEOUT_SECS)?;
+        let ws2_accept_client_iv = self.bool(obj, "", "ws2-accept-client-iv", false)?;
+        let shards = match obj.get("shards") {
+            None | Some(Value::Null) => None,
+            Some(_) => match self.uint(obj, "", "shards", 0, 0, MAX_SHARDS as u64)? {
+                // 0 reads as "pick for me", like max-clients' 0 = "no limit".
+                0 => None,
+                n => Some(to_usize(n)),
+            },
+        };
+        let logging = self.logging(obj, base_dir)?;
+        let debug = self.bool(obj, "", "debug", false)?;
+
+        Ok(Config {
+            source: None,
+            listen,
+            url_ws1,
+            url_ws2,
+            enable_ws1,
+            enable_ws2,
+            key,
+            key_file,
+            users_file,
+            guid,
+            max_in_queue: to_usize(max_in_queue),
+            max_out_queue: to_usize(max_out_queue),
+            receive_sent_events,
+            in_filter,
+            out_filter,
+            max_clients: to_usize(max_clients),
+            max_message_bytes: to_usize(max_message_bytes),
+            auth_timeout: Duration::from_secs(auth_timeout),
+            idle_timeout: Duration::from_secs(idle_timeout),
+            ws2_accept_client_iv,
+            shards,
+            logging,
+            debug,
+        })
+    }
+
+    /// Warns once per key that is not in `known`; keys in `unused` get their specific reason.
+    fn check_keys(
+        &mut self,
+        obj: &Map<String, Value>,
+        prefix: &str,
+        known: &[&str],
+        unused: &[(&str, &str)],
+    ) {
+        for key in obj.keys() {
+            if known.contains(&key.as_str()) {
+                continue;
+            }
+            let warning = match unused.iter().find(|(k, _)| *k == key.as_str()) {
+                Some((_, why)) => format!(
+                    "{}: key \"{prefix}{key}\" accepted but not used: {why}",
+                    self.origin
+                ),
+                None => format!("{}: unknown key \"{prefix}{key}\" ignored", self.origin),
+            };
+            self.warnings.push(warning);
+        }
+    }
+
+    fn string<'v>(&self, value: &'v Value, key: &str) -> Result<&'v str, ConfigError> {
+        value.as_str().ok_or_else(|| {
+            self.err(
+                key,
+                format!("expected a string, found {}", type_name(value)),
+            )
+        })
+    }
+
+    fn bool(
+        &self,
+        obj: &Map<String, Value>,
+        prefix: &str,
+        key: &str,
+        default: bool,
+    ) -> Result<bool, ConfigError> {
+        match obj.get(key) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(self.err(
+                &format!("{prefix}{key}"),
+                format!("expected true or false, found {}", type_name(other)),
+            )),
+        }
+    }
+
+    /// A whole number in `min..=max`.
+    fn uint(
+        &self,
+        obj: &Map<String, Value>,
+        prefix: &str,
+        key: &str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        let Some(value) = obj.get(key) else {
+            return Ok(default);
+        };
+        let full = format!("{prefix}{key}");
+        let n = match value {
+            Value::Number(n) => match n.as_u64() {
+                Some(n) => n,
+                None if n.is_i64() => {
+                    return Err(self.err(&full, format!("{n} is out of range {min}..={max}")))
+                }
+                None => {
+                    return Err(self.err(
+                        &full,
+                        format!("expected a whole number in {min}..={max}, found {n}"),
+                    ))
+                }
+            },
+            other => {
+                return Err(self.err(
+                    &full,
+                    format!(
+                        "expected a whole number in {min}..={max}, found {}",
+                        type_name(other)
+                    ),
+                ))
+            }
+        };
+        if n < min || n > max {
+            return Err(self.err(&full, format!("{n} is out of range {min}..={max}")));
+        }
+        Ok(n)
+    }
+
+    fn text(
+        &self,
+        obj: &Map<String, Value>,
+        prefix: &str,
+        key: &str,
+        default: &str,
+    ) -> Result<String, ConfigError> {
+        match obj.get(key) {
+            None => Ok(default.to_owned()),
+            Some(v) => Ok(self.string(v, &format!("{prefix}{key}"))?.to_owned()),
+        }
+    }
+
+    fn url(
+        &self,
+        obj: &Map<String, Value>,
+        key: &str,
+        default: &str,
+    ) -> Result<String, ConfigError> {
+        let Some(v) = obj.get(key) else {
+            return Ok(default.to_owned());
+        };
+        let text = self.string(v, key)?.trim();
+        if text.is_empty() {
+            return Err(self.err(key, "must not be empty"));
+        }
+        // The path is compared exactly against the request path, which never contains these,
+        // so a value with them could never match: better to say so now.
+        if let Some(c) = text
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#')
+        {
+            return Err(self.err(
+                key,
+                format!("{text:?} contains {c:?}; expected a plain URL path"),
+            ));
+        }
+        // REF adds a missing leading slash.
+        Ok(if text.starts_with('/') {
+            text.to_owned()
+        } else {
+            format!("/{text}")
+        })
+    }
+
+    fn path(
+        &self,
+        obj: &Map<String, Value>,
+        prefix: &str,
+        key: &str,
+        base_dir: &Path,
+        default: &str,
+    ) -> Result<PathBuf, ConfigError> {
+        let Some(v) = obj.get(key) else {
+            return Ok(resolve(base_dir, default));
+        };
+        let text = self.string(v, &format!("{prefix}{key}"))?.trim();
+        if text.is_empty() {
+            return Err(self.err(&format!("{prefix}{key}"), "must not be empty"));
+        }
+        Ok(resolve(base_dir, text))
+    }
+
+    /// Suffix telling the operator that a path came from a default, so a "file not found" for a
+    /// key they never wrote is not a mystery.
+    fn default_note(given: bool, key: &str) -> String {
+        if given {
+            String::new()
+        } else {
+            format!(" (default; set \"{key}\" to change)")
+        }
+    }
+
+    fn read_key(&self, path: &Path, given: bool) -> Result<[u8; 16], ConfigError> {
+        let note = Self::default_note(given, "key-file");
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            self.err(
+                "key-file",
+                format!("cannot read {}{note}: {e}", path.display()),
+            )
+        })?;
+        vscp_proto::auth::parse_key_file(&text)
+            .map_err(|e| self.err("key-file", format!("{}{note}: {e}", path.display())))
+    }
+
+    fn check_readable(&self, path: &Path, key: &str, given: bool) -> Result<(), ConfigError> {
+        let note = Self::default_note(given, key);
+        let meta = std::fs::metadata(path)
+            .map_err(|e| self.err(key, format!("cannot read {}{note}: {e}", path.display())))?;
+        if !meta.is_file() {
+            return Err(self.err(
+                key,
+                format!("{}{note} is not a regular file", path.display()),
+            ));
+        }
+        // Opening proves read permission, which metadata alone does not.
+        std::fs::File::open(path)
+            .map_err(|e| self.err(key, format!("cannot read {}{note}: {e}", path.display())))?;
+        Ok(())
+    }
+
+    fn block<'v>(
+        &self,
+        obj: &'v Map<String, Value>,
+        key: &str,
+    ) -> Result<Option<&'v Map<String, Value>>, ConfigError> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(map)),
+            Some(other) => Err(self.err(
+                key,
+                format!("expected an object, found {}", type_name(other)),
+            )),
+        }
+    }
+
+    fn filters(&mut self, obj: &Map<String, Value>) -> Result<(Filter, Filter), ConfigError> {
+        let empty = Map::new();
+        let block = self.block(obj, "filter")?.unwrap_or(&empty);
+        self.check_keys(block, "filter.", KNOWN_FILTER, &[]);
+        let in_filter = self.filter_pair(block, "in-filter", "in-mask")?;
+        let out_filter = self.filter_pair(block, "out-filter", "out-mask")?;
+        Ok((in_filter, out_filter))
+    }
+
+    /// One filter/mask pair in the ws1 `SETFILTER` string form `priority,class,type,GUID`
+    /// (events.md §8.3), parsed by the same reader the protocol uses so the syntax is defined in
+    /// one place. Empty strings (the default) are all zero, which passes every event.
+    fn filter_pair(
+        &self,
+        block: &Map<String, Value>,
+        filter_key: &str,
+        mask_key: &str,
+    ) -> Result<Filter, ConfigError> {
+        let filter = self.text(block, "filter.", filter_key, "")?;
+        let mask = self.text(block, "filter.", mask_key, "")?;
+        // Each half is checked on its own first so the error names the key that is wrong.
+        for (key, text) in [(filter_key, &filter), (mask_key, &mask)] {
+            Filter::parse_filter_half(text).map_err(|e| {
+                self.err(
+                    &format!("filter.{key}"),
+                    format!("{text:?}: {e}; expected priority,class,type,GUID"),
+                )
+            })?;
+        }
+        Filter::from_strings(&filter, &mask)
+            .map_err(|e| self.err(&format!("filter.{filter_key}"), e.to_string()))
+    }
+
+    fn logging(
+        &mut self,
+        obj: &Map<String, Value>,
+        base_dir: &Path,
+    ) -> Result<LoggingConfig, ConfigError> {
+        let mut log = LoggingConfig::defaults(base_dir);
+        let Some(block) = self.block(obj, "logging")? else {
+            return Ok(log);
+        };
+        self.check_keys(block, "logging.", KNOWN_LOGGING, &[]);
+        const P: &str = "logging.";
+
+        // `file-enable` is what the REF docs call it, `file-enable-log` what the REF sample
+        // uses; both are accepted, and a contradiction is reported rather than resolved silently.
+        let alias = self.bool(block, P, "file-enable", false)?;
+        log.file_enable = match block.get("file-enable-log") {
+            Some(_) => {
+                let main = self.bool(block, P, "file-enable-log", false)?;
+                if block.contains_key("file-enable") && alias != main {
+                    self.warnings.push(format!(
+                        "{}: \"logging.file-enable\" ({alias}) contradicts \
+                         \"logging.file-enable-log\" ({main}); using file-enable-log",
+                        self.origin
+                    ));
+                }
+                main
+            }
+            None => alias,
+        };
+        log.file_level = self.level(block, "file-log-level", log.file_level)?;
+        log.file_pattern = self.text(block, P, "file-pattern", &log.file_pattern)?;
+        log.file_path = self.path(block, P, "file-path", base_dir, DEFAULT_LOG_FILE)?;
+        log.file_max_size = self.uint(
+            block,
+            P,
+            "file-max-size",
+            DEFAULT_LOG_MAX_SIZE,
+            1024,
+            1 << 40,
+        )?;
+        log.file_max_files = to_usize(self.uint(
+            block,
+            P,
+            "file-max-files",
+            DEFAULT_LOG_MAX_FILES as u64,
+            1,
+            1000,
+        )?);
+        log.console_enable = self.bool(block, P, "console-enable-log", true)?;
+        log.console_level = self.level(block, "console-log-level", log.console_level)?;
+        log.console_pattern = self.text(block, P, "console-pattern", &log.console_pattern)?;
+        Ok(log)
+    }
+
+    fn level(
+        &self,
+        block: &Map<String, Value>,
+        key: &str,
+        default: LogLevel,
+    ) -> Result<LogLevel, ConfigError> {
+        let full = format!("logging.{key}");
+        let Some(v) = block.get(key) else {
+            return Ok(default);
+        };
+        let text = self.string(v, &full)?;
+        LogLevel::parse(text).ok_or_else(|| {
+            self.err(
+                &full,
+                format!(
+                    "unknown level {text:?}; expected trace, debug, info, warn, err, error, \
+                     critical or off"
+                ),
+            )
+        })
+    }
+}
+
+/// All our integer ranges fit in 32 bits, so this cannot truncate on any supported target.
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+fn resolve(base_dir: &Path, text: &str) -> PathBuf {
+    let p = Path::new(text);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_dir.join(p)
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Parses `interface`: `PORT`, `HOST`, `HOST:PORT`, `[v6]:PORT`, `[v6]`, a bare IPv6 address,
+/// each optionally prefixed by `tcp://` or `ws://` and followed by one `/`.
+///
+/// A bare port listens on loopback, like REF's default `localhost`; write `0.0.0.0:PORT` to
+/// listen on every interface. Host names other than `localhost` are refused rather than
+/// resolved: a listen address must be a local address, and DNS at start-up would make the
+/// bind address depend on resolver state.
+fn parse_interface(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("must not be empty; expected e.g. \"127.0.0.1:8884\"".to_owned());
+    }
+    let rest = match text.find("://") {
+        None => text,
+        Some(i) => {
+            let scheme = text[..i].to_ascii_lowercase();
+            match scheme.as_str() {
+                "tcp" | "ws" | "http" => &text[i + 3..],
+                "wss" | "stcp" | "ssl" | "tls" | "https" => {
+                    return Err(format!(
+                        "{text:?}: TLS is not supported yet; use ws:// or tcp:// and put a TLS \
+                         proxy in front"
+                    ))
+                }
+                _ => {
+                    return Err(format!(
+                        "{text:?}: unsupported scheme {scheme:?}; expected tcp:// or ws://"
+                    ))
+                }
+            }
+        }
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('/') {
+        return Err(format!(
+            "{text:?}: a path is not allowed here; set url-ws1/url-ws2 instead"
+        ));
+    }
+    if rest.is_empty() {
+        return Err(format!("{text:?}: missing host and port"));
+    }
+
+    if rest.bytes().all(|b| b.is_ascii_digit()) {
+        let port = parse_port(rest, text)?;
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+
+    let (host, port): (&str, Option<&str>) = if let Some(inner) = rest.strip_prefix('[') {
+        let Some(close) = inner.find(']') else {
+            return Err(format!("{text:?}: missing ']' after the IPv6 address"));
+        };
+        let after = &inner[close + 1..];
+        let port = match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return Err(format!("{text:?}: expected ':PORT' after ']'")),
+            },
+        };
+        let host = &inner[..close];
+        if host.parse::<Ipv6Addr>().is_err() {
+            return Err(format!("{text:?}: {host:?} is not an IPv6 address"));
+        }
+        (host, port)
+    } else if rest.parse::<Ipv6Addr>().is_ok() {
+        (rest, None)
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(p) => parse_port(p, text)?,
+    };
+    let ip = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else if host.is_empty() {
+        return Err(format!(
+            "{text:?}: missing host; write 0.0.0.0:PORT to listen on every interface"
+        ));
+    } else {
+        host.parse::<IpAddr>().map_err(|_| {
+            format!(
+                "{text:?}: {host:?} is not an IP address or localhost (host names are not \
+                 resolved)"
+            )
+        })?
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn parse_port(p: &str, whole: &str) -> Result<u16, String> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{whole:?}: {p:?} is not a port number"));
+    }
+    p.parse::<u16>()
+        .map_err(|_| format!("{whole:?}: port {p} is out of range 0..=65535"))
+}
+
+/// Reads the interface GUID. Stricter than [`Guid::parse`], which (like REF) fills missing
+/// trailing bytes with 0 and ignores extra ones: a config value is written once by a person, so a
+/// wrong byte count is more likely a typo than shorthand. Token syntax is `Guid::parse`'s.
+/// Empty or `-` means all zero (derive one, see [`Config::interface_guid`]).
+fn parse_guid(text: &str) -> Result<[u8; 16], String> {
+    let text = text.trim();
+    if text.is_empty() || text == "-" {
+        return Ok([0; 16]);
+    }
+    let count = text.split(':').count();
+    if count != 16 {
+        return Err(format!(
+            "{text:?} has {count} bytes; expected 16 colon-separated hex bytes, e.g. \
+             FF:FF:FF:FF:FF:FF:FF:F5:02:88:88:00:00:00:00:01"
+        ));
+    }
+    Guid::parse(text)
+        .map(|g| g.0)
+        .map_err(|e| format!("{e}; expected 16 colon-separated hex bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const KEY_HEX: &str = "2DBB079A38985AF00EBEEFE22F9FFA0E";
+    const KEY: [u8; 16] = [
+        0x2D, 0xBB, 0x07, 0x9A, 0x38, 0x98, 0x5A, 0xF0, 0x0E, 0xBE, 0xEF, 0xE2, 0x2F, 0x9F, 0xFA,
+        0x0E,
+    ];
+
+    /// A fresh folder under the system temp dir holding `vscp.key` and `users.json`.
+    /// Removed on drop so repeated test runs don't pile up folders.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "vscp-websocksrv-config-{}-{}-{tag}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("vscp.key"), format!("{KEY_HEX}{KEY_HEX}\n")).unwrap();
+            std::fs::write(dir.join("users.json"), r#"{"users":[]}"#).unwrap();
+            TempDir(dir)
+        }
+
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let p = self.0.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn inline(dir: &TempDir, json: &str) -> Result<(Config, Vec<String>), ConfigError> {
+        Config::from_json_str(json, &dir.0, "<inline>")
+    }
+
+    fn key_error(r: Result<(Config, Vec<String>), ConfigError>) -> (String, String, String) {
+        match r {
+            Err(ConfigError::Key { file, key, reason }) => (file, key, reason),
+            other => panic!("expected a key error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let dir = TempDir::new("defaults");
+        let cfg = Config::samples(&dir.0).unwrap();
+        assert_eq!(cfg.source, None);
+        assert_eq!(cfg.listen, "127.0.0.1:8884".parse().unwrap());
+        assert_eq!(cfg.url_ws1, "/ws1");
+        assert_eq!(cfg.url_ws2, "/ws2");
+        assert!(cfg.enable_ws1 && cfg.enable_ws2);
+        assert_eq!(cfg.key, KEY);
+        assert_eq!(cfg.key_file, dir.0.join("vscp.key"));
+        assert_eq!(cfg.users_file, dir.0.join("users.json"));
+        assert_eq!(cfg.guid, [0; 16]);
+        assert_eq!(cfg.max_in_queue, 32_000);
+        assert_eq!(cfg.max_out_queue, 32_000);
+        assert!(!cfg.receive_sent_events);
+        assert_eq!(cfg.in_filter, Filter::ALL_PASS);
+        assert_eq!(cfg.out_filter, Filter::ALL_PASS);
+        assert_eq!(cfg.max_clients, 100);
+        assert_eq!(cfg.max_message_bytes, 65_536);
+        assert_eq!(cfg.auth_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.idle_timeout, Duration::ZERO);
+        assert!(!cfg.ws2_accept_client_iv);
+        assert_eq!(cfg.shards, None);
+        assert!(!cfg.debug);
+        let log = &cfg.logging;
+        assert!(log.console_enable && !log.file_enable);
+        assert_eq!(log.console_level, LogLevel::Info);
+        assert_eq!(log.file_level, LogLevel::Info);
+        assert_eq!(log.file_max_size, 5_242_880);
+        assert_eq!(log.file_max_files, 7);
+        assert_eq!(log.file_path, PathBuf::from("/tmp/vscp-websocksrv.log"));
+    }
+
+    #[test]
+    fn derived_interface_guid() {
+        let dir = TempDir::new("guid");
+        let mut cfg = Config::samples(&dir.0).unwrap();
+        assert_eq!(
+            Guid(cfg.interface_guid()).to_string(),
+            "FF:FF:FF:FF:FF:FF:FF:FD:7F:00:00:01:00:00:00:00"
+        );
+        cfg.listen = "[::1]:8884".parse().unwrap();
+        assert_eq!(
+            Guid(cfg.interface_guid()).to_string(),
+            "FF:FF:FF:FF:FF:FF:FF:FD:00:00:00:00:00:00:00:00"
+        );
+        let (cfg, _) = inline(
+            &dir,
+            r#"{"guid":"FF:FF:FF:FF:FF:FF:FF:F5:02:88:88:00:00:00:00:01"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            Guid(cfg.interface_guid()).to_string(),
+            "FF:FF:FF:FF:FF:FF:FF:F5:02:88:88:00:00:00:00:01"
+        );
+        let (_, key, _) = key_error(inline(&dir, r#"{"guid":"FF:FF:01"}"#));
+        assert_eq!(key, "guid");
+        let (_, key, _) = key_error(inline(
+            &dir,
+            r#"{"guid":"FF:FF:FF:FF:FF:FF:FF:F5:02:88:88:00:00:00:00:XY"}"#,
+        ));
+        assert_eq!(key, "guid");
+    }
+
+    #[test]
+    fn interface_forms() {
+        let ok = |s: &str| parse_interface(s).unwrap().to_string();
+        assert_eq!(ok("9598"), "127.0.0.1:9598");
+        assert_eq!(ok("0.0.0.0:8884"), "0.0.0.0:8884");
+        assert_eq!(ok("192.168.1.7:1234"), "192.168.1.7:1234");
+        assert_eq!(ok("localhost:9000"), "127.0.0.1:9000");
+        assert_eq!(ok("LOCALHOST"), "127.0.0.1:8884");
+        assert_eq!(ok("10.0.0.1"), "10.0.0.1:8884");
+        assert_eq!(ok("[::1]:8885"), "[::1]:8885");
+        assert_eq!(ok("[::]"), "[::]:8884");
+        assert_eq!(ok("::1"), "[::1]:8884");
+        assert_eq!(ok("tcp://localhost:9598"), "127.0.0.1:9598");
+        assert_eq!(ok("ws://localhost:8884"), "127.0.0.1:8884");
+        assert_eq!(ok("ws://localhost"), "127.0.0.1:8884");
+        assert_eq!(ok("ws://[::1]:9/"), "[::1]:9");
+        assert_eq!(ok("  WS://0.0.0.0:80  "), "0.0.0.0:80");
+        assert_eq!(ok("127.0.0.1:0"), "127.0.0.1:0");
+
+        for bad in [
+            "",
+            "example.com:80",
+            "127.0.0.1:65536",
+            "127.0.0.1:x",
+            ":8884",
+            "[::1",
+            "[::1]x",
+            "ws://127.0.0.1:8884/ws1",
+            "ftp://127.0.0.1:21",
+        ] {
+            assert!(parse_interface(bad).is_err(), "{bad:?} should fail");
+        }
+
+        // And through the config, so the error names the key.
+        let dir = TempDir::new("iface");
+        let (cfg, w) = inline(&dir, r#"{"interface":"ws://[::1]:9001"}"#).unwrap();
+        assert_eq!(cfg.listen, "[::1]:9001".parse().unwrap());
+        assert!(w.is_empty());
+        let (file, key, _) = key_error(inline(&dir, r#"{"interface":"nope.example:1"}"#));
+        assert_eq!((file.as_str(), key.as_str()), ("<inline>", "interface"));
+    }
+
+    #[test]
+    fn tls_scheme_is_refused() {
+        let dir = TempDir::new("tls");
+        for s in ["wss://0.0.0.0:8884", "stcp://localhost:9598"] {
+            let json = format!(r#"{{"interface":"{s}"}}"#);
+            let err = inline(&dir, &json).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("key \"interface\""), "{text}");
+            assert!(text.contains("TLS is not supported yet"), "{text}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_config_folder() {
+        let dir = TempDir::new("relative");
+        std::fs::create_dir_all(dir.0.join("sub")).unwrap();
+        std::fs::write(dir.0.join("sub/k.key"), KEY_HEX).unwrap();
+        std::fs::write(dir.0.join("sub/u.json"), "{}").unwrap();
+        let path = dir.write(
+            "websocksrv.json",
+            r#"{"key-file":"sub/k.key","path-users":"sub/u.json",
+                "logging":{"file-path":"logs/x.log"}}"#,
+        );
+        let (cfg, warnings) = Config::load(&path).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(cfg.source.as_deref(), Some(path.as_path()));
+        assert_eq!(cfg.key_file, dir.0.join("sub/k.key"));
+        assert_eq!(cfg.users_file, dir.0.join("sub/u.json"));
+        assert_eq!(cfg.logging.file_path, dir.0.join("logs/x.log"));
+        assert_eq!(cfg.key, KEY);
+
+        // Absolute paths are used as given, whatever the base folder.
+        let abs_users = dir.0.join("users.json");
+        let abs_key = dir.0.join("vscp.key");
+        let json = serde_json::json!({
+            "path-users": abs_users.to_str().unwrap(),
+            "key-file": abs_key.to_str().unwrap(),
+        })
+        .to_string();
+        let (cfg, _) = Config::from_json_str(&json, Path::new("/nonexistent"), "<inline>").unwrap();
+        assert_eq!(cfg.users_file, abs_users);
+        assert_eq!(cfg.key_file, abs_key);
+    }
+
+    #[test]
+    fn unknown_and_unused_keys_warn_once() {
+        let dir = TempDir::new("unknown");
+        let (_, w) = inline(
+            &dir,
+            r#"{"frobnicate":1,"write":true,"tls":{},"rx-filter":"",
+                "logging":{"colour":true,"file-enable":false},
+                "filter":{"in-filter":"","extra":""}}"#,
+        )
+        .unwrap();
+        let count = |needle: &str| w.iter().filter(|s| s.contains(needle)).count();
+        assert_eq!(count("unknown key \"frobnicate\""), 1, "{w:?}");
+        assert_eq!(count("unknown key \"logging.colour\""), 1, "{w:?}");
+        assert_eq!(count("unknown key \"filter.extra\""), 1, "{w:?}");
+        assert_eq!(count("\"write\" accepted but not used"), 1, "{w:?}");
+        assert_eq!(count("\"tls\" accepted but not used"), 1, "{w:?}");
+        assert_eq!(count("\"rx-filter\" accepted but not used"), 1, "{w:?}");
+        assert_eq!(w.len(), 6, "{w:?}");
+        assert!(w.iter().all(|s| s.starts_with("<inline>: ")));
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_file() {
+        let dir = TempDir::new("wrongtype");
+        let path = dir.write("bad.json", r#"{"logging":{"file-max-size":"big"}}"#);
+        let err = Config::load(&path).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with(&path.display().to_string()), "{text}");
+        assert!(text.contains("key \"logging.file-max-size\""), "{text}");
+
+        let (_, key, _) = key_error(inline(&dir, r#"{"debug":"yes"}"#));
+        assert_eq!(key, "debug");
+        let (_, key, _) = key_error(inline(&dir, r#"{"max-clients":1.5}"#));
+        assert_eq!(key, "max-clients");
+        let (_, key, _) = key_error(inline(&dir, r#"{"logging":[]}"#));
+        assert_eq!(key, "logging");
+        let (_, key, _) = key_error(inline(&dir, r#"{"filter":{"out-mask":0}}"#));
+        assert_eq!(key, "filter.out-mask");
+        let (_, key, _) = key_error(inline(&dir, r#"{"logging":{"console-log-level":"loud"}}"#));
+        assert_eq!(key, "logging.console-log-level");
+        let (_, key, _) = key_error(inline(&dir, "[1,2]"));
+        assert_eq!(key, "<root>");
+    }
+
+    #[test]
+    fn invalid_json_names_file() {
+        let dir = TempDir::new("json");
+        let path = dir.write("bad.json", "{ \"debug\": true,");
+        match Config::load(&path) {
+            Err(ConfigError::Json { file, .. }) => assert_eq!(file, path),
+            other => panic!("{other:?}"),
+        }
+        match Config::load(&dir.0.join("missing.json")) {
+            Err(ConfigError::Io { file, .. }) => assert_eq!(file, dir.0.join("missing.json")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn out_of_range_values() {
+        let dir = TempDir::new("range");
+        for (json, want) in [
+            (r#"{"max-in-queue":0}"#, "max-in-queue"),
+            (r#"{"max-out-queue":1000001}"#, "max-out-queue"),
+            (r#"{"max-out-queue":-1}"#, "max-out-queue"),
+            (r#"{"max-message-size":100}"#, "max-message-size"),
+            (r#"{"max-message-size":16777217}"#, "max-message-size"),
+            (r#"{"auth-timeout":86401}"#, "auth-timeout"),
+            (r#"{"shards":5000}"#, "shards"),
+            (
+                r#"{"logging":{"file-max-files":0}}"#,
+                "logging.file-max-files",
+            ),
+        ] {
+            let (file, key, reason) = key_error(inline(&dir, json));
+            assert_eq!(key, want, "{json}");
+            assert_eq!(file, "<inline>");
+            assert!(reason.contains("out of range"), "{json}: {reason}");
+        }
+        // Edges are inclusive.
+        let (cfg, _) = inline(
+            &dir,
+            r#"{"max-in-queue":1,"max-out-queue":1000000,"max-message-size":512,
+                "max-clients":0,"shards":0,"idle-timeout":86400}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.max_in_queue, 1);
+        assert_eq!(cfg.max_out_queue, 1_000_000);
+        assert_eq!(cfg.max_message_bytes, 512);
+        assert_eq!(cfg.max_clients, 0);
+        assert_eq!(cfg.shards, None);
+        assert_eq!(cfg.idle_timeout, Duration::from_secs(86_400));
+        let (cfg, _) = inline(&dir, r#"{"shards":4}"#).unwrap();
+        assert_eq!(cfg.shards, Some(4));
+    }
+
+    #[test]
+    fn missing_users_file() {
+        let dir = TempDir::new("nousers");
+        let (file, key, reason) = key_error(inline(&dir, r#"{"path-users":"nope.json"}"#));
+        assert_eq!((file.as_str(), key.as_str()), ("<inline>", "path-users"));
+        assert!(reason.contains("nope.json"), "{reason}");
+
+        // Defaulted path: the message says it was a default.
+        std::fs::remove_file(dir.0.join("users.json")).unwrap();
+        let (_, key, reason) = key_error(inline(&dir, "{}"));
+        assert_eq!(key, "path-users");
+        assert!(reason.contains("default"), "{reason}");
+
+        // A folder is not a users file.
+        let (_, key, _) = key_error(inline(&dir, r#"{"path-users":"."}"#));
+        assert_eq!(key, "path-users");
+    }
+
+    #[test]
+    fn key_file_rules() {
+        let dir = TempDir::new("key");
+        // Leading whitespace skipped, lower case fine, the rest of the file ignored.
+        dir.write(
+            "ws.key",
+            &format!("  \n{}\ntrailing text", KEY_HEX.to_lowercase()),
+        );
+        let (cfg, _) = inline(&dir, r#"{"key-file":"ws.key"}"#).unwrap();
+        assert_eq!(cfg.key, KEY);
+
+        dir.write("short.key", &KEY_HEX[..31]);
+        let (_, key, reason) = key_error(inline(&dir, r#"{"key-file":"short.key"}"#));
+        assert_eq!(key, "key-file");
+        assert!(reason.contains("short.key"), "{reason}");
+        let (_, key, _) = key_error(inline(&dir, r#"{"key-file":"missing.key"}"#));
+        assert_eq!(key, "key-file");
+        let (_, key, _) = key_error(inline(&dir, r#"{"key-file":""}"#));
+        assert_eq!(key, "key-file");
+    }
+
+    #[test]
+    fn urls_get_a_leading_slash_and_must_differ() {
+        let dir = TempDir::new("urls");
+        let (cfg, _) = inline(&dir, r#"{"url-ws1":"a","url-ws2":"/b/c"}"#).unwrap();
+        assert_eq!((cfg.url_ws1.as_str(), cfg.url_ws2.as_str()), ("/a", "/b/c"));
+        let (_, key, _) = key_error(inline(&dir, r#"{"url-ws1":"x","url-ws2":"/x"}"#));
+        assert_eq!(key, "url-ws2");
+        let (_, key, _) = key_error(inline(&dir, r#"{"url-ws1":"/a b"}"#));
+        assert_eq!(key, "url-ws1");
+        // Same path is fine when one endpoint is off.
+        assert!(inline(
+            &dir,
+            r#"{"url-ws1":"/x","url-ws2":"/x","enable-ws2":false}"#
+        )
+        .is_ok());
+        let (_, w) = inline(&dir, r#"{"enable-ws1":false,"enable-ws2":false}"#).unwrap();
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn logging_block_and_alias() {
+        let dir = TempDir::new("logging");
+        let (cfg, w) = inline(
+            &dir,
+            r#"{"logging":{"file-enable":true,"file-log-level":"ERR","console-log-level":"critical",
+                "console-enable-log":false,"file-max-size":1048576,"file-max-files":3,
+                "file-pattern":"%v"}}"#,
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let log = &cfg.logging;
+        assert!(log.file_enable && !log.console_enable);
+        assert_eq!(log.file_level, LogLevel::Error);
+        assert_eq!(log.console_level, LogLevel::Critical);
+        assert_eq!(
+            log.console_level.to_level_filter(),
+            tracing::level_filters::LevelFilter::ERROR
+        );
+        assert_eq!((log.file_max_size, log.file_max_files), (1_048_576, 3));
+        assert_eq!(log.file_pattern, "%v");
+
+        let (cfg, w) = inline(
+            &dir,
+            r#"{"logging":{"file-enable":true,"file-enable-log":false}}"#,
+        )
+        .unwrap();
+        assert!(!cfg.logging.file_enable);
+        assert_eq!(w.len(), 1, "{w:?}");
+    }
+
+    #[test]
+    fn filter_block_is_parsed() {
+        let dir = TempDir::new("filter");
+        let (cfg, _) = inline(
+            &dir,
+            r#"{"filter":{"in-filter":"0,10,6,-","in-mask":"0,0xffff,0xffff,-",
+                "out-filter":"1,2,3,FF:00"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.in_filter,
+            Filter::from_strings("0,10,6,-", "0,0xffff,0xffff,-").unwrap()
+        );
+        assert_eq!(cfg.in_filter.filter_class, 10);
+        assert_eq!(cfg.in_filter.mask_type, 0xFFFF);
+        assert_eq!(cfg.out_filter.filter_priority, 1);
+        assert_eq!(cfg.out_filter.filter_guid.0[0], 0xFF);
+        assert_eq!(cfg.out_filter.mask_class, 0);
+
+        let (file, key, _) = key_error(inline(&dir, r#"{"filter":{"in-mask":"0,zz,0,-"}}"#));
+        assert_eq!(
+            (file.as_str(), key.as_str()),
+            ("<inline>", "filter.in-mask")
+        );
+        let (_, key, _) = key_error(inline(&dir, r#"{"filter":{"out-filter":"0,0,0,XY:1"}}"#));
+        assert_eq!(key, "filter.out-filter");
+        // REF's documentation placeholder text is not a filter.
+        let (_, key, _) = key_error(inline(
+            &dir,
+            r#"{"filter":{"in-filter":"incoming filter on string form"}}"#,
+        ));
+        assert_eq!(key, "filter.in-filter");
+    }
+
+    #[test]
+    fn debug_output_hides_key() {
+        let dir = TempDir::new("debug");
+        let cfg = Config::samples(&dir.0).unwrap();
+        let text = format!("{cfg:?}");
+        assert!(text.contains("<redacted>"));
+        assert!(
+            !text.contains("2DBB") && !text.contains("45, 187"),
+            "{text}"
+        );
+    }
+
+    /// The seed README's sample, with its paths pointed at files that exist and its placeholder
+    /// filter texts replaced by real ones.
+    #[test]
+    fn seed_sample_loads_with_warnings() {
+        let dir = TempDir::new("seed");
+        let json = r#"{
+  "debug" : true,
+  "write" : false,
+  "key-file" : "vscp.key",
+  "max-out-queue" : 32000,
+  "max-in-queue" : 32000,
+  "interface" : "9598",
+  "encryption" : "aes256",
+  "path-users" : "users.json",
+  "receive-sent-events" : true,
+  "tls" : {
+    "certificate" : "",
+    "certificate-chain" : "",
+    "verify-peer" : false,
+    "ca-path" : "",
+    "ca-file" : "",
+    "verify-depth" : 9,
+    "default-verify-paths" : true,
+    "cipher-list" : "DES-CBC3-SHA:AES128-SHA:AES128-GCM-SHA256",
+    "protocol-version" : 3,
+    "short-trust" : false
+  },
+  "logging" : {
+    "file-enable-log": true,
+    "file-log-level" : "debug",
+    "file-pattern" : "[vcpl2drv-websocksrv %c] [%^%l%$] %v",
+    "file-path" : "/tmp/vscpl2drv-websocksrv.log",
+    "file-max-size" : 5242880,
+    "file-max-files" : 7,
+    "console-enable-log": true,
+    "console-log-level" : "debug",
+    "console-pattern" : "[vcpl2drv-websocksrv %c] [%^%l%$] %v"
+  },
+  "filter" : {
+    "in-filter" : "0,0,0,-",
+    "in-mask" : "0,0,0,-",
+    "out-filter" : "0,0,0,-",
+    "out-mask" : "0,0,0,-"
+  }
+}"#;
+        let path = dir.write("websocksrv.json", json);
+        let (cfg, w) = Config::load(&path).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:9598".parse().unwrap());
+        assert!(cfg.debug && cfg.receive_sent_events);
+        assert!(cfg.logging.file_enable);
+        assert_eq!(cfg.logging.file_level, LogLevel::Debug);
+        assert_eq!(
+            cfg.logging.file_path,
+            PathBuf::from("/tmp/vscpl2drv-websocksrv.log")
+        );
+        assert_eq!(cfg.key, KEY);
+        for key in ["write", "encryption", "tls"] {
+            assert!(
+                w.iter()
+                    .any(|s| s.contains(&format!("\"{key}\" accepted but not used"))),
+                "{key}: {w:?}"
+            );
+        }
+        assert_eq!(w.len(), 3, "{w:?}");
+    }
+
+    #[test]
+    fn embedded_sample_is_the_deploy_file() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+        let (cfg, w) = Config::from_json_str(SAMPLE_CONFIG, &deploy, "<sample>").unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(cfg.listen, DEFAULT_LISTEN);
+    }
+
+    /// deploy/ carries the shipped sample; it must load cleanly and use the shipped key.
+    #[test]
+    fn deploy_sample_loads_cleanly() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+        let (cfg, w) = Config::load(&deploy.join("websocksrv.json")).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(cfg.key, KEY);
+        assert_eq!(cfg.users_file, deploy.join("users.json"));
+        let defaults = Config::samples(&deploy).unwrap();
+        // The sample documents the defaults, so it must agree with them.
+        assert_eq!(cfg.listen, defaults.listen);
+        assert_eq!(cfg.max_in_queue, defaults.max_in_queue);
+        assert_eq!(cfg.max_out_queue, defaults.max_out_queue);
+        assert_eq!(cfg.max_clients, defaults.max_clients);
+        assert_eq!(cfg.max_message_bytes, defaults.max_message_bytes);
+        assert_eq!(cfg.auth_timeout, defaults.auth_timeout);
+        assert_eq!(cfg.idle_timeout, defaults.idle_timeout);
+        assert_eq!(cfg.shards, defaults.shards);
+        assert_eq!(cfg.logging, defaults.logging);
+        assert_eq!(cfg.in_filter, defaults.in_filter);
+        assert_eq!(cfg.out_filter, defaults.out_filter);
+        assert_eq!(cfg.guid, defaults.guid);
+    }
+}

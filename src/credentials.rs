@@ -1,0 +1,171 @@
+//! Password checks off the session hot path, with a cache of verified credentials.
+//!
+//! A PBKDF2 check (70,000 rounds of HMAC-SHA256) costs about 15 ms of CPU. Done inline it would
+//! stall every session on the shard for that long and cap logins at ~70/s per core; done for
+//! every login it hands an attacker a cheap way to burn CPU. So:
+//! - the check runs on the shard's blocking thread pool, and at most [`MAX_SLOW_CHECKS`] run at
+//!   once per shard (further logins wait their turn, which also rate-limits guessing);
+//! - a successful check is remembered per shard under a keyed hash (HMAC-SHA256 with a random
+//!   per-process key) of user, password and user-database generation, in the spirit of
+//!   RabbitMQ's auth-backend cache: a known device's re-login costs microseconds. The cache
+//!   never holds a password, is bounded, and is emptied when the user database changes.
+//!
+//! MD5 (legacy) passwords are cheap and checked inline.
+
+use ring::hmac;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use vscp_proto::auth::Credentials;
+use vscp_proto::{User, UserDb};
+
+/// Concurrent PBKDF2 checks per shard.
+pub const MAX_SLOW_CHECKS: u64 = 2;
+/// Entries per shard cache; when full it is emptied (cheap, and a re-login refills it).
+pub const MAX_CACHE_ENTRIES: usize = 16_384;
+
+/// The user database shared by all shards, replaceable at runtime (SIGHUP reload).
+#[derive(Debug)]
+pub struct Users {
+    current: RwLock<(u64, Arc<UserDb>)>,
+}
+
+impl Users {
+    pub fn new(db: UserDb) -> Users {
+        Users {
+            current: RwLock::new((1, Arc::new(db))),
+        }
+    }
+
+    /// The current database and its generation (bumped by every replace).
+    pub fn current(&self) -> (u64, Arc<UserDb>) {
+        let g = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (g.0, g.1.clone())
+    }
+
+    /// Installs a new database; every shard's credential cache is invalidated.
+    pub fn replace(&self, db: UserDb) {
+        let mut g = self.current.write().unwrap_or_else(|e| e.into_inner());
+        g.0 += 1;
+        g.1 = Arc::new(db);
+    }
+}
+
+/// Why a login failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginFailure {
+    /// Unknown user or wrong password.
+    Credentials,
+    /// The peer address is not in the user's `remotes`.
+    Remote,
+}
+
+/// Per-shard login checker.
+pub struct Authenticator {
+    users: Arc<Users>,
+    key: Arc<hmac::Key>,
+    cache: RefCell<(u64, HashMap<[u8; 32], ()>)>,
+    slow: glommio::sync::Semaphore,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("cached", &self.cache.borrow().1.len())
+            .finish()
+    }
+}
+
+/// A random key for the cache's keyed hash, shared by the shards of one process.
+pub fn new_cache_key() -> Arc<hmac::Key> {
+    let rng = ring::rand::SystemRandom::new();
+    // Generating a key only fails if the OS has no randomness, in which case nothing else
+    // (session ids included) could work either.
+    let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("OS random number generator");
+    Arc::new(key)
+}
+
+impl Authenticator {
+    pub fn new(users: Arc<Users>, key: Arc<hmac::Key>) -> Authenticator {
+        Authenticator {
+            users,
+            key,
+            cache: RefCell::new((0, HashMap::new())),
+            slow: glommio::sync::Semaphore::new(MAX_SLOW_CHECKS),
+        }
+    }
+
+    /// Checks a login. Never blocks the shard: slow hashes run on the blocking pool.
+    pub async fn login(&self, creds: Credentials, peer: IpAddr) -> Result<Arc<User>, LoginFailure> {
+        let (generation, db) = self.users.current();
+        let Some(user) = db.get(&creds.user).cloned() else {
+            return Err(LoginFailure::Credentials);
+        };
+        let ok = if user.password_is_slow() {
+            let tag = self.tag(generation, &creds);
+            if self.cached(generation, &tag) {
+                true
+            } else {
+                let ok = self.slow_check(&user, creds.password).await;
+                if ok {
+                    self.remember(generation, tag);
+                }
+                ok
+            }
+        } else {
+            user.verify_password(&creds.password)
+        };
+        if !ok {
+            return Err(LoginFailure::Credentials);
+        }
+        if !user.remotes.allows(peer) {
+            return Err(LoginFailure::Remote);
+        }
+        Ok(user)
+    }
+
+    async fn slow_check(&self, user: &Arc<User>, password: String) -> bool {
+        // The semaphore is never closed, so acquire only fails if it was; treat that as "no".
+        let Ok(_permit) = self.slow.acquire_permit(1).await else {
+            return false;
+        };
+        let user = user.clone();
+        glommio::executor()
+            .spawn_blocking(move || user.verify_password(&password))
+            .await
+    }
+
+    fn tag(&self, generation: u64, creds: &Credentials) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(&generation.to_le_bytes());
+        ctx.update(&(creds.user.len() as u64).to_le_bytes());
+        ctx.update(creds.user.as_bytes());
+        ctx.update(creds.password.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+
+    fn cached(&self, generation: u64, tag: &[u8; 32]) -> bool {
+        let mut c = self.cache.borrow_mut();
+        if c.0 != generation {
+            c.0 = generation;
+            c.1.clear();
+            return false;
+        }
+        c.1.contains_key(tag)
+    }
+
+    fn remember(&self, generation: u64, tag: [u8; 32]) {
+        let mut c = self.cache.borrow_mut();
+        if c.0 != generation {
+            c.0 = generation;
+            c.1.clear();
+        }
+        if c.1.len() >= MAX_CACHE_ENTRIES {
+            c.1.clear();
+        }
+        c.1.insert(tag, ());
+    }
+}

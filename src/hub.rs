@@ -1,0 +1,351 @@
+//! Event fan-out on one shard.
+//!
+//! An event enters the server once (a client's `E;…`/`EVENT`, or the uplink), becomes an
+//! `Arc<RoutedEvent>` and is then only ever shared: the hub of the shard it entered on hands it
+//! to its local sessions and pushes the same `Arc` into the bounded ring of every other shard,
+//! whose hub does the same for its sessions. Each dialect's wire text is encoded the first time
+//! a receiver needs it and the same `Bytes` is written to every socket after that.
+//!
+//! Queue policies (docs/config.md):
+//! - a session's outbox holds at most `max-out-queue` events; when full the oldest is dropped
+//!   and counted (`queue_full`), so a stalled client never holds back anyone else;
+//! - rings between shards hold `max-in-queue` events; a full ring makes the *sending session*
+//!   wait (its socket is not read meanwhile), so a publisher faster than the bus is slowed down
+//!   instead of losing events. Ring receivers never wait (they only fill outboxes), so waiting
+//!   cannot form a cycle.
+
+use crate::stats::{DropReason, ShardStats};
+use glommio::channels::shared_channel::ConnectedSender;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
+use std::task::{Poll, Waker};
+use std::time::Instant;
+use tungstenite::Utf8Bytes;
+use vscp_proto::{Dialect, Event, Filter};
+
+/// Where an event entered the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A websocket client, by connection id.
+    Client(u32),
+    /// The uplink (MQTT bridge or vscpd host).
+    Uplink,
+}
+
+/// An event on its way through the server, shared by every receiver.
+#[derive(Debug)]
+pub struct RoutedEvent {
+    pub event: Event,
+    pub origin: Origin,
+    /// When the server accepted it (for delivery latency).
+    pub accepted_at: Instant,
+    ws1: OnceLock<Utf8Bytes>,
+    ws2: OnceLock<Utf8Bytes>,
+}
+
+impl RoutedEvent {
+    pub fn new(event: Event, origin: Origin) -> RoutedEvent {
+        RoutedEvent {
+            event,
+            origin,
+            accepted_at: Instant::now(),
+            ws1: OnceLock::new(),
+            ws2: OnceLock::new(),
+        }
+    }
+
+    /// The event's wire text in `dialect`, encoded at most once for the whole server.
+    pub fn encoded(&self, dialect: Dialect) -> Utf8Bytes {
+        let cell = match dialect {
+            Dialect::Ws1 => &self.ws1,
+            Dialect::Ws2 => &self.ws2,
+        };
+        cell.get_or_init(|| {
+            let mut s = String::with_capacity(96 + self.event.data.len() * 5);
+            dialect.encode_event(&self.event, &mut s);
+            Utf8Bytes::from(s)
+        })
+        .clone()
+    }
+}
+
+/// What the hub needs to know to decide whether a session receives an event. Kept as a copy
+/// in the slot so the fan-out loop reads one `Cell` per session.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReceiveView {
+    /// Logged in with the `receive-events` right.
+    pub wants: bool,
+    /// Channel open: events are written, not just queued.
+    pub open: bool,
+    pub filter: Filter,
+}
+
+/// The hub's side of one session.
+#[derive(Debug)]
+pub struct Slot {
+    pub conn_id: u32,
+    pub dialect: Dialect,
+    index: Cell<usize>,
+    view: Cell<ReceiveView>,
+    outbox: RefCell<VecDeque<Arc<RoutedEvent>>>,
+    waker: RefCell<Option<Waker>>,
+    closing: Cell<bool>,
+}
+
+/// Why a session's wait ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Events are waiting and the channel is open.
+    Outbox,
+    /// The server is shutting down.
+    Closing,
+}
+
+impl Slot {
+    pub fn view(&self) -> ReceiveView {
+        self.view.get()
+    }
+
+    /// Waits until the outbox has something to write (channel open) or the shard closes.
+    pub fn wait(&self) -> impl std::future::Future<Output = Wake> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.closing.get() {
+                return Poll::Ready(Wake::Closing);
+            }
+            if self.view.get().open && !self.outbox.borrow().is_empty() {
+                return Poll::Ready(Wake::Outbox);
+            }
+            let mut w = self.waker.borrow_mut();
+            match w.as_ref() {
+                Some(old) if old.will_wake(cx.waker()) => {}
+                _ => *w = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+    }
+
+    /// Waits until the shard closes.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.closing.get() {
+                return Poll::Ready(());
+            }
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.get()
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.borrow().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Takes up to `max` queued events.
+    pub fn take_batch(&self, max: usize, out: &mut Vec<Arc<RoutedEvent>>) {
+        let mut q = self.outbox.borrow_mut();
+        let n = q.len().min(max);
+        out.extend(q.drain(..n));
+    }
+
+    fn queued(&self) -> usize {
+        self.outbox.borrow().len()
+    }
+}
+
+/// Per-shard fan-out state.
+pub struct Hub {
+    slots: RefCell<Vec<Rc<Slot>>>,
+    peers: RefCell<Vec<Rc<ConnectedSender<Arc<RoutedEvent>>>>>,
+    stats: Arc<ShardStats>,
+    max_out_queue: usize,
+    receive_sent_events: bool,
+    /// Driver-level filter for events from the uplink on their way to clients.
+    in_filter: Filter,
+    /// Driver-level filter for events from clients before they are routed anywhere.
+    out_filter: Filter,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("sessions", &self.slots.borrow().len())
+            .field("peers", &self.peers.borrow().len())
+            .finish()
+    }
+}
+
+impl Hub {
+    pub fn new(
+        stats: Arc<ShardStats>,
+        max_out_queue: usize,
+        receive_sent_events: bool,
+        in_filter: Filter,
+        out_filter: Filter,
+    ) -> Hub {
+        Hub {
+            slots: RefCell::new(Vec::new()),
+            peers: RefCell::new(Vec::new()),
+            stats,
+            max_out_queue,
+            receive_sent_events,
+            in_filter,
+            out_filter,
+        }
+    }
+
+    pub fn stats(&self) -> &ShardStats {
+        &self.stats
+    }
+
+    pub fn add_peer(&self, peer: ConnectedSender<Arc<RoutedEvent>>) {
+        self.peers.borrow_mut().push(Rc::new(peer));
+    }
+
+    pub fn register(&self, conn_id: u32, dialect: Dialect) -> Rc<Slot> {
+        let mut slots = self.slots.borrow_mut();
+        let slot = Rc::new(Slot {
+            conn_id,
+            dialect,
+            index: Cell::new(slots.len()),
+            view: Cell::new(ReceiveView::default()),
+            outbox: RefCell::new(VecDeque::new()),
+            waker: RefCell::new(None),
+            closing: Cell::new(false),
+        });
+        slots.push(slot.clone());
+        slot
+    }
+
+    pub fn unregister(&self, slot: &Slot) {
+        self.clear_outbox(slot);
+        let mut slots = self.slots.borrow_mut();
+        let i = slot.index.get();
+        if i < slots.len() && std::ptr::eq(Rc::as_ptr(&slots[i]), slot) {
+            slots.swap_remove(i);
+            if let Some(moved) = slots.get(i) {
+                moved.index.set(i);
+            }
+        }
+    }
+
+    /// Updates what the fan-out knows about a session. A session that is no longer logged in
+    /// loses its queue: events are never delivered to an unauthenticated session.
+    pub fn set_view(&self, slot: &Slot, view: ReceiveView) {
+        slot.view.set(view);
+        if !view.wants {
+            self.clear_outbox(slot);
+        } else if view.open {
+            slot.wake();
+        }
+    }
+
+    pub fn clear_outbox(&self, slot: &Slot) {
+        let n = {
+            let mut q = slot.outbox.borrow_mut();
+            let n = q.len();
+            q.clear();
+            // A burst can leave a large ring buffer behind; idle sessions should stay small.
+            if q.capacity() > 64 {
+                q.shrink_to(16);
+            }
+            n
+        };
+        ShardStats::gauge_add(&self.stats.outbox_depth, -(n as i64));
+    }
+
+    /// Account for events a session took out of its outbox.
+    pub fn taken(&self, n: usize) {
+        ShardStats::gauge_add(&self.stats.outbox_depth, -(n as i64));
+    }
+
+    /// Routes an event accepted from a local client: driver out-filter, local sessions, then
+    /// every other shard (waiting for ring space, see module docs). Returns false when the
+    /// driver-level filter dropped it.
+    pub async fn publish(&self, ev: Arc<RoutedEvent>) -> bool {
+        if !self.out_filter.matches(&ev.event) {
+            self.stats.drop_event(DropReason::Filter, 1);
+            return false;
+        }
+        self.deliver(&ev);
+        // Clone the list so no RefCell borrow is held across an await.
+        let peers: Vec<_> = self.peers.borrow().clone();
+        for peer in peers {
+            if peer.send(ev.clone()).await.is_ok() {
+                ShardStats::add(&self.stats.ring_sent, 1);
+            }
+        }
+        true
+    }
+
+    /// Hands an event to every local session that should get it.
+    pub fn deliver(&self, ev: &Arc<RoutedEvent>) {
+        if ev.origin == Origin::Uplink && !self.in_filter.matches(&ev.event) {
+            self.stats.drop_event(DropReason::Filter, 1);
+            return;
+        }
+        let skip = match ev.origin {
+            Origin::Client(id) if !self.receive_sent_events => Some(id),
+            _ => None,
+        };
+        let mut filtered = 0u64;
+        let mut overflow = 0u64;
+        let mut queued = 0i64;
+        for slot in self.slots.borrow().iter() {
+            if Some(slot.conn_id) == skip {
+                continue;
+            }
+            let view = slot.view.get();
+            if !view.wants {
+                continue;
+            }
+            if !view.filter.matches(&ev.event) {
+                filtered += 1;
+                continue;
+            }
+            {
+                let mut q = slot.outbox.borrow_mut();
+                if q.len() >= self.max_out_queue {
+                    q.pop_front();
+                    overflow += 1;
+                } else {
+                    queued += 1;
+                }
+                q.push_back(ev.clone());
+            }
+            if view.open {
+                slot.wake();
+            }
+        }
+        if filtered > 0 {
+            self.stats.drop_event(DropReason::Filter, filtered);
+        }
+        if overflow > 0 {
+            self.stats.drop_event(DropReason::QueueFull, overflow);
+        }
+        ShardStats::gauge_add(&self.stats.outbox_depth, queued);
+    }
+
+    /// Tells every session on this shard to close.
+    pub fn close_all(&self) {
+        for slot in self.slots.borrow().iter() {
+            slot.closing.set(true);
+            slot.wake();
+        }
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.slots.borrow().len()
+    }
+
+    /// Total events queued on this shard (for tests and gauges).
+    pub fn queued(&self) -> usize {
+        self.slots.borrow().iter().map(|s| s.queued()).sum()
+    }
+}

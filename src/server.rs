@@ -1,0 +1,235 @@
+//! Starting and stopping the sharded server.
+//!
+//! [`start`] builds the rings between shards, starts one pinned glommio executor per shard and
+//! returns once every shard listens. The first shard binds the configured address (port 0 picks
+//! one); the others bind the address it got, and the kernel spreads connections across them
+//! (SO_REUSEPORT, which glommio always sets).
+
+use crate::config::Config;
+use crate::credentials::{new_cache_key, Users};
+use crate::hub::RoutedEvent;
+use crate::shard::{self, ShardSetup, Shared};
+use crate::stats::{ShardStats, Stats};
+use glommio::channels::shared_channel;
+use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use vscp_proto::session::SessionConfig;
+use vscp_proto::{Filter, Guid, UserDb};
+
+/// glommio's registered I/O memory per executor. Kept at 1 MiB so the server also starts
+/// without CAP_IPC_LOCK under a small memlock limit (the default 8 MiB holds several shards).
+const IO_MEMORY: usize = 1 << 20;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Listen(String),
+    #[error("address {addr} is already in use (is another server running on it?)")]
+    InUse { addr: SocketAddr },
+    #[error("cannot start shard {shard}: {reason}")]
+    Executor { shard: usize, reason: String },
+}
+
+/// The resolved, immutable settings every shard reads.
+#[derive(Debug)]
+pub struct Settings {
+    pub session: SessionConfig,
+    pub url_ws1: Option<String>,
+    pub url_ws2: Option<String>,
+    pub max_out_queue: usize,
+    pub max_in_queue: usize,
+    pub max_message_bytes: usize,
+    pub auth_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub receive_sent_events: bool,
+    pub in_filter: Filter,
+    pub out_filter: Filter,
+    pub interface_guid: Guid,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &Config) -> Settings {
+        Settings {
+            session: SessionConfig {
+                key: cfg.key,
+                ws2_accept_client_iv: cfg.ws2_accept_client_iv,
+                software_version: env!("CARGO_PKG_VERSION").to_string(),
+                copyright:
+                    "Copyright (C) the vscp-websocksrv authors, MIT licence, https://www.vscp.org"
+                        .into(),
+            },
+            url_ws1: cfg.enable_ws1.then(|| cfg.url_ws1.clone()),
+            url_ws2: cfg.enable_ws2.then(|| cfg.url_ws2.clone()),
+            max_out_queue: cfg.max_out_queue,
+            max_in_queue: cfg.max_in_queue,
+            max_message_bytes: cfg.max_message_bytes,
+            auth_timeout: cfg.auth_timeout,
+            idle_timeout: cfg.idle_timeout,
+            receive_sent_events: cfg.receive_sent_events,
+            in_filter: cfg.in_filter,
+            out_filter: cfg.out_filter,
+            interface_guid: interface_guid(cfg),
+        }
+    }
+}
+
+/// The configured `guid`, or when it is all zero one derived from the listen address as
+/// `websocksrv.h` suggests: `FF:FF:FF:FF:FF:FF:FF:FD:<IPv4>:00:00:00:00` (ws1.md Q9).
+fn interface_guid(cfg: &Config) -> Guid {
+    if cfg.guid != [0u8; 16] {
+        return Guid(cfg.guid);
+    }
+    let mut g = [0u8; 16];
+    g[..7].fill(0xFF);
+    g[7] = 0xFD;
+    if let std::net::IpAddr::V4(v4) = cfg.listen.ip() {
+        g[8..12].copy_from_slice(&v4.octets());
+    }
+    Guid(g)
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    users: Arc<Users>,
+    stats: Vec<Arc<ShardStats>>,
+    threads: Vec<glommio::ExecutorJoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The address the shards listen on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Counters summed over all shards.
+    pub fn stats(&self) -> Stats {
+        Stats::sum(self.stats.iter().map(|s| s.as_ref()))
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.stats.len()
+    }
+
+    /// Replaces the user database (logins from now on use it; verified-credential caches are
+    /// emptied). Sessions already logged in keep their user.
+    pub fn reload_users(&self, db: UserDb) {
+        self.users.replace(db);
+    }
+
+    /// Stops accepting, closes every session with 1001, drains, and joins every shard.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Starts the server with `shards` executors (default: one per CPU).
+pub fn start(cfg: &Config, users: UserDb) -> Result<ServerHandle, StartError> {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let n = cfg.shards.unwrap_or(cpus).max(1);
+    if cfg.listen.port() != 0 {
+        // glommio sets SO_REUSEPORT, so a second server on the same port would silently take
+        // half the connections. A plain bind (no SO_REUSEPORT) fails if anyone listens there.
+        if let Err(e) = std::net::TcpListener::bind(cfg.listen) {
+            return Err(if e.kind() == std::io::ErrorKind::AddrInUse {
+                StartError::InUse { addr: cfg.listen }
+            } else {
+                StartError::Listen(format!("cannot listen on {}: {e}", cfg.listen))
+            });
+        }
+    }
+    let settings = Arc::new(Settings::from_config(cfg));
+    let shared = Arc::new(Shared {
+        stop: AtomicBool::new(false),
+        clients: AtomicUsize::new(0),
+        max_clients: cfg.max_clients,
+        next_conn_id: AtomicU32::new(1),
+    });
+    let users = Arc::new(Users::new(users));
+    let cache_key = new_cache_key();
+    let stats: Vec<Arc<ShardStats>> = (0..n).map(|_| Arc::new(ShardStats::default())).collect();
+
+    // rings[i][j]: shard i -> shard j.
+    let mut senders: Vec<Vec<_>> = (0..n).map(|_| Vec::new()).collect();
+    let mut receivers: Vec<Vec<_>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, tx_list) in senders.iter_mut().enumerate() {
+        for (j, rx_list) in receivers.iter_mut().enumerate() {
+            if i != j {
+                let (tx, rx) =
+                    shared_channel::new_bounded::<Arc<RoutedEvent>>(settings.max_in_queue);
+                tx_list.push(tx);
+                rx_list.push(rx);
+            }
+        }
+    }
+
+    let mut handle = ServerHandle {
+        addr: cfg.listen,
+        shared: shared.clone(),
+        users: users.clone(),
+        stats: stats.clone(),
+        threads: Vec::new(),
+    };
+    let mut addr = cfg.listen;
+    for (shard, (to_peers, from_peers)) in senders.into_iter().zip(receivers).enumerate() {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let setup = ShardSetup {
+            shard,
+            listen: addr,
+            stats: stats[shard].clone(),
+            shared: shared.clone(),
+            users: users.clone(),
+            cache_key: cache_key.clone(),
+            settings: settings.clone(),
+            to_peers,
+            from_peers,
+            ready: ready_tx,
+        };
+        let builder = LocalExecutorBuilder::new(Placement::Fixed(shard % cpus))
+            .name(&format!("vscp-shard-{shard}"))
+            .io_memory(IO_MEMORY)
+            .blocking_thread_pool_placement(PoolPlacement::Unbound(2));
+        let thread =
+            builder
+                .spawn(move || shard::run(setup))
+                .map_err(|e| StartError::Executor {
+                    shard,
+                    reason: e.to_string(),
+                })?;
+        handle.threads.push(thread);
+        match ready_rx.recv() {
+            Ok(Ok(bound)) => addr = bound,
+            Ok(Err(reason)) => return Err(StartError::Listen(reason)),
+            Err(_) => {
+                return Err(StartError::Executor {
+                    shard,
+                    reason: "the executor stopped during start-up".into(),
+                })
+            }
+        }
+    }
+    handle.addr = addr;
+    Ok(handle)
+}

@@ -1,0 +1,263 @@
+//! One shard: a pinned glommio executor with its own listener (SO_REUSEPORT), its own sessions,
+//! hub and credential cache. Shards share nothing mutable except through the bounded rings.
+
+use crate::credentials::Authenticator;
+use crate::hub::{Hub, RoutedEvent};
+use crate::stats::{RejectReason, ShardStats};
+use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
+use glommio::net::TcpListener;
+use glommio::sync::Gate;
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+use vscp_proto::session::SessionConfig;
+use vscp_proto::Guid;
+
+/// How often a shard looks at the process-wide stop flag.
+const STOP_POLL: Duration = Duration::from_millis(25);
+/// How long sessions get to finish their close handshakes at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything a connection task needs from its shard.
+pub struct ShardCtx {
+    pub shard: usize,
+    pub hub: Hub,
+    pub auth: Authenticator,
+    pub session_cfg: SessionConfig,
+    pub url_ws1: Option<String>,
+    pub url_ws2: Option<String>,
+    pub max_message_bytes: usize,
+    pub auth_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub interface_guid: Guid,
+    /// Reused for in-place JSON parsing; never borrowed across an await.
+    pub scratch: RefCell<Vec<u8>>,
+    rng: ring::rand::SystemRandom,
+}
+
+impl std::fmt::Debug for ShardCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardCtx")
+            .field("shard", &self.shard)
+            .finish()
+    }
+}
+
+impl ShardCtx {
+    /// 16 bytes from the OS CSPRNG for a session challenge.
+    pub fn random_sid(&self) -> [u8; 16] {
+        use ring::rand::SecureRandom;
+        let mut sid = [0u8; 16];
+        // Without OS randomness no challenge would be safe; refuse rather than fall back.
+        self.rng.fill(&mut sid).expect("OS random number generator");
+        sid
+    }
+}
+
+/// Process-wide state the shards share (all of it touched per connection, never per event).
+#[derive(Debug)]
+pub struct Shared {
+    pub stop: AtomicBool,
+    pub clients: AtomicUsize,
+    pub max_clients: usize,
+    pub next_conn_id: AtomicU32,
+}
+
+/// What one shard thread is given at start.
+#[allow(missing_debug_implementations)] // holds channel ends and keys
+pub struct ShardSetup {
+    pub shard: usize,
+    pub listen: SocketAddr,
+    pub stats: Arc<ShardStats>,
+    pub shared: Arc<Shared>,
+    pub users: Arc<crate::credentials::Users>,
+    pub cache_key: Arc<ring::hmac::Key>,
+    pub settings: Arc<crate::server::Settings>,
+    /// Rings to every other shard.
+    pub to_peers: Vec<SharedSender<Arc<RoutedEvent>>>,
+    /// Rings from every other shard.
+    pub from_peers: Vec<SharedReceiver<Arc<RoutedEvent>>>,
+    /// Reports the bound address (or why binding failed) to the starter.
+    pub ready: std::sync::mpsc::Sender<Result<SocketAddr, String>>,
+}
+
+/// The body of a shard's executor.
+pub async fn run(setup: ShardSetup) {
+    let ShardSetup {
+        shard,
+        listen,
+        stats,
+        shared,
+        users,
+        cache_key,
+        settings,
+        to_peers,
+        from_peers,
+        ready,
+    } = setup;
+    let listener = match TcpListener::bind(listen) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot listen on {listen}: {e}")));
+            return;
+        }
+    };
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot read the bound address: {e}")));
+            return;
+        }
+    };
+    let hub = Hub::new(
+        stats.clone(),
+        settings.max_out_queue,
+        settings.receive_sent_events,
+        settings.in_filter,
+        settings.out_filter,
+    );
+    let ctx = Rc::new(ShardCtx {
+        shard,
+        hub,
+        auth: Authenticator::new(users, cache_key),
+        session_cfg: settings.session.clone(),
+        url_ws1: settings.url_ws1.clone(),
+        url_ws2: settings.url_ws2.clone(),
+        max_message_bytes: settings.max_message_bytes,
+        auth_timeout: settings.auth_timeout,
+        idle_timeout: settings.idle_timeout,
+        interface_guid: settings.interface_guid,
+        scratch: RefCell::new(Vec::with_capacity(4096)),
+        rng: ring::rand::SystemRandom::new(),
+    });
+    let mut ring_tasks = Vec::new();
+    for rx in from_peers {
+        let ctx = ctx.clone();
+        ring_tasks.push(glommio::spawn_local(async move {
+            let rx = rx.connect().await;
+            while let Some(ev) = rx.recv().await {
+                ShardStats::add(&ctx.hub.stats().ring_received, 1);
+                ctx.hub.deliver(&ev);
+                glommio::yield_if_needed().await;
+            }
+        }));
+    }
+    // Report the address before connecting the rings: a sender's connect waits for its
+    // receiver, and the other shards only start once this one has bound.
+    let _ = ready.send(Ok(local));
+    for tx in to_peers {
+        ctx.hub.add_peer(tx.connect().await);
+    }
+    info!(shard, addr = %local, "listening");
+
+    let gate = Rc::new(Gate::new());
+    let acceptor = glommio::spawn_local(accept_loop(
+        listener,
+        ctx.clone(),
+        shared.clone(),
+        gate.clone(),
+    ));
+    while !shared.stop.load(Ordering::Acquire) {
+        glommio::timer::sleep(STOP_POLL).await;
+    }
+    acceptor.cancel().await;
+    ctx.hub.close_all();
+    if glommio::timer::timeout(DRAIN_TIMEOUT, async {
+        let _ = gate.close().await;
+        Ok(())
+    })
+    .await
+    .is_err()
+    {
+        warn!(
+            shard,
+            sessions = ctx.hub.session_count(),
+            "sessions still open after the drain timeout"
+        );
+    }
+    for t in ring_tasks {
+        t.cancel().await;
+    }
+    info!(shard, "stopped");
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Rc<ShardCtx>,
+    shared: Arc<Shared>,
+    gate: Rc<Gate>,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => {
+                backoff = Duration::from_millis(5);
+                s
+            }
+            Err(e) => {
+                // Out of file descriptors or memory: retrying at once would spin; back off.
+                warn!(shard = ctx.shard, error = %e, "accept failed");
+                glommio::timer::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let peer = match stream.peer_addr() {
+            Ok(p) => p,
+            Err(_) => continue,
+        };
+        let _ = stream.set_nodelay(true);
+        if !take_client_slot(&shared) {
+            ctx.hub.stats().reject(RejectReason::MaxClients);
+            let _ = gate.spawn(reject_busy(stream));
+            continue;
+        }
+        let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let ctx2 = ctx.clone();
+        let shared2 = shared.clone();
+        let spawned = gate.spawn(async move {
+            crate::conn::serve(stream, peer, ctx2, conn_id).await;
+            shared2.clients.fetch_sub(1, Ordering::AcqRel);
+        });
+        if spawned.is_err() {
+            // The gate is closing: we are shutting down.
+            shared.clients.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        if let Ok(task) = spawned {
+            task.detach();
+        }
+    }
+}
+
+/// Reserves one of `max-clients` slots (0 = unlimited). Exact across shards.
+fn take_client_slot(shared: &Shared) -> bool {
+    let max = if shared.max_clients == 0 {
+        usize::MAX
+    } else {
+        shared.max_clients
+    };
+    shared
+        .clients
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+/// Answers a connection over `max-clients` with a plain HTTP 503 so the client sees why.
+async fn reject_busy(mut stream: glommio::net::TcpStream) {
+    use futures::AsyncWriteExt;
+    let _ = glommio::timer::timeout(Duration::from_secs(1), async {
+        let _ = stream
+            .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 23\r\nConnection: close\r\n\r\ntoo many connections.\r\n")
+            .await;
+        let _ = stream.close().await;
+        Ok(())
+    })
+    .await;
+}
