@@ -1,0 +1,220 @@
+//! The session state machine driven without sockets: the complete sessions W1 and W2 of
+//! vectors.md, and no panic on arbitrary input in either dialect.
+
+use proptest::prelude::*;
+use std::sync::Arc;
+use vscp_proto::auth::{self, Credentials};
+use vscp_proto::session::{Action, PublishOutcome, SessionConfig, State};
+use vscp_proto::{Dialect, Session, UserDb};
+
+const KEY_W1: [u8; 16] = [
+    0x2D, 0xBB, 0x07, 0x9A, 0x38, 0x98, 0x5A, 0xF0, 0x0E, 0xBE, 0xEF, 0xE2, 0x2F, 0x9F, 0xFA, 0x0E,
+];
+const KEY_W2: [u8; 16] = [
+    0xA4, 0xA8, 0x6F, 0x7D, 0x7E, 0x11, 0x9B, 0xA3, 0xF0, 0xCD, 0x06, 0x88, 0x1E, 0x37, 0x1B, 0x98,
+];
+
+const USERS: &str = r#"{"users":[
+  {"name":"admin","password":"2d1e4f91dae49cd08eaba2293e422273","rights":"admin",
+   "remotes":["+127.0.0.0/24","+192.168.0.0/16"],"events":"",
+   "note":"A normal user. username='admin' password='secret'"},
+  {"name":"user","password":"8c3088f1b27432344f14d82033749797","rights":"user"}
+]}"#;
+
+fn cfg(key: [u8; 16]) -> SessionConfig {
+    SessionConfig {
+        key,
+        ws2_accept_client_iv: false,
+        software_version: "9.8.7".into(),
+        copyright: "test copyright".into(),
+    }
+}
+
+/// What a host does with an Authenticate action: user lookup and password check.
+fn verdict(db: &UserDb, c: &Credentials) -> Option<Arc<vscp_proto::User>> {
+    let u = db.get(&c.user)?;
+    u.verify_password(&c.password).then(|| u.clone())
+}
+
+/// Feeds one message and resolves Authenticate/Publish the way the server glue does.
+fn step(s: &mut Session, db: &UserDb, cfg: &SessionConfig, msg: &str) -> Option<String> {
+    let mut buf = msg.as_bytes().to_vec();
+    match s.handle_message(&mut buf, cfg) {
+        Action::None => None,
+        Action::Reply(r) | Action::Opened(r) | Action::ClearQueue(r) => Some(r),
+        Action::Authenticate(c) => Some(s.finish_auth(verdict(db, &c), [0x11; 16])),
+        Action::Publish(_) => Some(s.event_reply(PublishOutcome::Accepted)),
+    }
+}
+
+fn sid(hex: &str) -> [u8; 16] {
+    auth::hex_decode_16(hex).unwrap()
+}
+
+#[test]
+fn w1_complete_ws1_session() {
+    let db = UserDb::from_json(USERS).unwrap();
+    let cfg = cfg(KEY_W1);
+    let mut s = Session::new(Dialect::Ws1, sid("55BCA4DC7C1FD9C3E6967F37C8747698"));
+    assert_eq!(s.greeting(), "+;AUTH0;55BCA4DC7C1FD9C3E6967F37C8747698");
+    let mut t = |m: &str| step(&mut s, &db, &cfg, m);
+    assert_eq!(t("C;OPEN").as_deref(), Some("-;OPEN;5;Not authorised."));
+    assert_eq!(t("C;VERSION").as_deref(), Some("+;VERSION;9.8.7;1.0.0.0"));
+    assert_eq!(
+        t("C;AUTH;00112233445566778899AABBCCDDEEFF;42273E9F3440DABA5B0CC05242F742B2").as_deref(),
+        Some("-;AUTH;1;Syntax error.")
+    );
+    let auth1 = t("C;AUTH;55BCA4DC7C1FD9C3E6967F37C8747698;42273E9F3440DABA5B0CC05242F742B2").unwrap();
+    assert_eq!(
+        auth1,
+        "+;AUTH1;0;admin;********************************;;\
+         0,0,0,00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00;\
+         0,0,0,00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00;\
+         11111111111111111111111111111111;+127.0.0.0/24,+192.168.0.0/16;;\
+         QSBub3JtYWwgdXNlci4gdXNlcm5hbWU9J2FkbWluJyBwYXNzd29yZD0nc2VjcmV0Jw=="
+    );
+    assert_eq!(t("C;SF;0,10,6,-;0,0xFFFF,0xFFFF,-").as_deref(), Some("+;SF"));
+    assert_eq!(t("C;OPEN").as_deref(), Some("+;OPEN"));
+    assert_eq!(t("E;0,30,5,0,,0,-,1,2,3").as_deref(), Some("+;EVENT"));
+    assert_eq!(t("C;noop").as_deref(), Some("+;NOOP"));
+    assert_eq!(t("c;NOOP"), None);
+    assert_eq!(t("C;FOO").as_deref(), Some("-;FOO;2;Unknown command."));
+    assert_eq!(t("C;CLOSE").as_deref(), Some("+;CLOSE"));
+    assert_eq!(s.state(), State::Authenticated);
+    assert_eq!(s.filter().filter_class, 10);
+}
+
+#[test]
+fn w2_complete_ws2_session() {
+    let db = UserDb::from_json(USERS).unwrap();
+    let cfg = cfg(KEY_W2);
+    let mut s = Session::new(Dialect::Ws2, sid("5A475C082C80DCDF7F2DFBD976253B24"));
+    assert_eq!(
+        s.greeting(),
+        r#"{    "type" : "+",     "args" : ["AUTH0","5A475C082C80DCDF7F2DFBD976253B24"]}"#
+    );
+    let mut t = |m: &str| step(&mut s, &db, &cfg, m).map(|r| serde_json::from_str::<serde_json::Value>(&r).unwrap());
+    let r = t(r#"{"type":"cmd","command":"auth","args":{"iv":"5A475C082C80DCDF7F2DFBD976253B24","crypto":"69B1180D2F4809D39BE34E19C750107F"}}"#).unwrap();
+    assert_eq!(r, serde_json::json!({"type":"+","command":"AUTH","args":null}));
+    let r = t(r#"{"type":"CMD","command":"OPEN","args":null}"#).unwrap();
+    assert_eq!(r, serde_json::json!({"type":"+","command":"OPEN","args":null}));
+    let r = t(r#"{"type":"EVENT","event":{"vscpHead":0,"vscpClass":20,"vscpType":3,"vscpGuid":"-","vscpData":[1,2,3]}}"#).unwrap();
+    assert_eq!(r, serde_json::json!({"type":"+","command":"EVENT","args":null}));
+    let r = t(r#"{"type":"CMD","command":"VER","args":null}"#).unwrap();
+    assert_eq!(r, serde_json::json!({"type":"+","command":"VER","args":{"version":"9.8.7-0"}}));
+    let r = t(r#"{"type":"CMD","command":"BOGUS","args":{}}"#).unwrap();
+    assert_eq!(
+        r,
+        serde_json::json!({"type":"-","command":"BOGUS","errcode":2,"errstr":"Unknown command."})
+    );
+    let r = t("not json").unwrap();
+    assert_eq!(
+        r,
+        serde_json::json!({"type":"-","command":"EVENT","errcode":9,"errstr":"Unknown type, only know 'COMMAND' and 'EVENT'."})
+    );
+}
+
+#[test]
+fn failed_auth_rotates_sid_and_closes_channel() {
+    let db = UserDb::from_json(USERS).unwrap();
+    let cfg = cfg(KEY_W1);
+    let first = sid("55BCA4DC7C1FD9C3E6967F37C8747698");
+    let mut s = Session::new(Dialect::Ws1, first);
+    let good = auth::encrypt_credentials(&KEY_W1, &first, "admin", "secret");
+    assert!(step(&mut s, &db, &cfg, &format!("C;AUTH;55BCA4DC7C1FD9C3E6967F37C8747698;{good}"))
+        .unwrap()
+        .starts_with("+;AUTH1;"));
+    assert_eq!(step(&mut s, &db, &cfg, "C;OPEN").as_deref(), Some("+;OPEN"));
+    let bad = auth::encrypt_credentials(&KEY_W1, &first, "admin", "wrong");
+    assert_eq!(
+        step(&mut s, &db, &cfg, &format!("C;AUTH;55BCA4DC7C1FD9C3E6967F37C8747698;{bad}")).as_deref(),
+        Some("-;AUTH;5;Not authorised.")
+    );
+    assert_eq!(s.state(), State::Connected);
+    assert!(s.user().is_none());
+    assert_eq!(
+        step(&mut s, &db, &cfg, "C;CHALLENGE").as_deref(),
+        Some("+;AUTH0;11111111111111111111111111111111")
+    );
+    assert_eq!(step(&mut s, &db, &cfg, "E;0,20,3,,,,-").as_deref(), Some("-;5;Not authorised."));
+}
+
+#[test]
+fn user_rights_decide_what_may_be_sent() {
+    let db = UserDb::from_json(USERS).unwrap();
+    let cfg = cfg(KEY_W1);
+    let id = [7u8; 16];
+    let mut s = Session::new(Dialect::Ws1, id);
+    let c = auth::encrypt_credentials(&KEY_W1, &id, "user", "secret");
+    let hex = auth::hex_upper(&id);
+    assert!(step(&mut s, &db, &cfg, &format!("C;AUTH;{hex};{c}")).unwrap().starts_with("+;AUTH1;1;user;"));
+    // `user` has no set-filter right and no hlo-events right.
+    assert_eq!(
+        step(&mut s, &db, &cfg, "C;SF;0,10,6,-;0,0xFFFF,0xFFFF,-").as_deref(),
+        Some("-;SF;7;Not allowed to do that (check privileges)")
+    );
+    assert_eq!(
+        step(&mut s, &db, &cfg, "E;0,1028,1,0,,0,-").as_deref(),
+        Some("-;6;Not allowed to send event.")
+    );
+    assert_eq!(step(&mut s, &db, &cfg, "E;0,1024,1,0,,0,-").as_deref(), Some("+;EVENT"));
+    assert_eq!(
+        step(&mut s, &db, &cfg, "E;0,20,3,0,,0").as_deref(),
+        Some("-;8;Parse error, invalid format.")
+    );
+}
+
+fn any_session(dialect: Dialect, logged_in: bool) -> (Session, UserDb, SessionConfig) {
+    let db = UserDb::from_json(USERS).unwrap();
+    let cfg = cfg(KEY_W1);
+    let id = [3u8; 16];
+    let mut s = Session::new(dialect, id);
+    if logged_in {
+        let c = auth::encrypt_credentials(&KEY_W1, &id, "admin", "secret");
+        let hex = auth::hex_upper(&id);
+        let msg = match dialect {
+            Dialect::Ws1 => format!("C;AUTH;{hex};{c}"),
+            Dialect::Ws2 => format!(r#"{{"type":"CMD","command":"AUTH","args":{{"iv":"{hex}","crypto":"{c}"}}}}"#),
+        };
+        step(&mut s, &db, &cfg, &msg);
+        assert_ne!(s.state(), State::Connected);
+    }
+    (s, db, cfg)
+}
+
+/// Fragments that make random input more likely to reach deep code paths.
+fn ws_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[CE];[A-Za-z]{0,10}(;[0-9A-Fa-fx:,.-]{0,40}){0,12}",
+        r#"\{"type":"(CMD|EVENT|E|C|\+|x)","(command|event)":("[A-Za-z]{0,9}"|\{"vscpData":\[[0-9,]{0,30}\]\}|[0-9]+),"args":(null|\{"iv":"[0-9A-F]{0,40}","crypto":"[0-9A-F]{0,70}"\}|\[\]|\{"filter_class":"?[0-9a-z]{0,6}"?\})\}"#,
+    ]
+}
+
+proptest! {
+    #[test]
+    fn ws1_never_panics(msgs in proptest::collection::vec(ws_text(), 1..8), logged_in in any::<bool>()) {
+        let (mut s, db, cfg) = any_session(Dialect::Ws1, logged_in);
+        for m in msgs {
+            let _ = step(&mut s, &db, &cfg, &m);
+        }
+    }
+
+    #[test]
+    fn ws2_never_panics(msgs in proptest::collection::vec(ws_text(), 1..8), logged_in in any::<bool>()) {
+        let (mut s, db, cfg) = any_session(Dialect::Ws2, logged_in);
+        for m in msgs {
+            // Every ws2 reply must be valid JSON, whatever the input.
+            if let Some(r) = step(&mut s, &db, &cfg, &m) {
+                prop_assert!(serde_json::from_str::<serde_json::Value>(&r).is_ok(), "reply not JSON: {}", r);
+            }
+        }
+    }
+
+    #[test]
+    fn ws2_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let (mut s, _db, cfg) = any_session(Dialect::Ws2, true);
+        let mut b = bytes;
+        let _ = s.handle_message(&mut b, &cfg);
+    }
+}
