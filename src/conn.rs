@@ -190,7 +190,9 @@ impl Conn {
                     }
                 }
                 Step::Deadline => {
-                    if self.session.state() == State::Connected && !self.ctx.auth_timeout.is_zero()
+                    if self
+                        .login_deadline(started)
+                        .is_some_and(|at| Instant::now() >= at)
                     {
                         self.ctx.hub.stats().reject(RejectReason::AuthDeadline);
                         self.close(CloseCode::Policy, "login timeout").await;
@@ -211,16 +213,21 @@ impl Conn {
         }
     }
 
-    /// The next moment the session must be closed if nothing happens: the login deadline
-    /// while not logged in, else the idle deadline (both optional).
+    /// The next moment the session must be closed if nothing happens: the earlier of the login
+    /// deadline (while not logged in) and the idle deadline (both optional).
     fn deadline(&self, started: Instant) -> Option<Instant> {
-        if self.session.state() == State::Connected && !self.ctx.auth_timeout.is_zero() {
-            return Some(started + self.ctx.auth_timeout);
+        let idle =
+            (!self.ctx.idle_timeout.is_zero()).then(|| self.last_activity + self.ctx.idle_timeout);
+        match (self.login_deadline(started), idle) {
+            (Some(login), Some(idle)) => Some(login.min(idle)),
+            (login, idle) => login.or(idle),
         }
-        if !self.ctx.idle_timeout.is_zero() {
-            return Some(self.last_activity + self.ctx.idle_timeout);
-        }
-        None
+    }
+
+    /// When a session that has not logged in yet is closed (`auth-timeout`).
+    fn login_deadline(&self, started: Instant) -> Option<Instant> {
+        (self.session.state() == State::Connected && !self.ctx.auth_timeout.is_zero())
+            .then(|| started + self.ctx.auth_timeout)
     }
 
     async fn on_ws_error(&mut self, e: WsError) -> End {

@@ -281,6 +281,10 @@ impl Hub {
                 ShardStats::add(&self.stats.ring_sent, 1);
             }
         }
+        // glommio reads a ready socket without suspending, so a flooding client's task would
+        // otherwise keep the shard until its socket runs dry while the receivers' outboxes
+        // overflow. Yielding lets the sessions it just woke write first.
+        glommio::executor().yield_now().await;
         true
     }
 

@@ -11,7 +11,8 @@
 //! - [`hub`]: fan-out of events to local sessions and to the other shards' rings;
 //! - [`credentials`]: password checks off the hot path with a verified-credential cache;
 //! - [`config`]: the driver configuration file;
-//! - [`stats`]: per-shard counters.
+//! - [`stats`]: per-shard counters;
+//! - [`uplink`]: the interface the MQTT bridge and the vscpd host sit behind.
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod config;
@@ -23,5 +24,6 @@ pub mod logging;
 pub mod server;
 pub mod shard;
 pub mod stats;
+pub mod uplink;
 
-pub use server::{start, ServerHandle, StartError};
+pub use server::{start, start_with_uplink, ServerHandle, StartError};

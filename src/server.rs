@@ -10,6 +10,7 @@ use crate::credentials::{new_cache_key, Users};
 use crate::hub::RoutedEvent;
 use crate::shard::{self, ShardSetup, Shared};
 use crate::stats::{ShardStats, Stats};
+use crate::uplink::{self, Uplink, UplinkRings, UplinkStats};
 use glommio::channels::shared_channel;
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 use std::net::SocketAddr;
@@ -99,6 +100,7 @@ pub struct ServerHandle {
     shared: Arc<Shared>,
     users: Arc<Users>,
     stats: Vec<Arc<ShardStats>>,
+    uplink_stats: Arc<UplinkStats>,
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
 }
 
@@ -111,6 +113,19 @@ impl ServerHandle {
     /// Counters summed over all shards.
     pub fn stats(&self) -> Stats {
         Stats::sum(self.stats.iter().map(|s| s.as_ref()))
+    }
+
+    /// Counters of each shard on its own (index = shard number).
+    pub fn shard_stats(&self) -> Vec<Stats> {
+        self.stats
+            .iter()
+            .map(|s| Stats::sum(std::iter::once(s.as_ref())))
+            .collect()
+    }
+
+    /// Counters of the uplink rings (zero without an uplink).
+    pub fn uplink_stats(&self) -> &UplinkStats {
+        &self.uplink_stats
     }
 
     /// Number of shards.
@@ -143,8 +158,19 @@ impl Drop for ServerHandle {
     }
 }
 
-/// Starts the server with `shards` executors (default: one per CPU).
+/// Starts the standalone server (in-process bus only) with `shards` executors (default: one
+/// per CPU).
 pub fn start(cfg: &Config, users: UserDb) -> Result<ServerHandle, StartError> {
+    start_with_uplink(cfg, users, None)
+}
+
+/// Starts the server; with an uplink (MQTT bridge, vscpd host) it runs on one more executor and
+/// exchanges events with every shard through a pair of bounded rings (see [`crate::uplink`]).
+pub fn start_with_uplink(
+    cfg: &Config,
+    users: UserDb,
+    uplink: Option<Box<dyn Uplink>>,
+) -> Result<ServerHandle, StartError> {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -185,11 +211,28 @@ pub fn start(cfg: &Config, users: UserDb) -> Result<ServerHandle, StartError> {
         }
     }
 
+    let uplink_rings = uplink.as_ref().map(|_| {
+        let mut rings = UplinkRings {
+            from_shards: Vec::new(),
+            to_shards: Vec::new(),
+        };
+        for i in 0..n {
+            let (tx, rx) = shared_channel::new_bounded::<Arc<RoutedEvent>>(settings.max_in_queue);
+            senders[i].push(tx);
+            rings.from_shards.push(rx);
+            let (tx, rx) = shared_channel::new_bounded::<Arc<RoutedEvent>>(settings.max_in_queue);
+            rings.to_shards.push(tx);
+            receivers[i].push(rx);
+        }
+        rings
+    });
+
     let mut handle = ServerHandle {
         addr: cfg.listen,
         shared: shared.clone(),
         users: users.clone(),
         stats: stats.clone(),
+        uplink_stats: Arc::new(UplinkStats::default()),
         threads: Vec::new(),
     };
     let mut addr = cfg.listen;
@@ -228,6 +271,26 @@ pub fn start(cfg: &Config, users: UserDb) -> Result<ServerHandle, StartError> {
                     reason: "the executor stopped during start-up".into(),
                 })
             }
+        }
+    }
+    if let (Some(uplink), Some(rings)) = (uplink, uplink_rings) {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let shared = handle.shared.clone();
+        let stats = handle.uplink_stats.clone();
+        let thread = LocalExecutorBuilder::new(Placement::Fixed(n % cpus))
+            .name("vscp-uplink")
+            .io_memory(IO_MEMORY)
+            .spawn(move || uplink::run(uplink, rings, shared, stats, ready_tx))
+            .map_err(|e| StartError::Executor {
+                shard: n,
+                reason: format!("uplink: {e}"),
+            })?;
+        handle.threads.push(thread);
+        if ready_rx.recv().is_err() {
+            return Err(StartError::Executor {
+                shard: n,
+                reason: "the uplink executor stopped during start-up".into(),
+            });
         }
     }
     handle.addr = addr;

@@ -142,7 +142,9 @@ pub async fn run(setup: ShardSetup) {
             while let Some(ev) = rx.recv().await {
                 ShardStats::add(&ctx.hub.stats().ring_received, 1);
                 ctx.hub.deliver(&ev);
-                glommio::yield_if_needed().await;
+                // Let the sessions just woken write before the next event (a full ring would
+                // otherwise be fanned out in one go and overflow their outboxes).
+                glommio::executor().yield_now().await;
             }
         }));
     }
@@ -213,7 +215,10 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         if !take_client_slot(&shared) {
             ctx.hub.stats().reject(RejectReason::MaxClients);
-            let _ = gate.spawn(reject_busy(stream));
+            // Dropping a glommio `Task` cancels it: detach, or the 503 is never written.
+            if let Ok(task) = gate.spawn(reject_busy(stream)) {
+                task.detach();
+            }
             continue;
         }
         let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
@@ -251,8 +256,18 @@ fn take_client_slot(shared: &Shared) -> bool {
 
 /// Answers a connection over `max-clients` with a plain HTTP 503 so the client sees why.
 async fn reject_busy(mut stream: glommio::net::TcpStream) {
-    use futures::AsyncWriteExt;
+    use futures::{AsyncReadExt, AsyncWriteExt};
     let _ = glommio::timer::timeout(Duration::from_secs(1), async {
+        // Read the request head first: closing a socket with unread input makes the kernel send
+        // a reset, and the client would see "connection reset" instead of this answer.
+        let mut head = [0u8; 4096];
+        let mut len = 0;
+        while len < head.len() && !head[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut head[len..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => len += n,
+            }
+        }
         let _ = stream
             .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 23\r\nConnection: close\r\n\r\ntoo many connections.\r\n")
             .await;

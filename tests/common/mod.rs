@@ -258,3 +258,237 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+// ---- Helpers for tests/routing.rs, tests/limits.rs, tests/flood.rs ----
+
+// (`Fixture::start_with_users` is defined further down.)
+
+/// Upgrades an already connected stream to a websocket on `path` and reads the AUTH0 greeting.
+pub fn client_on_stream(stream: TcpStream, addr: SocketAddr, path: &str) -> Client {
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let url = format!("ws://{addr}{path}");
+    let (ws, _resp) = tungstenite::client::client(url, stream).expect("websocket handshake");
+    let dialect = if path.ends_with("ws2") { "ws2" } else { "ws1" };
+    let mut c = Client {
+        ws,
+        sid: String::new(),
+        dialect,
+    };
+    let greeting = c.recv_text();
+    c.sid = if dialect == "ws1" {
+        greeting
+            .strip_prefix("+;AUTH0;")
+            .expect("ws1 greeting")
+            .to_string()
+    } else {
+        let v: serde_json::Value = serde_json::from_str(&greeting).expect("ws2 greeting is JSON");
+        assert_eq!(v["args"][0], "AUTH0");
+        v["args"][1].as_str().unwrap().to_string()
+    };
+    assert_eq!(c.sid.len(), 32);
+    c
+}
+
+/// A TCP connection to `addr` whose local end is bound to `local` first (e.g. 127.0.0.2, so
+/// the server sees that peer address).
+pub fn tcp_from(addr: SocketAddr, local: std::net::IpAddr) -> std::io::Result<TcpStream> {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    sock.bind(&SocketAddr::new(local, 0).into())?;
+    sock.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+    Ok(sock.into())
+}
+
+/// Connects from the local address `local` (see [`tcp_from`]).
+pub fn connect_bound(addr: SocketAddr, local: std::net::IpAddr, path: &str) -> Client {
+    let stream = tcp_from(addr, local).expect("bound tcp connect");
+    client_on_stream(stream, addr, path)
+}
+
+/// Connects and tells which shard accepted the connection (the one whose `sessions_accepted`
+/// grew). Only meaningful while no other connection to `srv` is being set up at the same time.
+pub fn connect_tracked(srv: &ServerHandle, path: &str) -> (Client, usize) {
+    let before: Vec<u64> = srv
+        .shard_stats()
+        .iter()
+        .map(|s| s.sessions_accepted)
+        .collect();
+    let c = connect(srv.local_addr(), path);
+    // The counter is bumped before the greeting is written, so it is visible by now.
+    let after: Vec<u64> = srv
+        .shard_stats()
+        .iter()
+        .map(|s| s.sessions_accepted)
+        .collect();
+    let grew: Vec<usize> = (0..after.len()).filter(|&i| after[i] > before[i]).collect();
+    assert_eq!(
+        grew.len(),
+        1,
+        "exactly one shard accepted: {before:?} -> {after:?}"
+    );
+    (c, grew[0])
+}
+
+/// How a connection ended when we waited for the server to close it.
+#[derive(Debug, PartialEq)]
+pub enum Ending {
+    /// A close frame arrived (code, reason); `None` for a close frame without a code.
+    Close(Option<(u16, String)>),
+    /// The connection ended without a close frame (reset, EOF).
+    Gone(String),
+    /// Nothing ended within the wait.
+    Open,
+}
+
+impl Client {
+    /// Reads (and discards) messages until the server closes the connection or `wait` passes.
+    /// Answers the close so the server's closing handshake completes.
+    pub fn wait_for_close(&mut self, wait: Duration) -> Ending {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ending::Open;
+            }
+            self.ws.get_ref().set_read_timeout(Some(left)).unwrap();
+            match self.ws.read() {
+                Ok(Message::Close(frame)) => {
+                    let _ = self.ws.flush();
+                    return Ending::Close(frame.map(|f| (u16::from(f.code), f.reason.to_string())));
+                }
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut =>
+                {
+                    return Ending::Open
+                }
+                Err(e) => return Ending::Gone(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Connects to `path` until a connection lands on shard `shard` (the kernel picks the shard
+/// by 4-tuple hash); connections that land elsewhere are closed.
+pub fn connect_on_shard(srv: &ServerHandle, path: &str, shard: usize) -> Client {
+    for _ in 0..64 {
+        let (c, got) = connect_tracked(srv, path);
+        if got == shard {
+            return c;
+        }
+        c.close();
+    }
+    panic!("64 connections in a row missed shard {shard}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for ws1_commands.rs, ws2_commands.rs and bad_input.rs.
+
+impl Fixture {
+    /// Like [`Fixture::start`], but with a users.json of the test's own.
+    pub fn start_with_users(&self, users_json: &str, extra: serde_json::Value) -> ServerHandle {
+        std::fs::write(self.dir.join("users.json"), users_json).unwrap();
+        let cfg = self.config(extra);
+        let users = vscp_proto::UserDb::from_json(users_json).expect("test users load");
+        vscp_websocksrv::start(&cfg, users).expect("server starts")
+    }
+}
+
+/// Drops the clients first (so the server need not wait for their closing handshakes), then
+/// shuts the server down.
+pub fn stop(srv: ServerHandle, clients: Vec<Client>) {
+    drop(clients);
+    srv.shutdown();
+}
+
+/// AES-128-CBC of `plain` (a non-empty multiple of 16 bytes, no padding added) with [`KEY`] and
+/// `iv`, as upper-case hex: for padding schemes other than the harness's zero padding.
+pub fn encrypt_raw(iv: &[u8; 16], plain: &[u8]) -> String {
+    use cbc::cipher::{Array, BlockModeEncrypt, KeyIvInit};
+    assert!(!plain.is_empty() && plain.len().is_multiple_of(16));
+    let mut enc = cbc::Encryptor::<aes::Aes128>::new(&Array::from(KEY), &Array::from(*iv));
+    let mut out = String::with_capacity(plain.len() * 2);
+    for chunk in plain.chunks_exact(16) {
+        let mut block = Array::<u8, _>::default();
+        block.copy_from_slice(chunk);
+        enc.encrypt_block(&mut block);
+        for b in block {
+            out.push_str(&format!("{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One masked client frame with the given first byte (FIN/RSV bits + opcode), as RFC 6455
+/// lays it out; lets tests send what tungstenite's client refuses to (bad UTF-8, reserved
+/// opcodes, fragments).
+pub fn raw_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![first_byte];
+    let len = payload.len();
+    if len < 126 {
+        f.push(0x80 | len as u8);
+    } else if len <= 0xFFFF {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    let mask = [0x37u8, 0xFA, 0x21, 0x3D];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+impl Client {
+    /// Writes raw bytes straight to the socket (bypassing tungstenite's framing).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        let s = self.ws.get_mut();
+        s.write_all(bytes).expect("raw write");
+        s.flush().unwrap();
+    }
+
+    /// Sends a ws2 command object `{"type":"CMD","command":..,"args":..}`, returns the reply.
+    pub fn cmd2_args(&mut self, command: &str, args: serde_json::Value) -> serde_json::Value {
+        self.cmd2(serde_json::json!({"type":"CMD","command":command,"args":args}))
+    }
+
+    /// Sends NOOP and asserts that the very next message is its reply: proves that nothing was
+    /// sent for whatever the client sent before, and that the session still works.
+    pub fn assert_noop_next(&mut self) {
+        if self.dialect == "ws1" {
+            self.send("C;NOOP");
+            assert_eq!(self.recv_text(), "+;NOOP");
+        } else {
+            self.send(r#"{"type":"CMD","command":"NOOP","args":null}"#);
+            let r = self.recv_text();
+            let v: serde_json::Value = serde_json::from_str(&r).expect("NOOP reply is JSON");
+            assert_eq!(
+                v,
+                serde_json::json!({"type":"+","command":"NOOP","args":null}),
+                "{r}"
+            );
+        }
+    }
+
+    /// Reads until the server's close frame and returns its code (`None` if the connection
+    /// ended without one).
+    pub fn read_close_code(&mut self) -> Option<u16> {
+        let deadline = Instant::now() + READ_TIMEOUT;
+        while Instant::now() < deadline {
+            match self.ws.read() {
+                Ok(Message::Close(Some(f))) => return Some(f.code.into()),
+                Ok(Message::Close(None)) => return None,
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        panic!("no close within {READ_TIMEOUT:?}");
+    }
+}

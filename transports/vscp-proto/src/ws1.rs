@@ -59,6 +59,12 @@ pub fn parse_line(text: &str) -> Line<'_> {
                     args: Vec::new(),
                 };
             }
+            // Without the `;` separator (`CNOOP`) the whole line is the command token.
+            let rest = if line.as_bytes()[1] == b';' {
+                rest
+            } else {
+                line
+            };
             if rest.is_empty() {
                 return Line::EmptyCommand;
             }
@@ -167,6 +173,13 @@ mod tests {
             Line::Command {
                 name: "AUTH".into(),
                 args: vec!["a", "", "b", ""]
+            }
+        );
+        assert_eq!(
+            parse_line("CNOOP;x"),
+            Line::Command {
+                name: "CNOOP".into(),
+                args: vec!["x"]
             }
         );
         assert_eq!(parse_line("E;0,20,3,,,,-"), Line::Event("0,20,3,,,,-"));

@@ -64,7 +64,8 @@ fn w1_complete_ws1_session() {
         t("C;AUTH;00112233445566778899AABBCCDDEEFF;42273E9F3440DABA5B0CC05242F742B2").as_deref(),
         Some("-;AUTH;1;Syntax error.")
     );
-    let auth1 = t("C;AUTH;55BCA4DC7C1FD9C3E6967F37C8747698;42273E9F3440DABA5B0CC05242F742B2").unwrap();
+    let auth1 =
+        t("C;AUTH;55BCA4DC7C1FD9C3E6967F37C8747698;42273E9F3440DABA5B0CC05242F742B2").unwrap();
     assert_eq!(
         auth1,
         "+;AUTH1;0;admin;********************************;;\
@@ -73,7 +74,10 @@ fn w1_complete_ws1_session() {
          11111111111111111111111111111111;+127.0.0.0/24,+192.168.0.0/16;;\
          QSBub3JtYWwgdXNlci4gdXNlcm5hbWU9J2FkbWluJyBwYXNzd29yZD0nc2VjcmV0Jw=="
     );
-    assert_eq!(t("C;SF;0,10,6,-;0,0xFFFF,0xFFFF,-").as_deref(), Some("+;SF"));
+    assert_eq!(
+        t("C;SF;0,10,6,-;0,0xFFFF,0xFFFF,-").as_deref(),
+        Some("+;SF")
+    );
     assert_eq!(t("C;OPEN").as_deref(), Some("+;OPEN"));
     assert_eq!(t("E;0,30,5,0,,0,-,1,2,3").as_deref(), Some("+;EVENT"));
     assert_eq!(t("C;noop").as_deref(), Some("+;NOOP"));
@@ -93,15 +97,29 @@ fn w2_complete_ws2_session() {
         s.greeting(),
         r#"{    "type" : "+",     "args" : ["AUTH0","5A475C082C80DCDF7F2DFBD976253B24"]}"#
     );
-    let mut t = |m: &str| step(&mut s, &db, &cfg, m).map(|r| serde_json::from_str::<serde_json::Value>(&r).unwrap());
+    let mut t = |m: &str| {
+        step(&mut s, &db, &cfg, m).map(|r| serde_json::from_str::<serde_json::Value>(&r).unwrap())
+    };
     let r = t(r#"{"type":"cmd","command":"auth","args":{"iv":"5A475C082C80DCDF7F2DFBD976253B24","crypto":"69B1180D2F4809D39BE34E19C750107F"}}"#).unwrap();
-    assert_eq!(r, serde_json::json!({"type":"+","command":"AUTH","args":null}));
+    assert_eq!(
+        r,
+        serde_json::json!({"type":"+","command":"AUTH","args":null})
+    );
     let r = t(r#"{"type":"CMD","command":"OPEN","args":null}"#).unwrap();
-    assert_eq!(r, serde_json::json!({"type":"+","command":"OPEN","args":null}));
+    assert_eq!(
+        r,
+        serde_json::json!({"type":"+","command":"OPEN","args":null})
+    );
     let r = t(r#"{"type":"EVENT","event":{"vscpHead":0,"vscpClass":20,"vscpType":3,"vscpGuid":"-","vscpData":[1,2,3]}}"#).unwrap();
-    assert_eq!(r, serde_json::json!({"type":"+","command":"EVENT","args":null}));
+    assert_eq!(
+        r,
+        serde_json::json!({"type":"+","command":"EVENT","args":null})
+    );
     let r = t(r#"{"type":"CMD","command":"VER","args":null}"#).unwrap();
-    assert_eq!(r, serde_json::json!({"type":"+","command":"VER","args":{"version":"9.8.7-0"}}));
+    assert_eq!(
+        r,
+        serde_json::json!({"type":"+","command":"VER","args":{"version":"9.8.7-0"}})
+    );
     let r = t(r#"{"type":"CMD","command":"BOGUS","args":{}}"#).unwrap();
     assert_eq!(
         r,
@@ -121,13 +139,24 @@ fn failed_auth_rotates_sid_and_closes_channel() {
     let first = sid("55BCA4DC7C1FD9C3E6967F37C8747698");
     let mut s = Session::new(Dialect::Ws1, first);
     let good = auth::encrypt_credentials(&KEY_W1, &first, "admin", "secret");
-    assert!(step(&mut s, &db, &cfg, &format!("C;AUTH;55BCA4DC7C1FD9C3E6967F37C8747698;{good}"))
-        .unwrap()
-        .starts_with("+;AUTH1;"));
+    assert!(step(
+        &mut s,
+        &db,
+        &cfg,
+        &format!("C;AUTH;55BCA4DC7C1FD9C3E6967F37C8747698;{good}")
+    )
+    .unwrap()
+    .starts_with("+;AUTH1;"));
     assert_eq!(step(&mut s, &db, &cfg, "C;OPEN").as_deref(), Some("+;OPEN"));
     let bad = auth::encrypt_credentials(&KEY_W1, &first, "admin", "wrong");
     assert_eq!(
-        step(&mut s, &db, &cfg, &format!("C;AUTH;55BCA4DC7C1FD9C3E6967F37C8747698;{bad}")).as_deref(),
+        step(
+            &mut s,
+            &db,
+            &cfg,
+            &format!("C;AUTH;55BCA4DC7C1FD9C3E6967F37C8747698;{bad}")
+        )
+        .as_deref(),
         Some("-;AUTH;5;Not authorised.")
     );
     assert_eq!(s.state(), State::Connected);
@@ -136,7 +165,10 @@ fn failed_auth_rotates_sid_and_closes_channel() {
         step(&mut s, &db, &cfg, "C;CHALLENGE").as_deref(),
         Some("+;AUTH0;11111111111111111111111111111111")
     );
-    assert_eq!(step(&mut s, &db, &cfg, "E;0,20,3,,,,-").as_deref(), Some("-;5;Not authorised."));
+    assert_eq!(
+        step(&mut s, &db, &cfg, "E;0,20,3,,,,-").as_deref(),
+        Some("-;5;Not authorised.")
+    );
 }
 
 #[test]
@@ -147,7 +179,9 @@ fn user_rights_decide_what_may_be_sent() {
     let mut s = Session::new(Dialect::Ws1, id);
     let c = auth::encrypt_credentials(&KEY_W1, &id, "user", "secret");
     let hex = auth::hex_upper(&id);
-    assert!(step(&mut s, &db, &cfg, &format!("C;AUTH;{hex};{c}")).unwrap().starts_with("+;AUTH1;1;user;"));
+    assert!(step(&mut s, &db, &cfg, &format!("C;AUTH;{hex};{c}"))
+        .unwrap()
+        .starts_with("+;AUTH1;1;user;"));
     // `user` has no set-filter right and no hlo-events right.
     assert_eq!(
         step(&mut s, &db, &cfg, "C;SF;0,10,6,-;0,0xFFFF,0xFFFF,-").as_deref(),
@@ -157,7 +191,10 @@ fn user_rights_decide_what_may_be_sent() {
         step(&mut s, &db, &cfg, "E;0,1028,1,0,,0,-").as_deref(),
         Some("-;6;Not allowed to send event.")
     );
-    assert_eq!(step(&mut s, &db, &cfg, "E;0,1024,1,0,,0,-").as_deref(), Some("+;EVENT"));
+    assert_eq!(
+        step(&mut s, &db, &cfg, "E;0,1024,1,0,,0,-").as_deref(),
+        Some("+;EVENT")
+    );
     assert_eq!(
         step(&mut s, &db, &cfg, "E;0,20,3,0,,0").as_deref(),
         Some("-;8;Parse error, invalid format.")
@@ -174,7 +211,9 @@ fn any_session(dialect: Dialect, logged_in: bool) -> (Session, UserDb, SessionCo
         let hex = auth::hex_upper(&id);
         let msg = match dialect {
             Dialect::Ws1 => format!("C;AUTH;{hex};{c}"),
-            Dialect::Ws2 => format!(r#"{{"type":"CMD","command":"AUTH","args":{{"iv":"{hex}","crypto":"{c}"}}}}"#),
+            Dialect::Ws2 => format!(
+                r#"{{"type":"CMD","command":"AUTH","args":{{"iv":"{hex}","crypto":"{c}"}}}}"#
+            ),
         };
         step(&mut s, &db, &cfg, &msg);
         assert_ne!(s.state(), State::Connected);
