@@ -27,6 +27,9 @@ pub const DEFAULT_PORT: u16 = 8884;
 /// is not reachable from the network before the operator decides it should be.
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT);
+/// Default `metrics-interface`: loopback, so metrics are not exposed by accident.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9884);
 /// Default ws1 path.
 pub const DEFAULT_URL_WS1: &str = "/ws1";
 /// Default ws2 path.
@@ -99,6 +102,7 @@ const KNOWN_TOP: &[&str] = &[
     "ws2-accept-client-iv",
     "shards",
     "logging",
+    "metrics-interface",
 ];
 
 /// REF keys that we accept without acting on them, each with the reason shown to the operator.
@@ -362,6 +366,9 @@ pub struct Config {
     /// `ws2-accept-client-iv`: accept a ws2 AUTH whose IV is not this session's SID (REF
     /// leniency; re-opens replay). Default false.
     pub ws2_accept_client_iv: bool,
+    /// `metrics-interface`: where `/metrics`, `/healthz` and `/readyz` are served (default
+    /// 127.0.0.1:9884; an empty string disables the endpoint).
+    pub metrics_listen: Option<SocketAddr>,
     /// `shards` (our extension): executor threads; `None` (absent, `null` or 0) = one per CPU.
     /// Range 1..=1024.
     pub shards: Option<usize>,
@@ -583,6 +590,20 @@ impl Reader<'_> {
         };
         let logging = self.logging(obj, base_dir)?;
         let debug = self.bool(obj, "", "debug", false)?;
+        let metrics_listen = match obj.get("metrics-interface") {
+            None => Some(DEFAULT_METRICS_LISTEN),
+            Some(v) => {
+                let text = self.string(v, "metrics-interface")?.trim();
+                if text.is_empty() {
+                    None
+                } else {
+                    Some(
+                        parse_interface(text)
+                            .map_err(|reason| self.err("metrics-interface", reason))?,
+                    )
+                }
+            }
+        };
 
         Ok(Config {
             source: None,
@@ -608,6 +629,7 @@ impl Reader<'_> {
             shards,
             logging,
             debug,
+            metrics_listen,
         })
     }
 

@@ -289,11 +289,13 @@ impl Conn {
 
     async fn login(&mut self, creds: vscp_proto::auth::Credentials) -> String {
         let stats = self.ctx.hub.stats();
+        let started = Instant::now();
         let verdict = if creds.user.is_empty() {
             Err(crate::credentials::LoginFailure::Credentials)
         } else {
             self.ctx.auth.login(creds, self.peer.ip()).await
         };
+        stats.login_time.observe(started.elapsed());
         match verdict {
             Ok(user) => {
                 ShardStats::add(&stats.logins_ok, 1);
@@ -357,6 +359,12 @@ impl Conn {
         }
         self.flush().await?;
         let stats = self.ctx.hub.stats();
+        let now = Instant::now();
+        for ev in batch.iter() {
+            stats
+                .delivery_latency
+                .observe(now.saturating_duration_since(ev.accepted_at));
+        }
         stats.delivered(dialect, batch.len() as u64);
         ShardStats::add(&stats.bytes_out, bytes);
         batch.clear();

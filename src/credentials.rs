@@ -64,6 +64,7 @@ pub enum LoginFailure {
 /// Per-shard login checker.
 pub struct Authenticator {
     users: Arc<Users>,
+    stats: Arc<crate::stats::ShardStats>,
     key: Arc<hmac::Key>,
     cache: RefCell<(u64, HashMap<[u8; 32], ()>)>,
     slow: glommio::sync::Semaphore,
@@ -87,9 +88,14 @@ pub fn new_cache_key() -> Arc<hmac::Key> {
 }
 
 impl Authenticator {
-    pub fn new(users: Arc<Users>, key: Arc<hmac::Key>) -> Authenticator {
+    pub fn new(
+        users: Arc<Users>,
+        key: Arc<hmac::Key>,
+        stats: Arc<crate::stats::ShardStats>,
+    ) -> Authenticator {
         Authenticator {
             users,
+            stats,
             key,
             cache: RefCell::new((0, HashMap::new())),
             slow: glommio::sync::Semaphore::new(MAX_SLOW_CHECKS),
@@ -105,8 +111,10 @@ impl Authenticator {
         let ok = if user.password_is_slow() {
             let tag = self.tag(generation, &creds);
             if self.cached(generation, &tag) {
+                crate::stats::ShardStats::add(&self.stats.login_cache_hits, 1);
                 true
             } else {
+                crate::stats::ShardStats::add(&self.stats.login_slow_checks, 1);
                 let ok = self.slow_check(&user, creds.password).await;
                 if ok {
                     self.remember(generation, tag);

@@ -11,16 +11,18 @@
 //! - [`hub`]: fan-out of events to local sessions and to the other shards' rings;
 //! - [`credentials`]: password checks off the hot path with a verified-credential cache;
 //! - [`config`]: the driver configuration file;
-//! - [`stats`]: per-shard counters;
+//! - [`stats`]: per-shard counters; [`metrics`] renders them for [`http`] (`/metrics`);
 //! - [`uplink`]: the interface the MQTT bridge and the vscpd host sit behind.
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod config;
 pub mod conn;
 pub mod credentials;
+pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod server;
 pub mod shard;
 pub mod stats;

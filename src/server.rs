@@ -7,7 +7,9 @@
 
 use crate::config::Config;
 use crate::credentials::{new_cache_key, Users};
+use crate::http::Readiness;
 use crate::hub::RoutedEvent;
+use crate::metrics::{Exporter, Limits};
 use crate::shard::{self, ShardSetup, Shared};
 use crate::stats::{ShardStats, Stats};
 use crate::uplink::{self, Uplink, UplinkRings, UplinkStats};
@@ -101,6 +103,7 @@ pub struct ServerHandle {
     users: Arc<Users>,
     stats: Vec<Arc<ShardStats>>,
     uplink_stats: Arc<UplinkStats>,
+    metrics_addr: Option<SocketAddr>,
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
 }
 
@@ -108,6 +111,11 @@ impl ServerHandle {
     /// The address the shards listen on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Counters summed over all shards.
@@ -233,7 +241,40 @@ pub fn start_with_uplink(
         users: users.clone(),
         stats: stats.clone(),
         uplink_stats: Arc::new(UplinkStats::default()),
+        metrics_addr: None,
         threads: Vec::new(),
+    };
+    let readiness = Arc::new(Readiness {
+        listening: AtomicBool::new(false),
+        uplink: uplink.as_ref().map(|_| handle.uplink_stats.clone()),
+    });
+    let mut metrics = match cfg.metrics_listen {
+        None => None,
+        Some(at) => {
+            // A plain bind (no SO_REUSEPORT) so a second server on the port is an error, not a
+            // silent split of the scrapes.
+            let listener = std::net::TcpListener::bind(at).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AddrInUse {
+                    StartError::InUse { addr: at }
+                } else {
+                    StartError::Listen(format!("cannot listen on {at} (metrics-interface): {e}"))
+                }
+            })?;
+            handle.metrics_addr = listener.local_addr().ok();
+            let exporter = Arc::new(Exporter::new(
+                stats.clone(),
+                uplink
+                    .as_ref()
+                    .map(|u| (u.name(), handle.uplink_stats.clone())),
+                Limits {
+                    max_clients: cfg.max_clients,
+                    max_out_queue: settings.max_out_queue,
+                    max_in_queue: settings.max_in_queue,
+                    shards: n,
+                },
+            ));
+            Some((listener, exporter, readiness.clone()))
+        }
     };
     let mut addr = cfg.listen;
     for (shard, (to_peers, from_peers)) in senders.into_iter().zip(receivers).enumerate() {
@@ -248,6 +289,7 @@ pub fn start_with_uplink(
             settings: settings.clone(),
             to_peers,
             from_peers,
+            metrics: if shard == 0 { metrics.take() } else { None },
             ready: ready_tx,
         };
         let builder = LocalExecutorBuilder::new(Placement::Fixed(shard % cpus))
@@ -294,5 +336,6 @@ pub fn start_with_uplink(
         }
     }
     handle.addr = addr;
+    readiness.listening.store(true, Ordering::Release);
     Ok(handle)
 }

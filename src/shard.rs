@@ -81,6 +81,12 @@ pub struct ShardSetup {
     pub to_peers: Vec<SharedSender<Arc<RoutedEvent>>>,
     /// Rings from every other shard.
     pub from_peers: Vec<SharedReceiver<Arc<RoutedEvent>>>,
+    /// The `/metrics` listener (already bound by the starter) — given to shard 0 only.
+    pub metrics: Option<(
+        std::net::TcpListener,
+        Arc<crate::metrics::Exporter>,
+        Arc<crate::http::Readiness>,
+    )>,
     /// Reports the bound address (or why binding failed) to the starter.
     pub ready: std::sync::mpsc::Sender<Result<SocketAddr, String>>,
 }
@@ -97,6 +103,7 @@ pub async fn run(setup: ShardSetup) {
         settings,
         to_peers,
         from_peers,
+        metrics,
         ready,
     } = setup;
     let listener = match TcpListener::bind(listen) {
@@ -123,7 +130,7 @@ pub async fn run(setup: ShardSetup) {
     let ctx = Rc::new(ShardCtx {
         shard,
         hub,
-        auth: Authenticator::new(users, cache_key),
+        auth: Authenticator::new(users, cache_key, stats.clone()),
         session_cfg: settings.session.clone(),
         url_ws1: settings.url_ws1.clone(),
         url_ws2: settings.url_ws2.clone(),
@@ -156,6 +163,12 @@ pub async fn run(setup: ShardSetup) {
     }
     info!(shard, addr = %local, "listening");
 
+    let metrics_task = metrics.map(|(listener, exporter, readiness)| {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        // SAFETY: the descriptor comes from a listening std socket we own and give up here.
+        let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+        glommio::spawn_local(crate::http::serve(listener, exporter, readiness))
+    });
     let gate = Rc::new(Gate::new());
     let acceptor = glommio::spawn_local(accept_loop(
         listener,
@@ -167,6 +180,9 @@ pub async fn run(setup: ShardSetup) {
         glommio::timer::sleep(STOP_POLL).await;
     }
     acceptor.cancel().await;
+    if let Some(t) = metrics_task {
+        t.cancel().await;
+    }
     ctx.hub.close_all();
     if glommio::timer::timeout(DRAIN_TIMEOUT, async {
         let _ = gate.close().await;

@@ -98,6 +98,65 @@ pub struct ShardStats {
     pub ring_sent: AtomicU64,
     /// Events received from other shards.
     pub ring_received: AtomicU64,
+    /// PBKDF2 checks run (cache misses), and logins answered from the credential cache.
+    pub login_slow_checks: AtomicU64,
+    pub login_cache_hits: AtomicU64,
+    /// Event accepted → written to the receiving socket.
+    pub delivery_latency: Histogram,
+    /// AUTH received → verdict.
+    pub login_time: Histogram,
+}
+
+/// Upper bounds (seconds) of the latency histogram buckets: 50 µs to 2.5 s.
+pub const LATENCY_BUCKETS: [f64; 15] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5,
+];
+
+/// A fixed-bucket histogram written by one shard only (relaxed adds on its own cache lines)
+/// and summed with the other shards' at scrape time.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Non-cumulative counts per bucket; the last slot is +Inf.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_nanos
+            .fetch_add(d.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    /// Adds this histogram into `acc` (non-cumulative counts, sum in seconds).
+    pub fn add_to(&self, acc: &mut HistogramSnapshot) {
+        for (a, b) in acc.counts.iter_mut().zip(self.buckets.iter()) {
+            *a += b.load(Relaxed);
+        }
+        acc.sum_seconds += self.sum_nanos.load(Relaxed) as f64 / 1e9;
+    }
+}
+
+/// A histogram summed over shards.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HistogramSnapshot {
+    /// Non-cumulative counts per bucket of [`LATENCY_BUCKETS`], then +Inf.
+    pub counts: [u64; LATENCY_BUCKETS.len() + 1],
+    pub sum_seconds: f64,
+}
+
+impl HistogramSnapshot {
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
 }
 
 /// Index of a dialect in the per-dialect arrays.
@@ -135,7 +194,7 @@ impl ShardStats {
 }
 
 /// A point-in-time sum over all shards.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stats {
     pub sessions_active: i64,
     pub sessions_accepted: u64,
@@ -159,6 +218,10 @@ pub struct Stats {
     pub bytes_out: u64,
     pub ring_sent: u64,
     pub ring_received: u64,
+    pub login_slow_checks: u64,
+    pub login_cache_hits: u64,
+    pub delivery_latency: HistogramSnapshot,
+    pub login_time: HistogramSnapshot,
 }
 
 impl Stats {
@@ -189,6 +252,10 @@ impl Stats {
             s.bytes_out += sh.bytes_out.load(Relaxed);
             s.ring_sent += sh.ring_sent.load(Relaxed);
             s.ring_received += sh.ring_received.load(Relaxed);
+            s.login_slow_checks += sh.login_slow_checks.load(Relaxed);
+            s.login_cache_hits += sh.login_cache_hits.load(Relaxed);
+            sh.delivery_latency.add_to(&mut s.delivery_latency);
+            sh.login_time.add_to(&mut s.login_time);
         }
         s
     }

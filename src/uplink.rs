@@ -18,7 +18,7 @@ use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use vscp_proto::Event;
@@ -36,13 +36,31 @@ pub trait Uplink: Send + 'static {
     fn run(self: Box<Self>, ports: UplinkPorts) -> Pin<Box<dyn Future<Output = ()>>>;
 }
 
-/// Counters of the uplink rings, written only by the uplink executor.
+/// Counters of the uplink, written only by the uplink executor (and, for the fields an
+/// implementation owns, by that implementation on the same executor). They are exported as
+/// `vscp_uplink_*` metrics; an uplink leaves the ones it has no use for at zero.
 #[derive(Debug, Default)]
 pub struct UplinkStats {
     /// Events the uplink received from the shards.
     pub from_sessions: AtomicU64,
     /// Events the uplink handed to the shards.
     pub to_sessions: AtomicU64,
+    /// The far side (broker, host) is connected; `/readyz` waits for it.
+    pub connected: AtomicBool,
+    /// Successful reconnections after the first connection.
+    pub reconnects: AtomicU64,
+    /// Messages handed to the far side (MQTT PUBLISH packets sent, host queue pushes).
+    pub published: AtomicU64,
+    /// Acknowledgements received (MQTT PUBACK).
+    pub acked: AtomicU64,
+    /// Messages sent and not yet acknowledged.
+    pub in_flight: AtomicI64,
+    /// Messages held while the far side is away or slow.
+    pub buffered: AtomicI64,
+    /// Messages dropped because that buffer was full.
+    pub dropped_buffer_full: AtomicU64,
+    /// Messages from the far side that could not be decoded.
+    pub malformed: AtomicU64,
 }
 
 /// The uplink's ends of the rings.
@@ -78,6 +96,11 @@ impl UplinkPorts {
             let _ = tx.send(ev.clone()).await;
         }
         self.stats.to_sessions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The uplink's counters (see [`UplinkStats`] for who writes what).
+    pub fn stats(&self) -> &UplinkStats {
+        &self.stats
     }
 
     /// True once shutdown has begun.

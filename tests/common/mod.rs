@@ -63,6 +63,7 @@ impl Fixture {
             "key-file": "vscp.key",
             "path-users": "users.json",
             "max-clients": 1000,
+            "metrics-interface": "127.0.0.1:0",
             "logging": {"console-enable-log": false}
         });
         if let (Some(base), Some(extra)) = (cfg.as_object_mut(), extra.as_object()) {

@@ -1,0 +1,292 @@
+//! Every metric the server exports, in one place, and their rendering for `/metrics`.
+//!
+//! Nothing here runs per event. Shards count into their own [`ShardStats`] (relaxed adds on
+//! cache lines no other core writes); a scrape reads every shard, sets the totals into a
+//! per-server `metrics-exporter-prometheus` recorder (counters as absolute values, gauges as
+//! values) and renders it. The two latency histograms are per-shard fixed-bucket arrays summed
+//! here and written in the text format directly, because the exporter's histograms would have
+//! every core write shared atomics per event.
+//!
+//! Labels are low-cardinality only: `core`, `dialect`, `reason`, `result`, `direction`,
+//! `uplink`. Never user names, GUIDs or topics.
+
+use crate::stats::{HistogramSnapshot, ShardStats, Stats, LATENCY_BUCKETS};
+use crate::uplink::UplinkStats;
+use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// Metric names (Prometheus style: `_total` counters, base units).
+pub mod names {
+    pub const BUILD_INFO: &str = "vscp_build_info";
+    pub const SESSIONS_ACTIVE: &str = "vscp_sessions_active";
+    pub const SESSIONS_ACCEPTED: &str = "vscp_sessions_accepted_total";
+    pub const SESSIONS_REJECTED: &str = "vscp_sessions_rejected_total";
+    pub const SESSIONS_LIMIT: &str = "vscp_sessions_limit";
+    pub const LOGINS: &str = "vscp_logins_total";
+    pub const LOGIN_SLOW_CHECKS: &str = "vscp_login_password_checks_total";
+    pub const LOGIN_CACHE_HITS: &str = "vscp_login_cache_hits_total";
+    pub const EVENTS_RECEIVED: &str = "vscp_events_received_total";
+    pub const EVENTS_DELIVERED: &str = "vscp_events_delivered_total";
+    pub const EVENTS_DROPPED: &str = "vscp_events_dropped_total";
+    pub const OUTBOX_EVENTS: &str = "vscp_outbox_events";
+    pub const OUTBOX_CAPACITY: &str = "vscp_outbox_capacity_events";
+    pub const BYTES_RECEIVED: &str = "vscp_bytes_received_total";
+    pub const BYTES_SENT: &str = "vscp_bytes_sent_total";
+    pub const RING_EVENTS: &str = "vscp_ring_events_total";
+    pub const RING_OCCUPANCY: &str = "vscp_ring_occupancy_events";
+    pub const RING_CAPACITY: &str = "vscp_ring_capacity_events";
+    pub const UPLINK_EVENTS: &str = "vscp_uplink_events_total";
+    pub const UPLINK_CONNECTED: &str = "vscp_uplink_connected";
+    pub const UPLINK_RECONNECTS: &str = "vscp_uplink_reconnects_total";
+    pub const UPLINK_PUBLISHED: &str = "vscp_uplink_published_total";
+    pub const UPLINK_ACKED: &str = "vscp_uplink_acked_total";
+    pub const UPLINK_IN_FLIGHT: &str = "vscp_uplink_in_flight";
+    pub const UPLINK_BUFFERED: &str = "vscp_uplink_buffered";
+    pub const UPLINK_DROPPED: &str = "vscp_uplink_dropped_total";
+    pub const UPLINK_MALFORMED: &str = "vscp_uplink_malformed_total";
+    pub const DELIVERY_LATENCY: &str = "vscp_delivery_latency_seconds";
+    pub const LOGIN_DURATION: &str = "vscp_login_duration_seconds";
+}
+
+use names::*;
+
+/// The limits an operator compares the gauges against.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_clients: usize,
+    pub max_out_queue: usize,
+    pub max_in_queue: usize,
+    pub shards: usize,
+}
+
+/// Renders `/metrics` for one server.
+pub struct Exporter {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    shards: Vec<Arc<ShardStats>>,
+    uplink: Option<(&'static str, Arc<UplinkStats>)>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter")
+            .field("shards", &self.shards.len())
+            .finish()
+    }
+}
+
+impl Exporter {
+    pub fn new(
+        shards: Vec<Arc<ShardStats>>,
+        uplink: Option<(&'static str, Arc<UplinkStats>)>,
+        limits: Limits,
+    ) -> Exporter {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, describe_all);
+        Exporter {
+            recorder,
+            handle,
+            shards,
+            uplink,
+            limits,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let per_core: Vec<Stats> = self
+            .shards
+            .iter()
+            .map(|s| Stats::sum(std::iter::once(s.as_ref())))
+            .collect();
+        metrics::with_local_recorder(&self.recorder, || {
+            self.set_values(&per_core);
+        });
+        let mut text = self.handle.render();
+        let total = Stats::sum(self.shards.iter().map(|s| s.as_ref()));
+        write_histogram(
+            &mut text,
+            DELIVERY_LATENCY,
+            "Time from an event's acceptance to its write to a receiving socket.",
+            &total.delivery_latency,
+        );
+        write_histogram(
+            &mut text,
+            LOGIN_DURATION,
+            "Time to verify an AUTH (password check and address rules).",
+            &total.login_time,
+        );
+        text
+    }
+
+    fn set_values(&self, per_core: &[Stats]) {
+        gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        gauge!(SESSIONS_LIMIT).set(self.limits.max_clients as f64);
+        gauge!(OUTBOX_CAPACITY).set(self.limits.max_out_queue as f64);
+        gauge!(RING_CAPACITY).set(self.limits.max_in_queue as f64);
+        let mut ring_sent = 0u64;
+        let mut ring_received = 0u64;
+        for (i, s) in per_core.iter().enumerate() {
+            let core = i.to_string();
+            gauge!(SESSIONS_ACTIVE, "core" => core.clone()).set(s.sessions_active as f64);
+            counter!(SESSIONS_ACCEPTED, "core" => core.clone()).absolute(s.sessions_accepted);
+            for (reason, v) in [
+                ("max_clients", s.rejected_max_clients),
+                ("remotes", s.rejected_remotes),
+                ("auth_deadline", s.rejected_auth_deadline),
+                ("handshake", s.rejected_handshake),
+            ] {
+                counter!(SESSIONS_REJECTED, "core" => core.clone(), "reason" => reason).absolute(v);
+            }
+            counter!(LOGINS, "core" => core.clone(), "result" => "ok").absolute(s.logins_ok);
+            counter!(LOGINS, "core" => core.clone(), "result" => "failed")
+                .absolute(s.logins_failed);
+            counter!(LOGIN_SLOW_CHECKS, "core" => core.clone()).absolute(s.login_slow_checks);
+            counter!(LOGIN_CACHE_HITS, "core" => core.clone()).absolute(s.login_cache_hits);
+            for (dialect, rx, tx) in [
+                ("ws1", s.received_ws1, s.delivered_ws1),
+                ("ws2", s.received_ws2, s.delivered_ws2),
+            ] {
+                counter!(EVENTS_RECEIVED, "core" => core.clone(), "dialect" => dialect)
+                    .absolute(rx);
+                counter!(EVENTS_DELIVERED, "core" => core.clone(), "dialect" => dialect)
+                    .absolute(tx);
+            }
+            for (reason, v) in [
+                ("queue_full", s.dropped_queue_full),
+                ("filter", s.dropped_filter),
+                ("rights", s.dropped_rights),
+                ("malformed", s.dropped_malformed),
+                ("oversized", s.dropped_oversized),
+            ] {
+                counter!(EVENTS_DROPPED, "core" => core.clone(), "reason" => reason).absolute(v);
+            }
+            gauge!(OUTBOX_EVENTS, "core" => core.clone()).set(s.outbox_depth as f64);
+            counter!(BYTES_RECEIVED, "core" => core.clone()).absolute(s.bytes_in);
+            counter!(BYTES_SENT, "core" => core.clone()).absolute(s.bytes_out);
+            counter!(RING_EVENTS, "core" => core.clone(), "direction" => "sent")
+                .absolute(s.ring_sent);
+            counter!(RING_EVENTS, "core" => core.clone(), "direction" => "received")
+                .absolute(s.ring_received);
+            ring_sent += s.ring_sent;
+            ring_received += s.ring_received;
+        }
+        // Every event pushed into a ring between shards is counted once by its sender and once
+        // by its receiver; the difference is what sits in the rings right now.
+        gauge!(RING_OCCUPANCY).set(ring_sent.saturating_sub(ring_received) as f64);
+        if let Some((name, u)) = &self.uplink {
+            let name = *name;
+            counter!(UPLINK_EVENTS, "uplink" => name, "direction" => "from_sessions")
+                .absolute(u.from_sessions.load(Relaxed));
+            counter!(UPLINK_EVENTS, "uplink" => name, "direction" => "to_sessions")
+                .absolute(u.to_sessions.load(Relaxed));
+            gauge!(UPLINK_CONNECTED, "uplink" => name).set(if u.connected.load(Relaxed) {
+                1.0
+            } else {
+                0.0
+            });
+            counter!(UPLINK_RECONNECTS, "uplink" => name).absolute(u.reconnects.load(Relaxed));
+            counter!(UPLINK_PUBLISHED, "uplink" => name).absolute(u.published.load(Relaxed));
+            counter!(UPLINK_ACKED, "uplink" => name).absolute(u.acked.load(Relaxed));
+            gauge!(UPLINK_IN_FLIGHT, "uplink" => name).set(u.in_flight.load(Relaxed) as f64);
+            gauge!(UPLINK_BUFFERED, "uplink" => name).set(u.buffered.load(Relaxed) as f64);
+            counter!(UPLINK_DROPPED, "uplink" => name, "reason" => "buffer_full")
+                .absolute(u.dropped_buffer_full.load(Relaxed));
+            counter!(UPLINK_MALFORMED, "uplink" => name).absolute(u.malformed.load(Relaxed));
+        }
+    }
+}
+
+fn describe_all() {
+    describe_gauge!(BUILD_INFO, "Build information; the value is always 1.");
+    describe_gauge!(SESSIONS_ACTIVE, "Websocket sessions currently connected.");
+    describe_counter!(
+        SESSIONS_ACCEPTED,
+        "Websocket sessions accepted (upgrade completed)."
+    );
+    describe_counter!(
+        SESSIONS_REJECTED,
+        "Connections turned away: max_clients (limit reached), remotes (address not allowed for the user), auth_deadline (no login in time), handshake (failed upgrade)."
+    );
+    describe_gauge!(SESSIONS_LIMIT, "The max-clients setting (0 = unlimited).");
+    describe_counter!(LOGINS, "AUTH attempts by result.");
+    describe_counter!(
+        LOGIN_SLOW_CHECKS,
+        "PBKDF2 password checks run (credential cache misses)."
+    );
+    describe_counter!(
+        LOGIN_CACHE_HITS,
+        "Logins answered from the verified-credential cache."
+    );
+    describe_counter!(EVENTS_RECEIVED, "Events accepted from websocket clients.");
+    describe_counter!(EVENTS_DELIVERED, "Events written to websocket clients.");
+    describe_counter!(
+        EVENTS_DROPPED,
+        "Events not delivered: queue_full (a session's outbox overflowed, oldest dropped), filter, rights, malformed, oversized (message over max-message-size)."
+    );
+    describe_gauge!(OUTBOX_EVENTS, "Events waiting in session outboxes.");
+    describe_gauge!(OUTBOX_CAPACITY, "The max-out-queue setting (per session).");
+    describe_counter!(
+        BYTES_RECEIVED,
+        Unit::Bytes,
+        "Websocket text bytes received from clients."
+    );
+    describe_counter!(
+        BYTES_SENT,
+        Unit::Bytes,
+        "Websocket text bytes written to clients."
+    );
+    describe_counter!(RING_EVENTS, "Events moved through the rings between cores.");
+    describe_gauge!(
+        RING_OCCUPANCY,
+        "Events currently inside the rings between cores."
+    );
+    describe_gauge!(RING_CAPACITY, "The max-in-queue setting (per ring).");
+    describe_counter!(UPLINK_EVENTS, "Events between the sessions and the uplink.");
+    describe_gauge!(
+        UPLINK_CONNECTED,
+        "1 while the uplink's far side (broker, host) is connected."
+    );
+    describe_counter!(UPLINK_RECONNECTS, "Uplink reconnections.");
+    describe_counter!(
+        UPLINK_PUBLISHED,
+        "Messages the uplink sent to its far side."
+    );
+    describe_counter!(UPLINK_ACKED, "Acknowledgements the uplink received.");
+    describe_gauge!(
+        UPLINK_IN_FLIGHT,
+        "Uplink messages sent and not yet acknowledged."
+    );
+    describe_gauge!(
+        UPLINK_BUFFERED,
+        "Uplink messages held while the far side is away or slow."
+    );
+    describe_counter!(
+        UPLINK_DROPPED,
+        "Uplink messages dropped because its buffer was full."
+    );
+    describe_counter!(
+        UPLINK_MALFORMED,
+        "Messages from the uplink's far side that could not be decoded."
+    );
+}
+
+/// Writes one histogram in the Prometheus text format (cumulative buckets).
+fn write_histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut cumulative = 0u64;
+    for (bound, n) in LATENCY_BUCKETS.iter().zip(h.counts.iter()) {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += h.counts[LATENCY_BUCKETS.len()];
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum {}", h.sum_seconds);
+    let _ = writeln!(out, "{name}_count {cumulative}");
+}
