@@ -103,6 +103,7 @@ const KNOWN_TOP: &[&str] = &[
     "shards",
     "logging",
     "metrics-interface",
+    "mqtt",
 ];
 
 /// REF keys that we accept without acting on them, each with the reason shown to the operator.
@@ -277,8 +278,8 @@ pub struct LoggingConfig {
     pub file_enable: bool,
     /// `file-log-level`; default info.
     pub file_level: LogLevel,
-    /// `file-pattern`; spdlog syntax, stored for REF compatibility but not interpreted (our log
-    /// line format is fixed by the tracing subscriber).
+    /// `file-pattern`; spdlog syntax (the flags `crate::logging::Pattern` knows are
+    /// interpreted, others printed as written).
     pub file_pattern: String,
     /// `file-path`; default `/tmp/vscp-websocksrv.log`, relative paths resolve against the config
     /// file's folder.
@@ -291,7 +292,7 @@ pub struct LoggingConfig {
     pub console_enable: bool,
     /// `console-log-level`; default info.
     pub console_level: LogLevel,
-    /// `console-pattern`; stored, not interpreted (see `file_pattern`).
+    /// `console-pattern`; spdlog syntax, as `file_pattern`.
     pub console_pattern: String,
 }
 
@@ -376,6 +377,10 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// `debug`: extra diagnostic logging. Default false.
     pub debug: bool,
+    /// `mqtt`: the MQTT bridge block (vscpd driver-entry layout), kept raw here because the
+    /// `vscp-mqtt` crate validates it (`vscp_websocksrv::mqtt::MqttUplink::new`). Only its type
+    /// (an object) is checked at load. `None`: no bridge, in-process bus only.
+    pub mqtt: Option<Value>,
 }
 
 // Hand-written so the shared key never lands in a log line through `{:?}`.
@@ -405,6 +410,8 @@ impl fmt::Debug for Config {
             .field("shards", &self.shards)
             .field("logging", &self.logging)
             .field("debug", &self.debug)
+            // The block holds the broker password.
+            .field("mqtt", &self.mqtt.as_ref().map(|_| "<mqtt block>"))
             .finish()
     }
 }
@@ -590,6 +597,16 @@ impl Reader<'_> {
         };
         let logging = self.logging(obj, base_dir)?;
         let debug = self.bool(obj, "", "debug", false)?;
+        let mqtt = match obj.get("mqtt") {
+            None | Some(Value::Null) => None,
+            Some(v @ Value::Object(_)) => Some(v.clone()),
+            Some(v) => {
+                return Err(self.err(
+                    "mqtt",
+                    format!("expected an object, found {}", type_name(v)),
+                ))
+            }
+        };
         let metrics_listen = match obj.get("metrics-interface") {
             None => Some(DEFAULT_METRICS_LISTEN),
             Some(v) => {
@@ -630,6 +647,7 @@ impl Reader<'_> {
             logging,
             debug,
             metrics_listen,
+            mqtt,
         })
     }
 
@@ -1301,6 +1319,24 @@ mod tests {
         let (cfg, _) = Config::from_json_str(&json, Path::new("/nonexistent"), "<inline>").unwrap();
         assert_eq!(cfg.users_file, abs_users);
         assert_eq!(cfg.key_file, abs_key);
+    }
+
+    #[test]
+    fn mqtt_block_is_kept_raw_and_must_be_an_object() {
+        let dir = TempDir::new("mqtt");
+        let (cfg, w) = inline(&dir, r#"{"mqtt":{"host":"h","anything":1}}"#).unwrap();
+        assert!(w.is_empty(), "the mqtt crate reports its own keys: {w:?}");
+        assert_eq!(cfg.mqtt.as_ref().unwrap()["host"], "h");
+        assert!(
+            !format!("{cfg:?}").contains("\"h\""),
+            "the block is redacted"
+        );
+        let (cfg, _) = inline(&dir, r#"{"mqtt":null}"#).unwrap();
+        assert!(cfg.mqtt.is_none());
+        match inline(&dir, r#"{"mqtt":"tcp://h"}"#) {
+            Err(ConfigError::Key { key, .. }) => assert_eq!(key, "mqtt"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
