@@ -417,6 +417,85 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
+    /// Starts from a vscpd configuration (`vscpd.conf`) instead: the `drivers.level2[]` entry
+    /// named `driver` gives `path-config` (a file, relative to vscpd.conf's folder, or the JSON
+    /// text itself when it starts with `{`), `guid` and `mqtt`, exactly as vscpd would hand
+    /// them to the driver library. The entry's `guid` and `mqtt` win over the same keys in the
+    /// driver config.
+    pub fn from_vscpd(path: &Path, driver: &str) -> Result<(Config, Vec<String>), ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let root: Value = serde_json::from_str(&text).map_err(|source| ConfigError::Json {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let err = |key: &str, reason: String| ConfigError::Key {
+            file: file.clone(),
+            key: key.to_string(),
+            reason,
+        };
+        let entries = root
+            .pointer("/drivers/level2")
+            .and_then(Value::as_array)
+            .ok_or_else(|| err("drivers.level2", "missing, or not an array".into()))?;
+        let (index, entry) = entries
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.get("name").and_then(Value::as_str) == Some(driver))
+            .ok_or_else(|| {
+                err(
+                    "drivers.level2",
+                    format!("no entry with \"name\": {driver:?}"),
+                )
+            })?;
+        let at = |key: &str| format!("drivers.level2[{index}].{key}");
+        let mut warnings = Vec::new();
+        if entry.get("enable").and_then(Value::as_bool) == Some(false) {
+            warnings.push(format!(
+                "{file}: {}: the entry is disabled (\"enable\": false); starting it anyway",
+                at("enable")
+            ));
+        }
+        let config_ref = entry
+            .get("path-config")
+            .and_then(Value::as_str)
+            .ok_or_else(|| err(&at("path-config"), "missing, or not a string".into()))?
+            .trim();
+        let base_dir = path.parent().unwrap_or_else(|| Path::new(""));
+        let (mut cfg, more) = if config_ref.starts_with('{') {
+            Config::from_json_str(
+                config_ref,
+                base_dir,
+                &format!("{file} ({})", at("path-config")),
+            )?
+        } else {
+            Config::load(&base_dir.join(config_ref))?
+        };
+        warnings.extend(more);
+        if let Some(g) = entry.get("guid") {
+            let text = g
+                .as_str()
+                .ok_or_else(|| err(&at("guid"), "expected a string".into()))?;
+            let guid = parse_guid(text).map_err(|reason| err(&at("guid"), reason))?;
+            if guid != [0; 16] {
+                cfg.guid = guid;
+            }
+        }
+        if let Some(m) = entry.get("mqtt") {
+            if cfg.mqtt.is_some() {
+                warnings.push(format!(
+                    "{file}: {}: replaces the mqtt block of the driver config",
+                    at("mqtt")
+                ));
+            }
+            cfg.mqtt = Some(m.clone());
+        }
+        Ok((cfg, warnings))
+    }
+
     /// Reads and validates the config file at `path`. Relative paths inside it resolve against
     /// the file's folder. Returns the config and the warnings (unknown or unused keys), which the
     /// caller logs once logging is set up.
@@ -615,7 +694,7 @@ impl Reader<'_> {
                     None
                 } else {
                     Some(
-                        parse_interface(text)
+                        parse_address(text, DEFAULT_METRICS_LISTEN.port())
                             .map_err(|reason| self.err("metrics-interface", reason))?,
                     )
                 }
@@ -1002,6 +1081,12 @@ fn type_name(value: &Value) -> &'static str {
 /// resolved: a listen address must be a local address, and DNS at start-up would make the
 /// bind address depend on resolver state.
 fn parse_interface(text: &str) -> Result<SocketAddr, String> {
+    parse_address(text, DEFAULT_PORT)
+}
+
+/// `parse_interface` with another port for when none is written (the metrics listener must not
+/// default to the websocket port).
+fn parse_address(text: &str, default_port: u16) -> Result<SocketAddr, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("must not be empty; expected e.g. \"127.0.0.1:8884\"".to_owned());
@@ -1068,7 +1153,7 @@ fn parse_interface(text: &str) -> Result<SocketAddr, String> {
     };
 
     let port = match port {
-        None => DEFAULT_PORT,
+        None => default_port,
         Some(p) => parse_port(p, text)?,
     };
     let ip = if host.eq_ignore_ascii_case("localhost") {
@@ -1233,6 +1318,60 @@ mod tests {
             r#"{"guid":"FF:FF:FF:FF:FF:FF:FF:F5:02:88:88:00:00:00:00:XY"}"#,
         ));
         assert_eq!(key, "guid");
+    }
+
+    #[test]
+    fn vscpd_conf_entry_supplies_path_config_guid_and_mqtt() {
+        let dir = TempDir::new("vscpd");
+        std::fs::write(dir.0.join("vscp.key"), "2DBB079A38985AF00EBEEFE22F9FFA0E").unwrap();
+        std::fs::write(dir.0.join("users.json"), r#"{"users":[]}"#).unwrap();
+        std::fs::write(
+            dir.0.join("websocksrv.json"),
+            r#"{"interface":"127.0.0.1:9598"}"#,
+        )
+        .unwrap();
+        let conf = dir.0.join("vscpd.conf");
+        std::fs::write(
+            &conf,
+            r#"{"drivers":{"level2":[
+                {"enable":true,"name":"other","path-config":"nope.json"},
+                {"enable":false,"name":"websocket-srv","path-driver":"/x.so",
+                 "path-config":"websocksrv.json","guid":"FF:FF:FF:FF:FF:FF:FF:F5:02:88:88:00:00:00:00:01",
+                 "mqtt":{"host":"127.0.0.1","port":1883}}]}}"#,
+        )
+        .unwrap();
+        let (cfg, w) = Config::from_vscpd(&conf, "websocket-srv").unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:9598");
+        assert_eq!(cfg.guid[8..10], [0x02, 0x88]);
+        assert_eq!(cfg.mqtt.as_ref().unwrap()["port"], 1883);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("drivers.level2[1].enable"));
+        // Inline path-config, as vscpd allows.
+        std::fs::write(
+            &conf,
+            r#"{"drivers":{"level2":[{"name":"ws","path-config":"{\"interface\":\"9001\"}"}]}}"#,
+        )
+        .unwrap();
+        let (cfg, _) = Config::from_vscpd(&conf, "ws").unwrap();
+        assert_eq!(cfg.listen.port(), 9001);
+        match Config::from_vscpd(&conf, "missing") {
+            Err(ConfigError::Key { key, .. }) => assert_eq!(key, "drivers.level2"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn metrics_interface_default_port_and_off() {
+        let dir = TempDir::new("metrics-iface");
+        let (cfg, w) = inline(&dir, "{}").unwrap();
+        assert!(w.is_empty());
+        assert_eq!(cfg.metrics_listen, Some(DEFAULT_METRICS_LISTEN));
+        let (cfg, _) = inline(&dir, r#"{"metrics-interface":"0.0.0.0"}"#).unwrap();
+        assert_eq!(cfg.metrics_listen.unwrap().to_string(), "0.0.0.0:9884");
+        let (cfg, _) = inline(&dir, r#"{"metrics-interface":"  "}"#).unwrap();
+        assert_eq!(cfg.metrics_listen, None);
+        let (_, key, _) = key_error(inline(&dir, r#"{"metrics-interface":"wss://x:1"}"#));
+        assert_eq!(key, "metrics-interface");
     }
 
     #[test]

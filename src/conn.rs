@@ -21,7 +21,7 @@ use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{Error as WsError, Message};
-use vscp_proto::session::{stamp_event, Action, PublishOutcome, State};
+use vscp_proto::session::{stamp_event, Action, EventRejection, PublishOutcome, State};
 use vscp_proto::{Dialect, Session};
 
 /// How long a client has to complete the HTTP upgrade.
@@ -269,6 +269,15 @@ impl Conn {
             self.session
                 .handle_message(&mut scratch, &self.ctx.session_cfg)
         };
+        if let Some(why) = self.session.take_rejection() {
+            self.ctx.hub.stats().drop_event(
+                match why {
+                    EventRejection::Rights => DropReason::Rights,
+                    EventRejection::Malformed => DropReason::Malformed,
+                },
+                1,
+            );
+        }
         let reply = match action {
             Action::None => None,
             Action::Reply(r) => Some(r),

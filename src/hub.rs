@@ -159,10 +159,14 @@ impl Slot {
     }
 }
 
+/// The sending end of a bounded ring to another core.
+type Ring = Rc<ConnectedSender<Arc<RoutedEvent>>>;
+
 /// Per-shard fan-out state.
 pub struct Hub {
     slots: RefCell<Vec<Rc<Slot>>>,
-    peers: RefCell<Vec<Rc<ConnectedSender<Arc<RoutedEvent>>>>>,
+    /// Rings to the other shards (`true`: counted as ring traffic) and to the uplink.
+    peers: RefCell<Vec<(Ring, bool)>>,
     stats: Arc<ShardStats>,
     max_out_queue: usize,
     receive_sent_events: bool,
@@ -204,8 +208,9 @@ impl Hub {
         &self.stats
     }
 
-    pub fn add_peer(&self, peer: ConnectedSender<Arc<RoutedEvent>>) {
-        self.peers.borrow_mut().push(Rc::new(peer));
+    /// Adds a ring to another shard (`is_shard`) or to the uplink.
+    pub fn add_peer(&self, peer: ConnectedSender<Arc<RoutedEvent>>, is_shard: bool) {
+        self.peers.borrow_mut().push((Rc::new(peer), is_shard));
     }
 
     pub fn register(&self, conn_id: u32, dialect: Dialect) -> Rc<Slot> {
@@ -276,8 +281,8 @@ impl Hub {
         self.deliver(&ev);
         // Clone the list so no RefCell borrow is held across an await.
         let peers: Vec<_> = self.peers.borrow().clone();
-        for peer in peers {
-            if peer.send(ev.clone()).await.is_ok() {
+        for (peer, is_shard) in peers {
+            if peer.send(ev.clone()).await.is_ok() && is_shard {
                 ShardStats::add(&self.stats.ring_sent, 1);
             }
         }

@@ -13,6 +13,7 @@
 //! - [`config`]: the driver configuration file;
 //! - [`stats`]: per-shard counters; [`metrics`] renders them for [`http`] (`/metrics`);
 //! - [`uplink`]: the interface the MQTT bridge and the vscpd host sit behind.
+//! - [`mqtt`]: the MQTT bridge (crate `vscp-mqtt`) as an uplink.
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod config;
@@ -23,6 +24,7 @@ pub mod hub;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod mqtt;
 pub mod server;
 pub mod shard;
 pub mod stats;

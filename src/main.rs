@@ -11,8 +11,15 @@ use vscp_websocksrv::config::Config;
 struct Cli {
     /// Driver configuration file (JSON, the vscpl2drv-websocksrv layout). Without it the server
     /// starts on built-in SAMPLE settings: 127.0.0.1:8884, sample users and key.
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "vscpd_config")]
     config: Option<PathBuf>,
+    /// Start from a VSCP daemon configuration instead (vscpd.conf): the `drivers.level2[]`
+    /// entry named by --driver supplies path-config, guid and mqtt, as vscpd would.
+    #[arg(long, requires = "driver")]
+    vscpd_config: Option<PathBuf>,
+    /// Name of the level2 driver entry in --vscpd-config (e.g. "websocket-srv").
+    #[arg(long)]
+    driver: Option<String>,
     /// Number of shards (executors pinned to cores). Default: one per CPU.
     #[arg(long)]
     shards: Option<usize>,
@@ -64,12 +71,31 @@ fn run(cli: Cli) -> Result<()> {
         None => {}
     }
 
-    let (mut cfg, warnings, samples) = match &cli.config {
-        Some(path) => {
+    let (mut cfg, mut warnings, samples) = match (&cli.config, &cli.vscpd_config) {
+        (Some(path), _) => {
             let (cfg, warnings) = Config::load(path)?;
             (cfg, warnings, false)
         }
-        None => (Config::samples(&sample_dir())?, Vec::new(), true),
+        (None, Some(path)) => {
+            let driver = cli.driver.as_deref().unwrap_or_default();
+            let (cfg, warnings) = Config::from_vscpd(path, driver)?;
+            (cfg, warnings, false)
+        }
+        (None, None) => (Config::samples(&sample_dir())?, Vec::new(), true),
+    };
+    // The `mqtt` block is validated before anything starts; its errors name key and file.
+    let uplink: Option<Box<dyn vscp_websocksrv::uplink::Uplink>> = match &cfg.mqtt {
+        None => None,
+        Some(block) => {
+            let file = cfg.source.as_ref().map_or_else(
+                || "<built-in defaults>".to_owned(),
+                |p| p.display().to_string(),
+            );
+            let (mqtt, mqtt_warnings) = vscp_websocksrv::mqtt::MqttUplink::new(block, &cfg)
+                .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+            warnings.extend(mqtt_warnings.into_iter().map(|w| format!("{file}: {w}")));
+            Some(Box::new(mqtt))
+        }
     };
     if let Some(n) = cli.shards {
         cfg.shards = Some(n);
@@ -97,7 +123,12 @@ fn run(cli: Cli) -> Result<()> {
         "file descriptor limit (sessions per process are bounded by it)"
     );
 
-    let server = vscp_websocksrv::start(&cfg, users).context("cannot start the server")?;
+    let bridged = uplink.is_some();
+    let server = vscp_websocksrv::start_with_uplink(&cfg, users, uplink)
+        .context("cannot start the server")?;
+    if bridged {
+        info!("MQTT bridge enabled (see the mqtt block of the config)");
+    }
     let addr = server.local_addr();
     info!(
         %addr,

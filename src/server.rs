@@ -289,6 +289,7 @@ pub fn start_with_uplink(
             settings: settings.clone(),
             to_peers,
             from_peers,
+            shard_rings: n - 1,
             metrics: if shard == 0 { metrics.take() } else { None },
             ready: ready_tx,
         };

@@ -81,6 +81,9 @@ pub struct ShardSetup {
     pub to_peers: Vec<SharedSender<Arc<RoutedEvent>>>,
     /// Rings from every other shard.
     pub from_peers: Vec<SharedReceiver<Arc<RoutedEvent>>>,
+    /// How many entries of `to_peers`/`from_peers` (the first ones) are rings between shards;
+    /// the rest connect to the uplink, whose traffic the uplink counts itself.
+    pub shard_rings: usize,
     /// The `/metrics` listener (already bound by the starter) — given to shard 0 only.
     pub metrics: Option<(
         std::net::TcpListener,
@@ -103,6 +106,7 @@ pub async fn run(setup: ShardSetup) {
         settings,
         to_peers,
         from_peers,
+        shard_rings,
         metrics,
         ready,
     } = setup;
@@ -142,12 +146,15 @@ pub async fn run(setup: ShardSetup) {
         rng: ring::rand::SystemRandom::new(),
     });
     let mut ring_tasks = Vec::new();
-    for rx in from_peers {
+    for (i, rx) in from_peers.into_iter().enumerate() {
         let ctx = ctx.clone();
+        let counted = i < shard_rings;
         ring_tasks.push(glommio::spawn_local(async move {
             let rx = rx.connect().await;
             while let Some(ev) = rx.recv().await {
-                ShardStats::add(&ctx.hub.stats().ring_received, 1);
+                if counted {
+                    ShardStats::add(&ctx.hub.stats().ring_received, 1);
+                }
                 ctx.hub.deliver(&ev);
                 // Let the sessions just woken write before the next event (a full ring would
                 // otherwise be fanned out in one go and overflow their outboxes).
@@ -158,8 +165,8 @@ pub async fn run(setup: ShardSetup) {
     // Report the address before connecting the rings: a sender's connect waits for its
     // receiver, and the other shards only start once this one has bound.
     let _ = ready.send(Ok(local));
-    for tx in to_peers {
-        ctx.hub.add_peer(tx.connect().await);
+    for (i, tx) in to_peers.into_iter().enumerate() {
+        ctx.hub.add_peer(tx.connect().await, i < shard_rings);
     }
     info!(shard, addr = %local, "listening");
 

@@ -99,7 +99,7 @@ impl UplinkPorts {
     }
 
     /// The uplink's counters (see [`UplinkStats`] for who writes what).
-    pub fn stats(&self) -> &UplinkStats {
+    pub fn stats(&self) -> &Arc<UplinkStats> {
         &self.stats
     }
 

@@ -97,6 +97,15 @@ pub enum PublishOutcome {
     BufferFull,
 }
 
+/// Why the last event a client sent was refused (for the server's drop counters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventRejection {
+    /// Not logged in, or the user may not send it (send right, class rights, allow-list).
+    Rights,
+    /// The event could not be parsed.
+    Malformed,
+}
+
 /// One client connection's protocol state.
 #[derive(Debug)]
 pub struct Session {
@@ -106,6 +115,7 @@ pub struct Session {
     sid_hex: String,
     user: Option<Arc<User>>,
     filter: Filter,
+    rejection: Option<EventRejection>,
 }
 
 impl Session {
@@ -118,7 +128,13 @@ impl Session {
             sid_hex: auth::hex_upper(&sid),
             user: None,
             filter: Filter::ALL_PASS,
+            rejection: None,
         }
+    }
+
+    /// Why the last event was refused, if it was; cleared by the call.
+    pub fn take_rejection(&mut self) -> Option<EventRejection> {
+        self.rejection.take()
     }
 
     /// The dialect this session speaks.
@@ -244,24 +260,48 @@ impl Session {
 
     fn ws1_event(&mut self, body: &str) -> Action {
         let Some(user) = self.logged_in() else {
-            return Action::Reply(ws1::negative_event(errors::NOT_AUTHORISED));
+            return self.refuse(
+                EventRejection::Rights,
+                ws1::negative_event(errors::NOT_AUTHORISED),
+            );
         };
         if user.rights & crate::rights::SEND_EVENTS == 0 {
-            return Action::Reply(ws1::negative_event(errors::NOT_ALLOWED));
+            return self.refuse(
+                EventRejection::Rights,
+                ws1::negative_event(errors::NOT_ALLOWED),
+            );
         }
         let mut ev = match crate::codec::string::parse_event(body) {
             Ok(ev) => ev,
-            Err(_) => return Action::Reply(ws1::negative_event(errors::PARSE)),
+            Err(_) => {
+                return self.refuse(
+                    EventRejection::Malformed,
+                    ws1::negative_event(errors::PARSE),
+                )
+            }
         };
         match user.check_send(ev.class, ev.vscp_type) {
             Ok(()) => {}
             Err(SendDenied::NoSendRight) => {
-                return Action::Reply(ws1::negative_event(errors::NOT_ALLOWED))
+                return self.refuse(
+                    EventRejection::Rights,
+                    ws1::negative_event(errors::NOT_ALLOWED),
+                )
             }
-            Err(_) => return Action::Reply(ws1::negative_event(errors::NOT_ALLOWED_TO_SEND)),
+            Err(_) => {
+                return self.refuse(
+                    EventRejection::Rights,
+                    ws1::negative_event(errors::NOT_ALLOWED_TO_SEND),
+                )
+            }
         }
         ev.head = user.cap_priority(ev.head);
         Action::Publish(ev)
+    }
+
+    fn refuse(&mut self, why: EventRejection, reply: String) -> Action {
+        self.rejection = Some(why);
+        Action::Reply(reply)
     }
 
     fn handle_ws2(&mut self, msg: &mut [u8], cfg: &SessionConfig) -> Action {
@@ -353,17 +393,27 @@ impl Session {
     }
 
     fn ws2_event(&mut self, ev: Option<Result<Event, crate::ParseError>>) -> Action {
-        let fail = |code| Action::Reply(ws2::negative("EVENT", code));
         let Some(user) = self.logged_in() else {
-            return fail(errors::NOT_AUTHORISED);
+            return self.refuse(
+                EventRejection::Rights,
+                ws2::negative("EVENT", errors::NOT_AUTHORISED),
+            );
         };
         let mut ev = match ev {
             Some(Ok(ev)) => ev,
-            _ => return fail(errors::PARSE),
+            _ => {
+                return self.refuse(
+                    EventRejection::Malformed,
+                    ws2::negative("EVENT", errors::PARSE),
+                )
+            }
         };
         // ws2 reports every send refusal as 7 where ws1 uses 6 (ws2.md Q7).
         if user.check_send(ev.class, ev.vscp_type).is_err() {
-            return fail(errors::NOT_ALLOWED);
+            return self.refuse(
+                EventRejection::Rights,
+                ws2::negative("EVENT", errors::NOT_ALLOWED),
+            );
         }
         ev.head = user.cap_priority(ev.head);
         Action::Publish(ev)

@@ -5,8 +5,10 @@
 //! The small writers below exist because the event writers run once per event per receiving
 //! connection; going through `core::fmt` for every byte would dominate that path.
 
+pub mod binary;
 pub mod json;
 pub mod string;
+pub mod xml;
 
 /// Two upper-case hex digits for every byte value, `"000102…FEFF"`.
 const HEX_PAIRS: &str = {

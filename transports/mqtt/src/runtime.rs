@@ -1,0 +1,302 @@
+//! The thin async loop that drives a [`Bridge`] over a glommio `TcpStream` on the uplink core.
+//!
+//! One task, one biased select per step over: bytes from the broker, the next event from the
+//! sessions, a TCP connect in progress, and the bridge's next deadline. Everything the select
+//! races is cancel-safe: glommio keeps a pending read inside the stream, the session channel
+//! hands an item out only when the receive completes, and a connect in progress is kept in a
+//! box across iterations. Writes happen between selects, under [`WRITE_TIMEOUT`], so a broker
+//! that stops reading cannot stall the loop (and with it the rings from the shards) for
+//! longer than that; the connection is then dropped and re-established.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use glommio::net::TcpStream;
+use vscp_proto::Event;
+
+use crate::bridge::{Bridge, Identity};
+use crate::config::MqttConfig;
+use crate::error::{ConfigError, ConnectionError};
+use crate::stats::BridgeStats;
+
+/// Longest a write to the broker may take before the connection is considered dead.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Events taken from the sessions in one go before the publishes are written, so a burst
+/// costs one write instead of one per event.
+const BATCH: usize = 64;
+/// Read buffer size.
+const READ_BYTES: usize = 16 * 1024;
+
+/// Where the bridge gets events from and hands events to. The server's uplink ports implement
+/// this (an adapter in the root crate); tests can use channels.
+pub trait EventPorts {
+    /// A shared event from the sessions (borrowed, never copied per receiver).
+    type Incoming: Deref<Target = Event>;
+
+    /// The next event accepted from a websocket client; `None` once the server stops.
+    fn recv(&self) -> impl Future<Output = Option<Self::Incoming>>;
+
+    /// Delivers an event from the broker to the sessions.
+    fn send(&self, event: Event) -> impl Future<Output = ()>;
+}
+
+/// A configured MQTT bridge, ready to be moved to the uplink core and run there.
+#[derive(Debug)]
+pub struct MqttBridge {
+    cfg: MqttConfig,
+    identity: Identity,
+    stats: Arc<BridgeStats>,
+}
+
+impl MqttBridge {
+    /// Validates everything that can be checked before running (rendered subscribe and will
+    /// topics), so a bad configuration stops start-up instead of the bridge.
+    pub fn new(cfg: MqttConfig, identity: Identity) -> Result<MqttBridge, ConfigError> {
+        let stats = Arc::new(BridgeStats::default());
+        Bridge::new(cfg.clone(), identity, 0, Instant::now(), stats.clone())?;
+        Ok(MqttBridge {
+            cfg,
+            identity,
+            stats,
+        })
+    }
+
+    /// The bridge's counters (shared; they keep updating while it runs).
+    pub fn stats(&self) -> Arc<BridgeStats> {
+        self.stats.clone()
+    }
+
+    /// Runs until `ports.recv()` returns `None` (server stopping), then says DISCONNECT.
+    /// Must run inside a glommio executor.
+    pub async fn run<P: EventPorts>(self, ports: P) {
+        let random = random_u64();
+        let connect_timeout = self.cfg.connection_timeout;
+        let nodelay = self.cfg.tcp_nodelay;
+        let mut bridge =
+            match Bridge::new(self.cfg, self.identity, random, Instant::now(), self.stats) {
+                Ok(b) => b,
+                Err(e) => {
+                    // new() already ran this validation; only a {{rnd}} render could differ.
+                    tracing::error!(error = %e, "MQTT bridge not started");
+                    return;
+                }
+            };
+        let mut conn: Option<TcpStream> = None;
+        let mut connecting: Option<Connecting> = None;
+        let mut buf = vec![0u8; READ_BYTES];
+        let (host, port) = {
+            let (h, p) = bridge.broker();
+            (h.to_owned(), p)
+        };
+
+        loop {
+            let now = Instant::now();
+            if conn.is_none() && connecting.is_none() && bridge.poll_connect(now) {
+                bridge.handle_connecting(now);
+                connecting = Some(Box::pin(connect(
+                    host.clone(),
+                    port,
+                    connect_timeout,
+                    nodelay,
+                )));
+            }
+
+            let step = {
+                let deadline = bridge.poll_timeout();
+                let read = async {
+                    match conn.as_mut() {
+                        Some(s) => s.read(&mut buf).await,
+                        None => futures::future::pending().await,
+                    }
+                }
+                .fuse();
+                let recv = ports.recv().fuse();
+                let conn_fut = async {
+                    match connecting.as_mut() {
+                        Some(f) => f.await,
+                        None => futures::future::pending().await,
+                    }
+                }
+                .fuse();
+                let timer = async {
+                    match deadline {
+                        Some(at) => {
+                            glommio::timer::sleep(at.saturating_duration_since(Instant::now()))
+                                .await
+                        }
+                        None => futures::future::pending::<()>().await,
+                    }
+                }
+                .fuse();
+                futures::pin_mut!(read, recv, conn_fut, timer);
+                futures::select_biased! {
+                    r = read => Step::Read(r),
+                    e = recv => Step::Event(e),
+                    c = conn_fut => Step::Connected(c),
+                    _ = timer => Step::Timer,
+                }
+            };
+
+            let now = Instant::now();
+            let wall = unix_us();
+            match step {
+                Step::Read(Ok(0)) => {
+                    conn = None;
+                    bridge.handle_closed(
+                        ConnectionError::Io("the broker closed the connection".into()),
+                        now,
+                        wall,
+                    );
+                }
+                Step::Read(Ok(n)) => bridge.handle_read(&buf[..n], now, wall),
+                Step::Read(Err(e)) => {
+                    conn = None;
+                    bridge.handle_closed(ConnectionError::Io(e.to_string()), now, wall);
+                }
+                Step::Event(Some(ev)) => {
+                    bridge.handle_session_event(&ev, now, wall);
+                    drop(ev);
+                    // Take what is already waiting, then write once.
+                    for _ in 1..BATCH {
+                        match ports.recv().now_or_never() {
+                            Some(Some(ev)) => bridge.handle_session_event(&ev, now, wall),
+                            _ => break,
+                        }
+                    }
+                }
+                Step::Event(None) => {
+                    bridge.shutdown(now, wall);
+                    if let Some(mut s) = conn.take() {
+                        if let Some(bytes) = bridge.poll_transmit() {
+                            let _ = with_deadline(WRITE_TIMEOUT, s.write_all(&bytes)).await;
+                        }
+                        let _ = with_deadline(WRITE_TIMEOUT, s.close()).await;
+                    }
+                    tracing::info!("MQTT bridge stopped");
+                    return;
+                }
+                Step::Connected(r) => {
+                    connecting = None;
+                    match r {
+                        Ok(s) => {
+                            conn = Some(s);
+                            bridge.handle_connected(now, wall);
+                        }
+                        Err(e) => bridge.handle_closed(ConnectionError::Io(e), now, wall),
+                    }
+                }
+                Step::Timer => bridge.handle_timeout(now, wall),
+            }
+
+            // Write whatever the step produced.
+            if let Some(s) = conn.as_mut() {
+                while let Some(bytes) = bridge.poll_transmit() {
+                    let r = with_deadline(WRITE_TIMEOUT, s.write_all(&bytes)).await;
+                    let err = match r {
+                        Some(Ok(())) => continue,
+                        Some(Err(e)) => e.to_string(),
+                        None => format!("write blocked for {WRITE_TIMEOUT:?}"),
+                    };
+                    bridge.handle_closed(ConnectionError::Io(err), Instant::now(), unix_us());
+                    break;
+                }
+            } else {
+                // Nothing to write to (bytes queued before a failure are stale).
+                while bridge.poll_transmit().is_some() {}
+            }
+            if !bridge.wants_socket() {
+                conn = None;
+                connecting = None;
+            }
+
+            // Hand decoded events to the sessions.
+            while let Some(ev) = bridge.poll_event() {
+                ports.send(ev).await;
+            }
+        }
+    }
+}
+
+/// A TCP connect in progress, kept across loop iterations so racing it is cancel-safe.
+type Connecting = Pin<Box<dyn Future<Output = Result<TcpStream, String>>>>;
+
+enum Step<E> {
+    Read(std::io::Result<usize>),
+    Event(Option<E>),
+    Connected(Result<TcpStream, String>),
+    Timer,
+}
+
+/// Resolves (off the executor when it takes DNS) and connects under `timeout`.
+async fn connect(
+    host: String,
+    port: u16,
+    timeout: Duration,
+    nodelay: bool,
+) -> Result<TcpStream, String> {
+    let addr: SocketAddr = match host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => {
+            let h = host.clone();
+            // getaddrinfo blocks; the uplink core must keep serving the rings meanwhile.
+            let resolved = glommio::executor()
+                .spawn_blocking(move || {
+                    (h.as_str(), port)
+                        .to_socket_addrs()
+                        .map(|mut a| a.next())
+                        .map_err(|e| e.to_string())
+                })
+                .await;
+            match resolved {
+                Ok(Some(a)) => a,
+                Ok(None) => return Err(format!("{host}: no address")),
+                Err(e) => return Err(format!("{host}: {e}")),
+            }
+        }
+    };
+    let s = TcpStream::connect_timeout(addr, timeout)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    if nodelay {
+        // Small publishes should leave at once; a failure only costs latency.
+        let _ = s.set_nodelay(true);
+    }
+    Ok(s)
+}
+
+/// Runs `f` for at most `dur`; `None` on timeout.
+async fn with_deadline<T>(dur: Duration, f: impl Future<Output = T>) -> Option<T> {
+    let f = f.fuse();
+    let t = glommio::timer::sleep(dur).fuse();
+    futures::pin_mut!(f, t);
+    futures::select_biased! {
+        v = f => Some(v),
+        _ = t => None,
+    }
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// 64 random bits for `{{rnd}}`: the OS generator through vscp-proto, or (should that fail)
+/// a per-process hash of the time, which is still unique enough for a client id.
+fn random_u64() -> u64 {
+    match vscp_proto::password::random_salt() {
+        Ok(b) => u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        Err(_) => {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(unix_us());
+            h.write_u32(std::process::id());
+            h.finish()
+        }
+    }
+}

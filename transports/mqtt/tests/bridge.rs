@@ -1,0 +1,496 @@
+//! End-to-end tests of the MQTT bridge: the real server with the MQTT uplink, a real broker
+//! (rumqttd in process; Mosquitto when `VSCP_TEST_MOSQUITTO` names its binary, see
+//! `.ci/mqtt-mosquitto`), real websocket clients and an independent MQTT client.
+//!
+//! The acceptance points of issue 3 each have a test here:
+//! 2. `client_event_reaches_an_independent_subscriber_in_every_format_*`
+//! 3. `broker_messages_reach_ws1_and_ws2_in_every_subscribe_format`
+//! 4. `broker_restart_mid_stream_delivers_every_buffered_event_once`
+//! 5. `two_servers_exchange_events_both_ways_once_*`
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+use vscp_mqtt::config::{Protocol, PublishFormat, QoS, SubscribeFormat};
+use vscp_proto::{DateTime, Event, Guid};
+
+const E2_WS1: &str = "E;0x60,10,6,0,2024-03-01T12:34:56Z,123456789,FF:FF:FF:FF:FF:FF:FF:F5:00:00:00:00:00:02:00:00,0x88,0x82,0x09,0xC4";
+const E2_GUID: &str = "FF:FF:FF:FF:FF:FF:FF:F5:00:00:00:00:00:02:00:00";
+
+fn proto_version(p: Protocol) -> u32 {
+    match p {
+        Protocol::V311 => 311,
+        Protocol::V5 => 500,
+    }
+}
+
+/// The bridge's connection settings for `broker`, merged with `rest`.
+fn mqtt_block(broker: &Broker, protocol: Protocol, rest: serde_json::Value) -> serde_json::Value {
+    let addr = broker.addr(protocol);
+    let mut v = json!({
+        "host": addr.ip().to_string(),
+        "port": addr.port(),
+        "clientid": "websocksrv-{{rnd}}",
+        "keepalive": 10,
+        "bcleansession": false,
+        "mqtt-options": {"protocol-version": proto_version(protocol)},
+        "reconnect": {"delay": 1, "delay-max": 2, "exponential-backoff": true},
+    });
+    for (k, val) in rest.as_object().expect("object") {
+        v[k] = val.clone();
+    }
+    v
+}
+
+fn e2(obid: u32, timestamp: u32) -> Event {
+    Event {
+        head: 0x60,
+        class: 10,
+        vscp_type: 6,
+        obid,
+        timestamp,
+        datetime: DateTime::parse("2024-03-01T12:34:56Z").unwrap(),
+        guid: Guid::parse(E2_GUID).unwrap(),
+        data: vec![0x88, 0x82, 0x09, 0xC4],
+    }
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    let d: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
+    d.chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+        .collect()
+}
+
+// ---- acceptance 2 ----------------------------------------------------------------------------
+
+fn publish_formats(protocol: Protocol, tag: &str) {
+    let broker = Broker::start(tag);
+    let mut sub = MqttClient::connect(broker.addr(protocol), &format!("{tag}-sub"), protocol, true)
+        .expect("subscriber connects");
+    sub.subscribe("it/#", QoS::AtLeastOnce).unwrap();
+    // In Mosquitto mode, mosquitto_sub checks the same bytes as a fully independent client.
+    let tool = ToolSub::start(&broker, protocol, "it/#", "it/probe");
+    let node = Node::start(
+        tag,
+        mqtt_block(
+            &broker,
+            protocol,
+            json!({
+                "bjsonmeasurementblock": true,
+                "publish": [
+                    {"topic": "it/json/{{guid}}/{{class}}/{{type}}/{{nodeid}}", "qos": 1, "retain": false, "format": "json"},
+                    {"topic": "it/xml/{{class}}/{{type}}", "qos": 1, "format": "xml"},
+                    {"topic": "it/string/{{class}}/{{type}}", "qos": 0, "format": "string"},
+                    {"topic": "it/binary/{{class}}/{{type}}", "qos": 1, "format": "binary"}
+                ]
+            }),
+        ),
+        json!({}),
+    );
+    node.wait_connected();
+    let mut c = connect_ws(node.addr(), "/ws1");
+    c.login_open();
+    assert_eq!(c.cmd(E2_WS1), "+;EVENT");
+
+    let mut got = BTreeMap::new();
+    while got.len() < 4 {
+        let m = sub
+            .recv(Duration::from_secs(10))
+            .unwrap()
+            .unwrap_or_else(|| panic!("only {} of 4 publishes arrived: {got:?}", got.len()));
+        if m.topic != "it/probe" {
+            got.insert(m.topic.clone(), m.payload.to_vec());
+        }
+    }
+    if let Some(tool) = &tool {
+        let mut seen = BTreeMap::new();
+        while seen.len() < 4 {
+            let (topic, payload) = tool
+                .next(Duration::from_secs(10))
+                .expect("mosquitto_sub got every publish");
+            seen.insert(topic, payload);
+        }
+        assert_eq!(seen, got, "mosquitto_sub sees the same topics and bytes");
+    }
+    // The server set obid to the connection id; everything else is the client's event.
+    let json_topic = format!("it/json/{E2_GUID}/10/6/0");
+    let json_payload = String::from_utf8(got[&json_topic].clone()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json_payload).unwrap();
+    let obid = v["vscpObId"].as_u64().expect("vscpObId");
+    assert_ne!(obid, 0);
+    // vectors.md M1 with this obid, byte for byte.
+    assert_eq!(
+        json_payload,
+        format!(
+            r#"{{"measurement":{{"sensorindex":0,"subzone":0,"unit":1,"value":25.0,"zone":0}},"vscpClass":10,"vscpData":[136,130,9,196],"vscpDateTime":"2024-03-01T12:34:56Z","vscpGuid":"{E2_GUID}","vscpHead":96,"vscpNote":"","vscpObId":{obid},"vscpTimeStamp":123456789,"vscpType":6}}"#
+        )
+    );
+    assert_eq!(
+        String::from_utf8(got["it/xml/10/6"].clone()).unwrap(),
+        format!(
+            "<event vscpHead=\"96\" vscpObId=\"{obid}\" vscpDateTime=\"2024-03-01T12:34:56Z\" vscpTimeStamp=\"123456789\" vscpClass=\"10\" vscpType=\"6\" vscpGuid=\"{E2_GUID}\" vscpData=\"0x88,0x82,0x09,0xC4\" />"
+        )
+    );
+    assert_eq!(
+        String::from_utf8(got["it/string/10/6"].clone()).unwrap(),
+        format!("96,10,6,{obid},2024-03-01T12:34:56Z,123456789,{E2_GUID},0x88,0x82,0x09,0xC4")
+    );
+    // vectors.md B: the 0x00 marker and the 42-byte frame.
+    assert_eq!(
+        got["it/binary/10/6"],
+        hex("00 00 0060 075BCD15 07E803010C2238 000A 0006 FFFFFFFFFFFFFFF50000000000020000 0004 888209C4 66D4")
+    );
+    let s = node.stats.snapshot();
+    assert_eq!((s.events_from_sessions, s.publications), (1, 4));
+    drop(c);
+    node.srv.shutdown();
+}
+
+#[test]
+fn client_event_reaches_an_independent_subscriber_in_every_format_v311() {
+    publish_formats(Protocol::V311, "pub311");
+}
+
+#[test]
+fn client_event_reaches_an_independent_subscriber_in_every_format_v5() {
+    publish_formats(Protocol::V5, "pub5");
+}
+
+// ---- acceptance 3 ----------------------------------------------------------------------------
+
+#[test]
+fn broker_messages_reach_ws1_and_ws2_in_every_subscribe_format() {
+    let tag = "sub";
+    let broker = Broker::start(tag);
+    let node = Node::start(
+        tag,
+        mqtt_block(
+            &broker,
+            Protocol::V311,
+            json!({
+                "subscribe-format": "auto",
+                "subscribe": [
+                    {"topic": "in/json/#", "qos": 1, "format": "json"},
+                    {"topic": "in/xml/#", "qos": 1, "format": "xml"},
+                    {"topic": "in/string/#", "qos": 0, "format": "string"},
+                    {"topic": "in/binary/#", "qos": 1, "format": "binary"},
+                    {"topic": "in/auto/#", "qos": 1}
+                ]
+            }),
+        ),
+        json!({}),
+    );
+    node.wait_connected();
+    let mut clients: Vec<Client> = ["/ws1", "/ws2", "/ws1", "/ws2"]
+        .iter()
+        .map(|p| {
+            let mut c = connect_ws(node.addr(), p);
+            c.login_open();
+            c
+        })
+        .collect();
+
+    // In Mosquitto mode the messages come from mosquitto_pub, a fully independent client.
+    let mut publisher = MqttClient::connect(
+        broker.addr(Protocol::V311),
+        "publisher",
+        Protocol::V311,
+        true,
+    )
+    .unwrap();
+    let mut publish = |topic: &str, payload: &[u8]| {
+        if broker.is_mosquitto() {
+            tool_publish(&broker, Protocol::V311, topic, payload);
+        } else {
+            publisher.publish(topic, payload, QoS::AtLeastOnce).unwrap();
+        }
+    };
+    let payload = |f: PublishFormat, ts: u32| {
+        let mut p = Vec::new();
+        vscp_mqtt::payload::encode(&e2(17, ts), f, true, &mut p);
+        p
+    };
+    let formats = [
+        ("json", PublishFormat::Json),
+        ("xml", PublishFormat::Xml),
+        ("string", PublishFormat::String),
+        ("binary", PublishFormat::Binary),
+    ];
+    let mut ts = 0;
+    for (name, f) in formats {
+        ts += 1;
+        publish(&format!("in/{name}/x"), &payload(f, ts));
+    }
+    for (_, f) in formats {
+        ts += 1;
+        publish("in/auto/x", &payload(f, ts));
+    }
+    // Malformed: undetectable, and JSON on a topic declared `string`. Counted, never delivered.
+    publish("in/auto/x", b"hello");
+    publish("in/string/x", &payload(PublishFormat::Json, 99));
+
+    for c in clients.iter_mut() {
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            let e = c.recv_event();
+            let ev = if c.dialect == "ws1" {
+                vscp_proto::codec::string::parse_event(e.strip_prefix("E;").unwrap()).unwrap()
+            } else {
+                let v: serde_json::Value = serde_json::from_str(&e).unwrap();
+                let mut text = v["event"].to_string().into_bytes();
+                vscp_proto::codec::json::parse_event_text(&mut text).unwrap()
+            };
+            // The binary form carries no obid.
+            let obid = if ev.obid == 0 { 0 } else { 17 };
+            assert_eq!(ev, e2(obid, ev.timestamp), "{e}");
+            seen.push(ev.timestamp);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=8).collect::<Vec<_>>(), "{}", c.dialect);
+        assert_eq!(c.try_recv_event(Duration::from_millis(300)), None);
+    }
+    let s = node.stats.snapshot();
+    assert_eq!(s.malformed, 2, "{s:?}");
+    assert_eq!(s.events_to_sessions, 8, "{s:?}");
+    assert_eq!(s.connected, 1, "malformed payloads never hurt the bridge");
+    drop(clients);
+    node.srv.shutdown();
+}
+
+// ---- acceptance 4 ----------------------------------------------------------------------------
+
+fn seq_event(seq: u16) -> String {
+    let [hi, lo] = seq.to_be_bytes();
+    format!("E;0,20,3,0,,0,-,{hi},{lo}")
+}
+
+#[test]
+fn broker_restart_mid_stream_delivers_every_buffered_event_once() {
+    let tag = "restart";
+    let mut broker = Broker::start(tag);
+    let collector = Collector::start(broker.observer_addr(), "collector-restart", "rs/#");
+    let node = Node::start(
+        tag,
+        mqtt_block(
+            &broker,
+            Protocol::V311,
+            json!({
+                "keepalive": 5,
+                "max-offline-events": 10,
+                "publish": [{"topic": "rs/{{class}}/{{type}}", "qos": 1, "format": "string"}]
+            }),
+        ),
+        json!({"metrics-interface": "127.0.0.1:0"}),
+    );
+    node.wait_connected();
+    let maddr = node.srv.metrics_addr().expect("metrics enabled");
+    // /readyz and the uplink gauge follow the broker connection.
+    assert!(eventually(Duration::from_secs(5), || readyz(maddr) == 200));
+    assert!(scrape_has(
+        maddr,
+        "vscp_uplink_connected{uplink=\"mqtt\"} 1"
+    ));
+    let mut c = connect_ws(node.addr(), "/ws1");
+    c.login_open();
+
+    let send = |c: &mut Client, range: std::ops::RangeInclusive<u16>| {
+        for seq in range {
+            assert_eq!(c.cmd(&seq_event(seq)), "+;EVENT");
+        }
+    };
+    send(&mut c, 1..=10);
+    assert!(
+        eventually(Duration::from_secs(10), || collector.count() >= 10),
+        "first part of the stream: {}",
+        collector.count()
+    );
+    // Let the last PUBACKs land so nothing is in flight when the broker goes away.
+    std::thread::sleep(Duration::from_millis(300));
+
+    broker.stop();
+    assert!(
+        eventually(Duration::from_secs(15), || node.stats.snapshot().connected
+            == 0),
+        "the bridge notices the broker is gone"
+    );
+    assert!(eventually(Duration::from_secs(5), || readyz(maddr) == 503));
+    assert!(scrape_has(
+        maddr,
+        "vscp_uplink_connected{uplink=\"mqtt\"} 0"
+    ));
+    // 15 events while the broker is away; the buffer holds 10 (oldest dropped, counted).
+    send(&mut c, 11..=25);
+    assert!(eventually(Duration::from_secs(5), || {
+        let s = node.stats.snapshot();
+        s.offline_queued == 10 && s.offline_dropped == 5
+    }));
+
+    broker.restart();
+    assert!(
+        eventually(Duration::from_secs(15), || node.stats.snapshot().connected
+            == 1),
+        "the bridge reconnects with backoff: {:?}",
+        node.stats.snapshot()
+    );
+    assert!(eventually(Duration::from_secs(5), || readyz(maddr) == 200));
+    send(&mut c, 26..=30);
+
+    let want: Vec<u16> = (1..=10).chain(16..=30).collect();
+    assert!(
+        eventually(Duration::from_secs(20), || collector.count() >= want.len()),
+        "{} of {} arrived: {:?}",
+        collector.count(),
+        want.len(),
+        node.stats.snapshot()
+    );
+    // Anything extra (a duplicate) would arrive right behind.
+    std::thread::sleep(Duration::from_millis(500));
+    let got: Vec<u16> = collector
+        .messages
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let ev = vscp_mqtt::payload::decode(&m.payload, SubscribeFormat::Auto).unwrap();
+            u16::from_be_bytes([ev.data[0], ev.data[1]])
+        })
+        .collect();
+    let mut counts: HashMap<u16, usize> = HashMap::new();
+    for s in &got {
+        *counts.entry(*s).or_default() += 1;
+    }
+    assert!(counts.values().all(|&n| n == 1), "duplicates: {got:?}");
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, want, "every event that fit the buffer, once");
+    // After the reconnect the buffer drained in order.
+    let tail: Vec<u16> = got.iter().copied().filter(|&s| s > 10).collect();
+    assert_eq!(tail, (16..=30).collect::<Vec<_>>(), "in order");
+    let s = node.stats.snapshot();
+    assert!(s.connects >= 2 && s.disconnects >= 1, "{s:?}");
+    drop(c);
+    node.srv.shutdown();
+}
+
+// ---- acceptance 5 ----------------------------------------------------------------------------
+
+fn two_nodes(protocol: Protocol, tag: &str) {
+    let broker = Broker::start(tag);
+    let block = |b: &Broker| {
+        mqtt_block(
+            b,
+            protocol,
+            json!({
+                "publish": [{"topic": "scale/{{ifguid}}/{{class}}/{{type}}", "qos": 1, "format": "json"}],
+                "subscribe": [{"topic": "scale/#", "qos": 1, "format": "auto"}]
+            }),
+        )
+    };
+    // Node A hands a client's own events back to it; node B does not.
+    let a = Node::start(
+        &format!("{tag}-a"),
+        block(&broker),
+        json!({"guid": "FF:FF:FF:FF:FF:FF:FF:F5:02:88:88:00:00:00:00:0A", "receive-sent-events": true}),
+    );
+    let b = Node::start(
+        &format!("{tag}-b"),
+        block(&broker),
+        json!({"guid": "FF:FF:FF:FF:FF:FF:FF:F5:02:88:88:00:00:00:00:0B", "receive-sent-events": false}),
+    );
+    a.wait_connected();
+    b.wait_connected();
+    let mut a1 = connect_ws(a.addr(), "/ws1");
+    let mut a2 = connect_ws(a.addr(), "/ws2");
+    let mut b1 = connect_ws(b.addr(), "/ws2");
+    let mut b2 = connect_ws(b.addr(), "/ws1");
+    for c in [&mut a1, &mut a2, &mut b1, &mut b2] {
+        c.login_open();
+    }
+
+    let quiet = Duration::from_millis(700);
+    // A → B
+    assert_eq!(a1.cmd("E;0,20,3,0,,0,-,0x0A"), "+;EVENT");
+    for c in [&mut a1, &mut a2, &mut b1, &mut b2] {
+        let e = c.recv_event();
+        assert!(
+            e.contains("20,3,") || e.contains("\"vscpClass\": 20"),
+            "{e}"
+        );
+        assert_eq!(
+            c.try_recv_event(quiet),
+            None,
+            "delivered twice at {}",
+            c.dialect
+        );
+    }
+    // B → A
+    assert_eq!(b2.cmd("E;0,30,5,0,,0,-,0x0B"), "+;EVENT");
+    for c in [&mut a1, &mut a2, &mut b1] {
+        let e = c.recv_event();
+        assert!(
+            e.contains("30,5,") || e.contains("\"vscpClass\": 30"),
+            "{e}"
+        );
+        assert_eq!(
+            c.try_recv_event(quiet),
+            None,
+            "delivered twice at {}",
+            c.dialect
+        );
+    }
+    // b2 sent it and its node does not return own events: neither locally nor as an echo.
+    assert_eq!(b2.try_recv_event(quiet), None);
+
+    let (sa, sb) = (a.stats.snapshot(), b.stats.snapshot());
+    assert_eq!((sa.events_from_sessions, sb.events_from_sessions), (1, 1));
+    assert_eq!((sa.events_to_sessions, sb.events_to_sessions), (1, 1));
+    if protocol == Protocol::V311 {
+        // 3.1.1 has no no-local: the broker echoed each node's own publish, and it was dropped.
+        assert_eq!((sa.echo_dropped, sb.echo_dropped), (1, 1), "{sa:?} {sb:?}");
+    }
+    drop((a1, a2, b1, b2));
+    a.srv.shutdown();
+    b.srv.shutdown();
+}
+
+#[test]
+fn two_servers_exchange_events_both_ways_once_v311() {
+    two_nodes(Protocol::V311, "two311");
+}
+
+#[test]
+fn two_servers_exchange_events_both_ways_once_v5() {
+    two_nodes(Protocol::V5, "two5");
+}
+
+/// Status code of `GET /readyz`.
+fn readyz(addr: SocketAddr) -> u16 {
+    http_get(addr, "/readyz").0
+}
+
+/// True when `/metrics` has this exact series line.
+fn scrape_has(addr: SocketAddr, line: &str) -> bool {
+    eventually(Duration::from_secs(5), || {
+        http_get(addr, "/metrics").1.lines().any(|l| l == line)
+    })
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_string())
+}
