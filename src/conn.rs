@@ -34,11 +34,12 @@ const WRITE_BATCH: usize = 64;
 type Ws = WebSocketStream<TcpStream>;
 
 /// The websocket limits. Buffers are kept small because most sessions are idle most of the
-/// time: tungstenite's 128 KiB default read buffer would make 10,000 idle sessions cost over a
-/// gigabyte.
+/// time and tungstenite keeps its read buffer's capacity for the session's life: its 128 KiB
+/// default would make 10,000 idle sessions cost over a gigabyte. VSCP messages are a few hundred
+/// bytes, so a 512-byte read chunk costs at most a few extra reads for the largest events.
 pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(512)
         .write_buffer_size(0)
         .max_write_buffer_size(usize::MAX)
         .max_message_size(Some(max_message_bytes))
@@ -48,7 +49,9 @@ pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
 /// Serves one accepted TCP connection until it closes.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>, conn_id: u32) {
     let stats = ctx.hub.stats();
-    let Some((dialect, ws)) = upgrade(stream, &ctx).await else {
+    // Boxed: the handshake's state is large and needed once; inline it would stay part of
+    // every idle session's task for the session's whole life.
+    let Some((dialect, ws)) = Box::pin(upgrade(stream, &ctx)).await else {
         stats.reject(RejectReason::Handshake);
         return;
     };
@@ -286,7 +289,8 @@ impl Conn {
                 self.ctx.hub.clear_outbox(&self.slot);
                 Some(r)
             }
-            Action::Authenticate(creds) => Some(self.login(creds).await),
+            // Boxed for the same reason as the handshake: logins are rare, the future is big.
+            Action::Authenticate(creds) => Some(Box::pin(self.login(creds)).await),
             Action::Publish(ev) => Some(self.publish(ev).await),
         };
         self.sync_view();
@@ -409,6 +413,12 @@ impl Conn {
     /// Sends a close frame and gives the client a moment to answer; a client that does not
     /// read cannot hold us here.
     async fn close(&mut self, code: CloseCode, reason: &'static str) {
+        // Boxed: happens once per session, and its timeout future would otherwise be part of
+        // every session's task.
+        Box::pin(self.close_inner(code, reason)).await
+    }
+
+    async fn close_inner(&mut self, code: CloseCode, reason: &'static str) {
         let frame = CloseFrame {
             code,
             reason: reason.into(),

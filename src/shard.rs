@@ -247,10 +247,11 @@ async fn accept_loop(
         let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let ctx2 = ctx.clone();
         let shared2 = shared.clone();
-        let spawned = gate.spawn(async move {
+        let fut = async move {
             crate::conn::serve(stream, peer, ctx2, conn_id).await;
             shared2.clients.fetch_sub(1, Ordering::AcqRel);
-        });
+        };
+        let spawned = gate.spawn(fut);
         if spawned.is_err() {
             // The gate is closing: we are shutting down.
             shared.clients.fetch_sub(1, Ordering::AcqRel);
