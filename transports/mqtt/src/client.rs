@@ -1,5 +1,5 @@
-//! The MQTT client state machine (sans-IO): connect/CONNACK, SUBSCRIBE/SUBACK, QoS 0/1 publish
-//! with an in-flight window, keepalive, reconnect backoff and a bounded offline buffer.
+//! The MQTT client state machine (sans-IO): connect/CONNACK, SUBSCRIBE/SUBACK, QoS 0/1/2
+//! publish with an in-flight window, keepalive, reconnect backoff and a bounded offline buffer.
 //!
 //! Nothing here touches a socket or reads the clock. The glue calls the `handle_*` inputs —
 //! including [`Client::handle_timeout`] with the current time — writes what
@@ -11,7 +11,9 @@
 //! are kept and re-sent first (DUP set, original order) after the next CONNACK, then the
 //! offline buffer drains in order. That is at-least-once: a publish the broker received but
 //! whose PUBACK was lost with the connection is sent twice. QoS 0 publishes that were written
-//! to a connection which then failed are lost, as QoS 0 allows.
+//! to a connection which then failed are lost, as QoS 0 allows. QoS 2 publishes share the
+//! window and leave it at PUBCOMP; after a reconnect one whose PUBREC arrived is completed with
+//! PUBREL (not re-published), so a broker that kept the session delivers it exactly once.
 //!
 //! # Offline buffer
 //! Publishes that cannot be sent now (no connection, or the window is full) wait in a FIFO of
@@ -46,7 +48,7 @@ pub struct ClientConfig {
     /// Topic of a retained will to clear after every CONNACK (empty retained QoS 1 publish,
     /// mqtt.md §7).
     pub clear_will_topic: Option<String>,
-    /// Our in-flight window for QoS 1 publishes.
+    /// Our in-flight window for QoS 1 and 2 publishes.
     pub send_maximum: u16,
     /// Capacity of the offline buffer.
     pub max_pending: usize,
@@ -89,7 +91,7 @@ pub enum ClientEvent {
 pub struct ClientStats {
     /// PUBLISH packets written (including re-sends).
     pub published: u64,
-    /// QoS 1 publishes re-sent after a reconnect.
+    /// QoS 1/2 publishes (or QoS 2 PUBRELs) re-sent after a reconnect.
     pub resent: u64,
     /// PUBACKs for our publishes.
     pub acked: u64,
@@ -131,8 +133,13 @@ pub struct Client {
     read_buf: BytesMut,
     out: BytesMut,
     pending: VecDeque<Publication>,
-    /// Unacknowledged QoS 1 publishes, oldest first.
+    /// Unacknowledged QoS 1 and QoS 2 publishes, oldest first (a QoS 2 one leaves at
+    /// PUBCOMP).
     inflight: VecDeque<(u16, Publication)>,
+    /// Ids of in-flight QoS 2 publishes whose PUBREC arrived: PUBREL was sent, PUBCOMP is
+    /// awaited, and after a reconnect PUBREL (not the PUBLISH) is what gets re-sent, so the
+    /// broker delivers the message exactly once.
+    released: HashSet<u16>,
     window: usize,
     next_pkid: u16,
     last_tx: Instant,
@@ -157,6 +164,7 @@ impl Client {
             out: BytesMut::with_capacity(4096),
             pending: VecDeque::new(),
             inflight: VecDeque::new(),
+            released: HashSet::new(),
             window: usize::from(cfg.send_maximum.max(1)),
             next_pkid: 0,
             last_tx: now,
@@ -179,7 +187,7 @@ impl Client {
         self.pending.len()
     }
 
-    /// Unacknowledged QoS 1 publishes.
+    /// Unacknowledged QoS 1 and 2 publishes.
     pub fn inflight_len(&self) -> usize {
         self.inflight.len()
     }
@@ -224,7 +232,6 @@ impl Client {
         self.codec.reset();
         self.read_buf.clear();
         self.out.clear();
-        self.qos2_pending.clear();
         self.ping_sent = None;
         self.keepalive = self.cfg.keepalive;
         if let Err(e) = self.codec.encode_connect(&self.cfg.connect, &mut self.out) {
@@ -396,19 +403,47 @@ impl Client {
             }
             Incoming::Publish(m) => self.on_message(m, now),
             Incoming::PubAck { pkid } => {
-                if let Some(i) = self.inflight.iter().position(|(id, _)| *id == pkid) {
+                if let Some(i) = self
+                    .inflight
+                    .iter()
+                    .position(|(id, p)| *id == pkid && p.qos == QoS::AtLeastOnce)
+                {
                     self.inflight.remove(i);
                     self.stats.acked += 1;
                     self.fill_window(now);
                 }
                 // A PUBACK for an id we do not track (the will clean-up) needs nothing.
             }
+            Incoming::PubRec { pkid } => {
+                let qos1 = self
+                    .inflight
+                    .iter()
+                    .any(|(id, p)| *id == pkid && p.qos == QoS::AtLeastOnce);
+                if qos1 {
+                    // A broker bug; the PUBACK may still come, so the entry stays.
+                    return;
+                }
+                if self.inflight.iter().any(|(id, _)| *id == pkid) {
+                    self.released.insert(pkid);
+                }
+                // Released even when untracked (a PUBREC repeated after PUBCOMP, or from a
+                // session we no longer hold), so the broker can drop its state for the id.
+                self.encode(|c, out| c.encode_pubrel(pkid, out), now);
+            }
+            Incoming::PubComp { pkid } => {
+                if self.released.remove(&pkid) {
+                    if let Some(i) = self.inflight.iter().position(|(id, _)| *id == pkid) {
+                        self.inflight.remove(i);
+                        self.stats.acked += 1;
+                        self.fill_window(now);
+                    }
+                }
+            }
             Incoming::PubRel { pkid } => {
                 self.qos2_pending.remove(&pkid);
                 self.encode(|c, out| c.encode_pubcomp(pkid, out), now);
             }
-            // We never publish with QoS 2, so these answer nothing of ours.
-            Incoming::PubRec { .. } | Incoming::PubComp { .. } | Incoming::UnsubAck => {}
+            Incoming::UnsubAck => {}
             Incoming::SubAck { failures, .. } => {
                 if failures > 0 {
                     self.events
@@ -434,6 +469,12 @@ impl Client {
     ) {
         self.state = State::Connected;
         self.stats.connects += 1;
+        if !session_present {
+            // A new session: the broker forgot the QoS 2 messages it was sending us, so ids
+            // are free again. With the session kept, a message whose PUBREL was lost comes
+            // again (DUP) and must still count as delivered.
+            self.qos2_pending.clear();
+        }
         self.backoff = self.cfg.reconnect.delay.max(MIN_RECONNECT_DELAY);
         let ours = usize::from(self.cfg.send_maximum.max(1));
         self.window = receive_maximum.map_or(ours, |r| ours.min(usize::from(r.max(1))));
@@ -471,11 +512,17 @@ impl Client {
             let subs = self.cfg.subscriptions.clone();
             self.encode(|c, out| c.encode_subscribe(pkid, &subs, out), now);
         }
-        // Re-send what was in flight when the last connection died, oldest first.
+        // Re-send what was in flight when the last connection died, oldest first; a QoS 2
+        // publish the broker already has (PUBREC seen) is completed with PUBREL instead.
         let inflight: Vec<(u16, Publication)> = self.inflight.iter().cloned().collect();
         for (pkid, p) in &inflight {
             self.stats.resent += 1;
-            self.write_publish(p, *pkid, true, now);
+            if self.released.contains(pkid) {
+                let id = *pkid;
+                self.encode(|c, out| c.encode_pubrel(id, out), now);
+            } else {
+                self.write_publish(p, *pkid, true, now);
+            }
         }
         self.fill_window(now);
     }
@@ -652,6 +699,7 @@ mod tests {
         PubAck(u16),
         PubRec(u16),
         PubComp(u16),
+        PubRel(u16),
         PingReq,
         Disconnect,
     }
@@ -686,6 +734,7 @@ mod tests {
                     Ok(mqttbytes::v4::Packet::PubAck(a)) => out.push(Seen::PubAck(a.pkid)),
                     Ok(mqttbytes::v4::Packet::PubRec(a)) => out.push(Seen::PubRec(a.pkid)),
                     Ok(mqttbytes::v4::Packet::PubComp(a)) => out.push(Seen::PubComp(a.pkid)),
+                    Ok(mqttbytes::v4::Packet::PubRel(a)) => out.push(Seen::PubRel(a.pkid)),
                     Ok(mqttbytes::v4::Packet::PingReq) => out.push(Seen::PingReq),
                     Ok(mqttbytes::v4::Packet::Disconnect) => out.push(Seen::Disconnect),
                     other => panic!("unexpected {other:?}"),
@@ -704,6 +753,109 @@ mod tests {
     fn puback(pkid: u16) -> Vec<u8> {
         let [h, l] = pkid.to_be_bytes();
         vec![0x40, 0x02, h, l]
+    }
+
+    /// PUBREC (0x50) and PUBCOMP (0x70) from the broker.
+    fn pubrec(pkid: u16) -> Vec<u8> {
+        let [h, l] = pkid.to_be_bytes();
+        vec![0x50, 0x02, h, l]
+    }
+
+    fn pubcomp(pkid: u16) -> Vec<u8> {
+        let [h, l] = pkid.to_be_bytes();
+        vec![0x70, 0x02, h, l]
+    }
+
+    #[test]
+    fn qos2_publish_completes_with_pubrec_pubrel_pubcomp() {
+        let t = Instant::now();
+        let (mut c, mut peer) = connected(t);
+        c.publish(publication(1, QoS::ExactlyOnce), t);
+        let seen = peer.take(&mut c);
+        assert!(
+            matches!(
+                &seen[..],
+                [Seen::Publish {
+                    pkid: 2,
+                    dup: false,
+                    ..
+                }]
+            ),
+            "{seen:?}"
+        );
+        assert_eq!(c.inflight_len(), 1);
+        // A PUBACK is not the answer to a QoS 2 publish.
+        c.handle_read(&puback(2), t);
+        assert_eq!(c.inflight_len(), 1);
+        c.handle_read(&pubrec(2), t);
+        assert_eq!(peer.take(&mut c), [Seen::PubRel(2)]);
+        assert_eq!(
+            (c.inflight_len(), c.stats().acked),
+            (1, 0),
+            "waits for PUBCOMP"
+        );
+        c.handle_read(&pubcomp(2), t);
+        assert_eq!((c.inflight_len(), c.stats().acked), (0, 1));
+        // A repeated PUBCOMP or PUBREC changes nothing but is answered as the protocol asks.
+        c.handle_read(&pubcomp(2), t);
+        c.handle_read(&pubrec(2), t);
+        assert_eq!(peer.take(&mut c), [Seen::PubRel(2)]);
+        assert_eq!((c.inflight_len(), c.stats().acked), (0, 1));
+    }
+
+    #[test]
+    fn qos2_resend_after_reconnect_is_publish_before_pubrec_and_pubrel_after() {
+        let t = Instant::now();
+        let (mut c, mut peer) = connected(t);
+        c.publish(publication(1, QoS::ExactlyOnce), t);
+        c.publish(publication(2, QoS::ExactlyOnce), t);
+        peer.take(&mut c);
+        // The broker has the first (PUBREC), not the second.
+        c.handle_read(&pubrec(2), t);
+        assert_eq!(peer.take(&mut c), [Seen::PubRel(2)]);
+        c.handle_closed(ConnectionError::Io("reset".into()), t);
+        let t1 = t + Duration::from_secs(1);
+        assert!(c.poll_connect(t1));
+        c.handle_connecting(t1);
+        c.handle_connected(t1);
+        c.handle_read(CONNACK, t1);
+        let seen = peer.take(&mut c);
+        assert_eq!(seen[0], Seen::Connect);
+        assert!(matches!(seen[1], Seen::Subscribe { .. }));
+        assert_eq!(seen[2], Seen::PubRel(2), "released, so only PUBREL again");
+        assert!(
+            matches!(&seen[3], Seen::Publish { topic, dup: true, pkid: 3, .. } if topic == "out/2"),
+            "{seen:?}"
+        );
+        assert_eq!(seen.len(), 4);
+        c.handle_read(&pubcomp(2), t1);
+        c.handle_read(&pubrec(3), t1);
+        c.handle_read(&pubcomp(3), t1);
+        assert_eq!(peer.take(&mut c), [Seen::PubRel(3)]);
+        assert_eq!(
+            (c.inflight_len(), c.stats().acked, c.stats().resent),
+            (0, 2, 2)
+        );
+    }
+
+    #[test]
+    fn qos2_publishes_share_the_window_with_qos1() {
+        let t = Instant::now();
+        let (mut c, mut peer) = connected(t);
+        c.publish(publication(1, QoS::ExactlyOnce), t);
+        c.publish(publication(2, QoS::AtLeastOnce), t);
+        c.publish(publication(3, QoS::ExactlyOnce), t);
+        assert_eq!(peer.take(&mut c).len(), 2, "window 2");
+        assert_eq!((c.inflight_len(), c.pending_len()), (2, 1));
+        c.handle_read(&pubrec(2), t);
+        assert_eq!(c.pending_len(), 1, "PUBREC does not free the slot");
+        c.handle_read(&pubcomp(2), t);
+        let seen = peer.take(&mut c);
+        assert_eq!(seen[0], Seen::PubRel(2));
+        assert!(
+            matches!(&seen[1], Seen::Publish { topic, .. } if topic == "out/3"),
+            "{seen:?}"
+        );
     }
 
     fn connected(now: Instant) -> (Client, Peer) {

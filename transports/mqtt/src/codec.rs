@@ -356,6 +356,15 @@ impl Codec {
         .map_err(mqtt_err)
     }
 
+    pub fn encode_pubrel(&self, pkid: u16, out: &mut BytesMut) -> Result<(), CodecError> {
+        match self.protocol {
+            Protocol::V311 => v4::PubRel::new(pkid).write(out),
+            Protocol::V5 => v5::PubRel::new(pkid).write(out),
+        }
+        .map(drop)
+        .map_err(mqtt_err)
+    }
+
     pub fn encode_pubcomp(&self, pkid: u16, out: &mut BytesMut) -> Result<(), CodecError> {
         match self.protocol {
             Protocol::V311 => v4::PubComp::new(pkid).write(out),

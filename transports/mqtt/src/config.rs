@@ -9,6 +9,8 @@
 //!
 //! Our own extension: `max-offline-events` (see [`MqttConfig::max_offline_events`]).
 
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -20,6 +22,11 @@ use crate::template::Template;
 
 /// Default broker port.
 pub const DEFAULT_PORT: u16 = 1883;
+/// Default broker port with TLS (IANA `secure-mqtt`), used when the host has a TLS scheme and
+/// no port.
+pub const DEFAULT_TLS_PORT: u16 = 8883;
+/// Host schemes that ask for TLS (vscpd and the mosquitto/paho tools use all of these).
+const TLS_SCHEMES: &[&str] = &["stcp://", "mqtts://", "ssl://", "tls://"];
 /// Default keepalive (REF default; its docs claim 60).
 pub const DEFAULT_KEEPALIVE_SECS: u64 = 30;
 /// Default deadline for TCP connect plus CONNACK.
@@ -198,10 +205,52 @@ pub struct SubscribeEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublishEntry {
     pub topic: Template,
-    /// QoS 2 is published as QoS 1 (start-up warning): the bridge implements QoS 0 and 1.
+    /// 0, 1 or 2 (QoS 2 with the PUBREC/PUBREL/PUBCOMP exchange).
     pub qos: QoS,
     pub retain: bool,
     pub format: PublishFormat,
+}
+
+/// Lowest TLS version the bridge accepts (`tls.version`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 or 1.3 (also what older versions in the config become: rustls has nothing
+    /// older than 1.2).
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+/// How the broker's certificate is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsVerify {
+    /// Chain to a trust anchor and the host name (the default, `cert-reqs` ≥ 1).
+    Full,
+    /// Chain only (`no-hostname-checking: true`): any certificate from the trusted CAs is
+    /// accepted for any host, so a different server holding such a certificate can pose as the
+    /// broker.
+    ChainOnly,
+    /// Nothing but the handshake signature (`cert-reqs: 0`): anyone on the path can pose as the
+    /// broker. Start-up warns.
+    None,
+}
+
+/// The `tls` block, or a TLS scheme in `host`: TLS to the broker (rustls). Paths are only
+/// recorded here; the files are read when the bridge is created (runtime::MqttBridge::new), so
+/// this module stays free of I/O.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Key path of the block (`mqtt.tls`), so file errors name the key.
+    pub key_path: String,
+    /// `cafile`: PEM file of trust anchors.
+    pub ca_file: Option<PathBuf>,
+    /// `capath`: directory whose PEM files are trust anchors.
+    pub ca_path: Option<PathBuf>,
+    /// `certfile` + `keyfile`: client certificate chain and its (unencrypted) key, PEM.
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+    pub verify: TlsVerify,
+    /// `version`: lowest accepted protocol version (default: rustls's, 1.2).
+    pub min_version: TlsVersion,
 }
 
 /// The validated `mqtt` block.
@@ -209,8 +258,12 @@ pub struct PublishEntry {
 pub struct MqttConfig {
     /// `host` without scheme and port (default `localhost`).
     pub host: String,
-    /// `port`, else a port in `host`, else 1883.
+    /// `port`, else a port in `host`, else 1883 (8883 with a TLS scheme).
     pub port: u16,
+    /// `bind`: local address (and optionally port) the broker connection is made from.
+    pub bind: Option<SocketAddr>,
+    /// TLS to the broker; `None` is plain TCP.
+    pub tls: Option<TlsConfig>,
     pub user: String,
     pub password: String,
     /// `clientid` as written; `{{rnd}}` and the static variables are rendered at start.
@@ -237,7 +290,7 @@ pub struct MqttConfig {
     /// `mqtt-options.receive-maximum`: QoS 1/2 messages the broker may have in flight to us
     /// (MQTT 5 CONNECT property). Default 20.
     pub receive_maximum: u16,
-    /// `mqtt-options.send-maximum`: our in-flight window of unacknowledged QoS 1 publishes
+    /// `mqtt-options.send-maximum`: our in-flight window of unacknowledged QoS 1/2 publishes
     /// (further capped by the broker's receive maximum in MQTT 5). Default 20.
     pub send_maximum: u16,
     pub reconnect: Reconnect,
@@ -404,16 +457,18 @@ impl Reader {
 
         let host_text = self.string(obj, p, "host", "localhost")?;
         let (host, host_port) = parse_host(&host_text).map_err(|r| err(&format!("{p}.host"), r))?;
+        let tls = self.tls(obj, p, &host_text)?;
+        let default_port = if tls_scheme(&host_text) {
+            DEFAULT_TLS_PORT
+        } else {
+            DEFAULT_PORT
+        };
         let port = match obj.get("port") {
-            None => host_port.unwrap_or(DEFAULT_PORT),
+            None => host_port.unwrap_or(default_port),
             Some(_) => self.uint(obj, p, "port", 0, 1, 65535)? as u16,
         };
-        if !self.string(obj, p, "bind", "")?.is_empty() {
-            return Err(err(
-                &format!("{p}.bind"),
-                "binding the broker connection to a local address is not supported; remove the key or leave it empty",
-            ));
-        }
+        let bind = parse_bind(&self.string(obj, p, "bind", "")?)
+            .map_err(|r| err(&format!("{p}.bind"), r))?;
         let user = self.string(obj, p, "user", "")?;
         let password = self.string(obj, p, "password", "")?;
         let client_id = self.string(obj, p, "clientid", "")?;
@@ -445,7 +500,6 @@ impl Reader {
 
         let (protocol, tcp_nodelay, receive_maximum, send_maximum) = self.options(obj, p)?;
         let reconnect = self.reconnect(obj, p)?;
-        self.tls(obj, p, &host_text)?;
         let filter = match obj.get("filter") {
             None => Filter::ALL_PASS,
             Some(v) => self.filter(v, &format!("{p}.filter"))?,
@@ -521,6 +575,8 @@ impl Reader {
         Ok(MqttConfig {
             host,
             port,
+            bind,
+            tls,
             user,
             password,
             client_id,
@@ -585,8 +641,11 @@ impl Reader {
             "tls-use-os-certs",
         ] {
             if self.boolean(o, &path, k, false)? {
+                // OpenSSL context knobs of REF: rustls has no OCSP stapling check and always
+                // starts from its own safe defaults; the OS trust store is used whenever no
+                // tls.cafile/capath is given.
                 self.warnings.push(format!(
-                    "\"{path}.{k}\" accepted but not used: TLS to the broker is not supported"
+                    "\"{path}.{k}\" accepted but not used: it is an OpenSSL option (the bridge uses rustls; without tls.cafile/capath it trusts the OS store)"
                 ));
             }
         }
@@ -620,35 +679,115 @@ impl Reader {
         Ok(r)
     }
 
-    /// TLS to the broker is not implemented. REF's sample `tls` block (all paths empty) left
-    /// REF on plain TCP too, so an empty block is accepted; anything that asks for TLS fails
-    /// start-up rather than silently sending credentials in clear text.
-    fn tls(&mut self, obj: &Map<String, Value>, p: &str, host: &str) -> Result<(), ConfigError> {
-        let lower = host.to_ascii_lowercase();
-        if ["stcp://", "mqtts://", "ssl://", "tls://"]
-            .iter()
-            .any(|s| lower.starts_with(s))
-        {
-            return Err(err(
-                &format!("{p}.host"),
-                "TLS to the broker is not supported yet; use tcp:// (for example through a local TLS tunnel)",
-            ));
-        }
-        let Some(v) = obj.get("tls") else {
-            return Ok(());
-        };
+    /// TLS is on with a TLS scheme in `host` or a `tls` block naming any file. REF's sample
+    /// block (every path empty) left REF on plain TCP, so such a block keeps plain TCP too.
+    /// What rustls cannot do (PSK, encrypted keys) stops start-up with the key named, rather
+    /// than silently connecting with weaker settings than asked for.
+    fn tls(
+        &mut self,
+        obj: &Map<String, Value>,
+        p: &str,
+        host: &str,
+    ) -> Result<Option<TlsConfig>, ConfigError> {
         let path = format!("{p}.tls");
-        let o = self.object(v, &path)?;
+        let empty = Map::new();
+        let o = match obj.get("tls") {
+            None | Some(Value::Null) => &empty,
+            Some(v) => self.object(v, &path)?,
+        };
         self.check_keys(o, &path, KNOWN_TLS);
-        for k in ["cafile", "capath", "certfile", "keyfile", "psk"] {
+        let key = |k: &str| format!("{path}.{k}");
+        let file = |r: &Self, k: &str| -> Result<Option<PathBuf>, ConfigError> {
+            let s = r.string(o, &path, k, "")?;
+            Ok((!s.trim().is_empty()).then(|| PathBuf::from(s.trim())))
+        };
+        for k in ["psk", "psk-identity"] {
             if !self.string(o, &path, k, "")?.is_empty() {
                 return Err(err(
-                    &format!("{path}.{k}"),
-                    "TLS to the broker is not supported yet; leave the tls paths empty (plain TCP) or remove the block",
+                    &key(k),
+                    "TLS pre-shared keys are not supported (rustls has no PSK cipher suites); use certificates (tls.cafile) instead",
                 ));
             }
         }
-        Ok(())
+        if !self.string(o, &path, "pwkeyfile", "")?.is_empty() {
+            return Err(err(
+                &key("pwkeyfile"),
+                "encrypted private keys are not supported; decrypt the key (openssl pkey -in key.pem -out plain.pem) and leave pwkeyfile empty",
+            ));
+        }
+        let ca_file = file(self, "cafile")?;
+        let ca_path = file(self, "capath")?;
+        let certfile = file(self, "certfile")?;
+        let keyfile = file(self, "keyfile")?;
+        let client_auth = match (certfile, keyfile) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(err(
+                    &key("keyfile"),
+                    "tls.certfile is set: its key is needed too",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    &key("certfile"),
+                    "tls.keyfile is set: the certificate it belongs to is needed too",
+                ))
+            }
+        };
+        let no_hostname = self.boolean(o, &path, "no-hostname-checking", false)?;
+        let cert_reqs = self.uint(o, &path, "cert-reqs", 1, 0, 2)?;
+        let version = self.string(o, &path, "version", "")?;
+        let min_version = match version.trim().to_ascii_lowercase().as_str() {
+            "" | "tlsv1.2" | "tls1.2" | "1.2" => TlsVersion::Tls12,
+            "tlsv1.3" | "tls1.3" | "1.3" => TlsVersion::Tls13,
+            "tlsv1" | "tlsv1.0" | "tls1" | "tls1.0" | "1.0" | "tlsv1.1" | "tls1.1" | "1.1" => {
+                self.warnings.push(format!(
+                    "\"{path}.version\" is {version:?}: TLS 1.0/1.1 are not offered (insecure, not in rustls); TLS 1.2 is the minimum"
+                ));
+                TlsVersion::Tls12
+            }
+            _ => {
+                return Err(err(
+                    &key("version"),
+                    format!("expected \"tlsv1.2\" or \"tlsv1.3\", found {version:?}"),
+                ))
+            }
+        };
+        if !self.string(o, &path, "ciphers", "")?.trim().is_empty() {
+            // OpenSSL cipher lists do not map onto rustls's fixed set of modern AEAD suites;
+            // those are all considered safe, so ignoring the list cannot weaken anything.
+            self.warnings.push(format!(
+                "\"{path}.ciphers\" ignored: rustls offers its own fixed set of modern cipher suites"
+            ));
+        }
+
+        let wanted =
+            tls_scheme(host) || ca_file.is_some() || ca_path.is_some() || client_auth.is_some();
+        if !wanted {
+            return Ok(None);
+        }
+        let verify = if cert_reqs == 0 {
+            self.warnings.push(format!(
+                "\"{path}.cert-reqs\" is 0: the broker's certificate is NOT verified; anyone on the network path can pose as the broker and read the credentials and events"
+            ));
+            TlsVerify::None
+        } else if no_hostname {
+            self.warnings.push(format!(
+                "\"{path}.no-hostname-checking\" is true: any certificate from the trusted CAs is accepted, whatever host it was issued for"
+            ));
+            TlsVerify::ChainOnly
+        } else {
+            TlsVerify::Full
+        };
+        Ok(Some(TlsConfig {
+            key_path: path,
+            ca_file,
+            ca_path,
+            client_auth,
+            verify,
+            min_version,
+        }))
     }
 
     fn filter(&mut self, v: &Value, path: &str) -> Result<Filter, ConfigError> {
@@ -769,7 +908,7 @@ impl Reader {
         if let Value::String(s) = v {
             return topic_entry(s, path).map(|topic| PublishEntry {
                 topic,
-                qos: self.publish_qos(qos, path),
+                qos,
                 retain,
                 format,
             });
@@ -806,21 +945,10 @@ impl Reader {
         };
         Ok(PublishEntry {
             topic,
-            qos: self.publish_qos(qos, path),
+            qos,
             retain,
             format,
         })
-    }
-
-    fn publish_qos(&mut self, qos: QoS, path: &str) -> QoS {
-        if qos == QoS::ExactlyOnce {
-            self.warnings.push(format!(
-                "\"{path}.qos\" is 2: the bridge publishes with QoS 1 (at least once; duplicates are dropped by receiving bridges)"
-            ));
-            QoS::AtLeastOnce
-        } else {
-            qos
-        }
     }
 }
 
@@ -831,6 +959,26 @@ fn topic_entry(s: &str, path: &str) -> Result<Template, ConfigError> {
     Ok(Template::parse(s))
 }
 
+/// Whether `host` starts with a TLS scheme.
+fn tls_scheme(host: &str) -> bool {
+    let lower = host.trim().to_ascii_lowercase();
+    TLS_SCHEMES.iter().any(|s| lower.starts_with(s))
+}
+
+/// `bind`: empty (none), an IP address (any local port), or `ip:port` / `[v6]:port`.
+fn parse_bind(text: &str) -> Result<Option<SocketAddr>, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(ip) = t.parse::<IpAddr>() {
+        return Ok(Some(SocketAddr::new(ip, 0)));
+    }
+    t.parse::<SocketAddr>().map(Some).map_err(|_| {
+        format!("expected a local IP address, optionally with :port ([v6]:port), found {text:?}")
+    })
+}
+
 /// `host`: optional scheme, a name or address, optional `:port` (`[v6]:port` for IPv6).
 fn parse_host(text: &str) -> Result<(String, Option<u16>), String> {
     let t = text.trim();
@@ -839,14 +987,13 @@ fn parse_host(text: &str) -> Result<(String, Option<u16>), String> {
         .iter()
         .find(|s| lower.starts_with(*s))
         .map_or(t, |s| &t[s.len()..]);
-    // TLS schemes are reported by the tls check with a better message.
-    let rest = ["stcp://", "mqtts://", "ssl://", "tls://"]
+    let rest = TLS_SCHEMES
         .iter()
         .find(|s| lower.starts_with(*s))
         .map_or(rest, |s| &t[s.len()..]);
     if rest.contains("://") {
         return Err(format!(
-            "unsupported scheme in {text:?}; use tcp:// or mqtt://"
+            "unsupported scheme in {text:?}; use tcp://, mqtt:// or (TLS) mqtts://, ssl://"
         ));
     }
     let rest = rest.trim_end_matches('/');
@@ -1196,10 +1343,11 @@ mod tests {
         for (v, key) in [
             (json!([]), "mqtt"),
             (json!({"host": 5}), "mqtt.host"),
-            (json!({"host": "mqtts://h"}), "mqtt.host"),
+            (json!({"host": "https://h"}), "mqtt.host"),
             (json!({"port": 0}), "mqtt.port"),
             (json!({"port": 70000}), "mqtt.port"),
-            (json!({"bind": "1.2.3.4"}), "mqtt.bind"),
+            (json!({"bind": "eth0"}), "mqtt.bind"),
+            (json!({"bind": "1.2.3.4:x"}), "mqtt.bind"),
             (json!({"keepalive": -1}), "mqtt.keepalive"),
             (json!({"connection-timeout": 1}), "mqtt.connection-timeout"),
             (json!({"bcleansession": "yes"}), "mqtt.bcleansession"),
@@ -1217,7 +1365,7 @@ mod tests {
                 json!({"mqtt-options": {"send-maximum": 0}}),
                 "mqtt.mqtt-options.send-maximum",
             ),
-            (json!({"tls": {"cafile": "/etc/ca.pem"}}), "mqtt.tls.cafile"),
+            (json!({"tls": {"cafile": 5}}), "mqtt.tls.cafile"),
             (
                 json!({"filter": {"class-filter": 70000}}),
                 "mqtt.filter.class-filter",
@@ -1269,6 +1417,132 @@ mod tests {
     }
 
     #[test]
+    fn bind_addresses() {
+        let (c, _) = parse(json!({})).unwrap();
+        assert_eq!(c.bind, None);
+        let (c, _) = parse(json!({"bind": ""})).unwrap();
+        assert_eq!(c.bind, None);
+        let (c, _) = parse(json!({"bind": "127.0.0.2"})).unwrap();
+        assert_eq!(c.bind, Some("127.0.0.2:0".parse().unwrap()));
+        let (c, _) = parse(json!({"bind": "127.0.0.1:4000"})).unwrap();
+        assert_eq!(c.bind, Some("127.0.0.1:4000".parse().unwrap()));
+        let (c, _) = parse(json!({"bind": "::1"})).unwrap();
+        assert_eq!(c.bind, Some("[::1]:0".parse().unwrap()));
+        let (c, _) = parse(json!({"bind": "[::1]:4000"})).unwrap();
+        assert_eq!(c.bind, Some("[::1]:4000".parse().unwrap()));
+    }
+
+    #[test]
+    fn tls_keys_map() {
+        // REF's sample block (all empty) stays plain TCP.
+        let sample = json!({"tls": {"cafile": "", "capath": "", "certfile": "", "keyfile": "",
+            "pwkeyfile": "", "no-hostname-checking": false, "cert-reqs": 0, "version": "",
+            "ciphers": "", "psk": "", "psk-identity": ""}});
+        let (c, w) = parse(sample).unwrap();
+        assert_eq!(c.tls, None);
+        assert!(w.is_empty(), "{w:?}");
+
+        // A TLS scheme alone: OS trust store, full checks, port 8883.
+        for scheme in ["mqtts", "ssl", "stcp", "tls", "MQTTS"] {
+            let (c, _) = parse(json!({"host": format!("{scheme}://broker")})).unwrap();
+            assert_eq!((c.host.as_str(), c.port), ("broker", DEFAULT_TLS_PORT));
+            let t = c.tls.expect("tls on");
+            assert_eq!(t.key_path, "mqtt.tls");
+            assert_eq!((t.ca_file, t.ca_path, t.client_auth), (None, None, None));
+            assert_eq!(t.verify, TlsVerify::Full);
+            assert_eq!(t.min_version, TlsVersion::Tls12);
+        }
+        let (c, _) = parse(json!({"host": "mqtts://broker:9000"})).unwrap();
+        assert_eq!(c.port, 9000);
+
+        // cafile / capath alone turn TLS on (plain host).
+        let (c, _) = parse(json!({"host": "b", "tls": {"cafile": "/ca.pem"}})).unwrap();
+        let t = c.tls.expect("tls on");
+        assert_eq!(t.ca_file, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(c.port, DEFAULT_PORT, "no TLS scheme: the port stays 1883");
+        let (c, _) = parse(json!({"tls": {"capath": "/etc/ssl/certs"}})).unwrap();
+        assert_eq!(
+            c.tls.expect("tls on").ca_path,
+            Some(PathBuf::from("/etc/ssl/certs"))
+        );
+
+        // certfile + keyfile: client authentication; one without the other names the other.
+        let (c, _) = parse(json!({"tls": {"certfile": "/c.pem", "keyfile": "/k.pem"}})).unwrap();
+        assert_eq!(
+            c.tls.expect("tls on").client_auth,
+            Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")))
+        );
+        assert_eq!(
+            key_of(json!({"tls": {"certfile": "/c.pem"}})),
+            "mqtt.tls.keyfile"
+        );
+        assert_eq!(
+            key_of(json!({"tls": {"keyfile": "/k.pem"}})),
+            "mqtt.tls.certfile"
+        );
+
+        // Verification levels, each weakening warned about.
+        let tls = |t: Value| parse(json!({"host": "mqtts://b", "tls": t})).unwrap();
+        let (c, w) = tls(json!({"no-hostname-checking": true}));
+        assert_eq!(c.tls.expect("tls").verify, TlsVerify::ChainOnly);
+        assert!(
+            w.iter()
+                .any(|x| x.contains("mqtt.tls.no-hostname-checking")),
+            "{w:?}"
+        );
+        let (c, w) = tls(json!({"cert-reqs": 0}));
+        assert_eq!(c.tls.expect("tls").verify, TlsVerify::None);
+        assert!(
+            w.iter()
+                .any(|x| x.contains("mqtt.tls.cert-reqs") && x.contains("NOT verified")),
+            "{w:?}"
+        );
+        let (c, w) = tls(json!({"cert-reqs": 2}));
+        assert_eq!(c.tls.expect("tls").verify, TlsVerify::Full);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            key_of(json!({"host": "mqtts://b", "tls": {"cert-reqs": 3}})),
+            "mqtt.tls.cert-reqs"
+        );
+
+        // version: minimum protocol version.
+        let (c, _) = tls(json!({"version": "tlsv1.3"}));
+        assert_eq!(c.tls.expect("tls").min_version, TlsVersion::Tls13);
+        let (c, _) = tls(json!({"version": "tlsv1.2"}));
+        assert_eq!(c.tls.expect("tls").min_version, TlsVersion::Tls12);
+        let (c, w) = tls(json!({"version": "tlsv1.1"}));
+        assert_eq!(c.tls.expect("tls").min_version, TlsVersion::Tls12);
+        assert!(w.iter().any(|x| x.contains("mqtt.tls.version")), "{w:?}");
+        assert_eq!(
+            key_of(json!({"host": "mqtts://b", "tls": {"version": "sslv3"}})),
+            "mqtt.tls.version"
+        );
+
+        // ciphers: ignored with a warning.
+        let (c, w) = tls(json!({"ciphers": "ECDHE-RSA-AES256-GCM-SHA384"}));
+        assert!(c.tls.is_some());
+        assert!(w.iter().any(|x| x.contains("mqtt.tls.ciphers")), "{w:?}");
+
+        // What rustls cannot do is refused, naming the key — even in an otherwise plain block.
+        for (k, v) in [
+            ("psk", "deadbeef"),
+            ("psk-identity", "me"),
+            ("pwkeyfile", "secret"),
+        ] {
+            let mut t = serde_json::Map::new();
+            t.insert(k.into(), json!(v));
+            let e = parse(json!({"tls": t})).unwrap_err();
+            assert_eq!(e.key, format!("mqtt.tls.{k}"));
+            assert!(e.reason.contains("not supported"), "{e}");
+        }
+        assert_eq!(key_of(json!({"tls": 1})), "mqtt.tls");
+        assert_eq!(
+            key_of(json!({"tls": {"no-hostname-checking": "x"}})),
+            "mqtt.tls.no-hostname-checking"
+        );
+    }
+
+    #[test]
     fn warnings() {
         let (c, w) = parse(json!({
             "frob": 1, "reconnect": {"x": 1}, "mqtt-options": {"tls-use-os-certs": 1},
@@ -1281,8 +1555,12 @@ mod tests {
         assert_eq!(has("unknown key \"mqtt.reconnect.x\""), 1, "{w:?}");
         assert_eq!(has("mqtt.mqtt-options.tls-use-os-certs"), 1, "{w:?}");
         assert_eq!(has("mqtt.bcleansession"), 1, "{w:?}");
-        assert_eq!(has("mqtt.publish[0].qos"), 1, "{w:?}");
-        assert_eq!(c.publish[0].qos, QoS::AtLeastOnce);
+        assert_eq!(
+            has("mqtt.publish[0].qos"),
+            0,
+            "QoS 2 is published as such: {w:?}"
+        );
+        assert_eq!(c.publish[0].qos, QoS::ExactlyOnce);
         assert!(c.will.is_none(), "a will needs topic and payload");
         assert!(c.clean_session);
     }

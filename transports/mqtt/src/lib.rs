@@ -14,11 +14,12 @@
 //! - [`payload`]: event ↔ payload in the json, xml, string and binary forms, `auto` detection;
 //! - [`topic`]: MQTT topic validation and wildcard matching;
 //! - [`codec`]: MQTT 3.1.1 and 5 packets — the only user of the (unmaintained) mqttbytes crate;
-//! - [`client`]: the MQTT client state machine: CONNECT/CONNACK, SUBSCRIBE, QoS 0/1 with an
+//! - [`client`]: the MQTT client state machine: CONNECT/CONNACK, SUBSCRIBE, QoS 0/1/2 with an
 //!   in-flight window, keepalive, reconnect backoff, bounded offline buffer;
 //! - [`dedup`]: dropping broker echoes of our own publishes and duplicate deliveries;
 //! - [`bridge`]: the mapping between sessions and broker on top of the client;
-//! - [`runtime`]: the glommio loop (TCP, timers, the [`EventPorts`] to the sessions) that
+//! - [`tls`]: the rustls client configuration for TLS to the broker (reads the PEM files);
+//! - [`runtime`]: the glommio loop (TCP or TLS, timers, the [`EventPorts`] to the sessions) that
 //!   runs on the server's uplink core;
 //! - [`stats`]: the bridge's counters.
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
@@ -34,6 +35,7 @@ pub mod payload;
 pub mod runtime;
 pub mod stats;
 pub mod template;
+pub mod tls;
 pub mod topic;
 
 pub use bridge::{Bridge, Identity};

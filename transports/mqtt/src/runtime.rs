@@ -1,4 +1,5 @@
-//! The thin async loop that drives a [`Bridge`] over a glommio `TcpStream` on the uplink core.
+//! The thin async loop that drives a [`Bridge`] over a glommio `TcpStream` (plain, or wrapped
+//! in TLS by futures-rustls: [`Conn`]) on the uplink core.
 //!
 //! One task, one biased select per step over: bytes from the broker, the next event from the
 //! sessions, a TCP connect in progress, and the bridge's next deadline. Everything the select
@@ -6,16 +7,18 @@
 //! hands an item out only when the receive completes, and a connect in progress is kept in a
 //! box across iterations. Writes happen between selects, under [`WRITE_TIMEOUT`], so a broker
 //! that stops reading cannot stall the loop (and with it the rings from the shards) for
-//! longer than that; the connection is then dropped and re-established.
+//! longer than that; the connection is then dropped and re-established. A TLS stream may keep
+//! written bytes in its record buffer, so every batch of writes ends with a flush.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use glommio::net::TcpStream;
 use vscp_proto::Event;
 
@@ -23,6 +26,7 @@ use crate::bridge::{Bridge, Identity};
 use crate::config::MqttConfig;
 use crate::error::{ConfigError, ConnectionError};
 use crate::stats::BridgeStats;
+use crate::tls::TlsSetup;
 
 /// Longest a write to the broker may take before the connection is considered dead.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,18 +55,32 @@ pub struct MqttBridge {
     cfg: MqttConfig,
     identity: Identity,
     stats: Arc<BridgeStats>,
+    tls: Option<TlsSetup>,
 }
 
 impl MqttBridge {
     /// Validates everything that can be checked before running (rendered subscribe and will
-    /// topics), so a bad configuration stops start-up instead of the bridge.
+    /// topics, the TLS files), so a bad configuration stops start-up instead of the bridge.
     pub fn new(cfg: MqttConfig, identity: Identity) -> Result<MqttBridge, ConfigError> {
         let stats = Arc::new(BridgeStats::default());
         Bridge::new(cfg.clone(), identity, 0, Instant::now(), stats.clone())?;
+        let tls = match &cfg.tls {
+            None => None,
+            // "mqtt" is the block's key everywhere the bridge is configured (config::from_value
+            // callers), and TlsConfig carries the same prefix.
+            Some(t) => {
+                let host_key = match t.key_path.strip_suffix(".tls") {
+                    Some(p) => format!("{p}.host"),
+                    None => "host".to_owned(),
+                };
+                Some(crate::tls::setup(t, &cfg.host, &host_key)?)
+            }
+        };
         Ok(MqttBridge {
             cfg,
             identity,
             stats,
+            tls,
         })
     }
 
@@ -77,6 +95,8 @@ impl MqttBridge {
         let random = random_u64();
         let connect_timeout = self.cfg.connection_timeout;
         let nodelay = self.cfg.tcp_nodelay;
+        let bind = self.cfg.bind;
+        let tls = self.tls;
         let mut bridge =
             match Bridge::new(self.cfg, self.identity, random, Instant::now(), self.stats) {
                 Ok(b) => b,
@@ -86,7 +106,7 @@ impl MqttBridge {
                     return;
                 }
             };
-        let mut conn: Option<TcpStream> = None;
+        let mut conn: Option<Conn> = None;
         let mut connecting: Option<Connecting> = None;
         let mut buf = vec![0u8; READ_BYTES];
         let (host, port) = {
@@ -101,6 +121,8 @@ impl MqttBridge {
                 connecting = Some(Box::pin(connect(
                     host.clone(),
                     port,
+                    bind,
+                    tls.clone(),
                     connect_timeout,
                     nodelay,
                 )));
@@ -175,6 +197,7 @@ impl MqttBridge {
                         if let Some(bytes) = bridge.poll_transmit() {
                             let _ = with_deadline(WRITE_TIMEOUT, s.write_all(&bytes)).await;
                         }
+                        // close() flushes (and for TLS sends close_notify) first.
                         let _ = with_deadline(WRITE_TIMEOUT, s.close()).await;
                     }
                     tracing::info!("MQTT bridge stopped");
@@ -195,15 +218,31 @@ impl MqttBridge {
 
             // Write whatever the step produced.
             if let Some(s) = conn.as_mut() {
+                let mut wrote = false;
+                let mut failed = None;
                 while let Some(bytes) = bridge.poll_transmit() {
-                    let r = with_deadline(WRITE_TIMEOUT, s.write_all(&bytes)).await;
-                    let err = match r {
-                        Some(Ok(())) => continue,
-                        Some(Err(e)) => e.to_string(),
-                        None => format!("write blocked for {WRITE_TIMEOUT:?}"),
-                    };
+                    match with_deadline(WRITE_TIMEOUT, s.write_all(&bytes)).await {
+                        Some(Ok(())) => wrote = true,
+                        Some(Err(e)) => {
+                            failed = Some(e.to_string());
+                            break;
+                        }
+                        None => {
+                            failed = Some(format!("write blocked for {WRITE_TIMEOUT:?}"));
+                            break;
+                        }
+                    }
+                }
+                if wrote && failed.is_none() {
+                    // A plain socket has nothing buffered; TLS may hold the last records.
+                    match with_deadline(WRITE_TIMEOUT, s.flush()).await {
+                        Some(Ok(())) => {}
+                        Some(Err(e)) => failed = Some(e.to_string()),
+                        None => failed = Some(format!("write blocked for {WRITE_TIMEOUT:?}")),
+                    }
+                }
+                if let Some(err) = failed {
                     bridge.handle_closed(ConnectionError::Io(err), Instant::now(), unix_us());
-                    break;
                 }
             } else {
                 // Nothing to write to (bytes queued before a failure are stale).
@@ -222,23 +261,74 @@ impl MqttBridge {
     }
 }
 
-/// A TCP connect in progress, kept across loop iterations so racing it is cancel-safe.
-type Connecting = Pin<Box<dyn Future<Output = Result<TcpStream, String>>>>;
+/// A connect (and TLS handshake) in progress, kept across loop iterations so racing it is
+/// cancel-safe.
+type Connecting = Pin<Box<dyn Future<Output = Result<Conn, String>>>>;
 
 enum Step<E> {
     Read(std::io::Result<usize>),
     Event(Option<E>),
-    Connected(Result<TcpStream, String>),
+    Connected(Result<Conn, String>),
     Timer,
 }
 
-/// Resolves (off the executor when it takes DNS) and connects under `timeout`.
+/// The connection to the broker: one type for the loop, whether TLS is on or not.
+enum Conn {
+    Plain(TcpStream),
+    // Boxed: the rustls connection state is large and the plain variant should not pay for it.
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_close(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
+}
+
+/// Resolves (off the executor when it takes DNS), connects under `timeout` (from `bind` when
+/// set) and, with `tls`, runs the TLS handshake under the same timeout.
 async fn connect(
     host: String,
     port: u16,
+    bind: Option<SocketAddr>,
+    tls: Option<TlsSetup>,
     timeout: Duration,
     nodelay: bool,
-) -> Result<TcpStream, String> {
+) -> Result<Conn, String> {
     let addr: SocketAddr = match host.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, port),
         Err(_) => {
@@ -259,14 +349,55 @@ async fn connect(
             }
         }
     };
-    let s = TcpStream::connect_timeout(addr, timeout)
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
+    let s = match bind {
+        None => TcpStream::connect_timeout(addr, timeout)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?,
+        Some(local) => connect_from(local, addr, timeout).await?,
+    };
     if nodelay {
         // Small publishes should leave at once; a failure only costs latency.
         let _ = s.set_nodelay(true);
     }
-    Ok(s)
+    let Some(tls) = tls else {
+        return Ok(Conn::Plain(s));
+    };
+    let handshake = futures_rustls::TlsConnector::from(tls.config).connect(tls.server_name, s);
+    match with_deadline(timeout, handshake).await {
+        Some(Ok(s)) => Ok(Conn::Tls(Box::new(s))),
+        Some(Err(e)) => Err(format!("{addr}: TLS handshake failed: {e}")),
+        None => Err(format!("{addr}: TLS handshake timed out")),
+    }
+}
+
+/// `bind`: glommio's TcpStream cannot bind before connecting, so the socket is made, bound and
+/// connected with socket2 in the blocking pool (a connect may take up to `timeout`, and the
+/// uplink core must keep serving the rings meanwhile) and then handed to glommio, which
+/// takes any connected socket2 socket (same socket2 0.4 as glommio's).
+async fn connect_from(
+    local: SocketAddr,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, String> {
+    let sock = glommio::executor()
+        .spawn_blocking(move || -> Result<socket2::Socket, String> {
+            use socket2::{Domain, Protocol, Socket, Type};
+            let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+                .map_err(|e| format!("socket: {e}"))?;
+            if local.port() != 0 {
+                // A fixed local port is still in TIME_WAIT from the previous connection when
+                // the bridge reconnects; without this every reconnect would fail for minutes.
+                sock.set_reuse_address(true)
+                    .map_err(|e| format!("SO_REUSEADDR: {e}"))?;
+            }
+            sock.bind(&local.into())
+                .map_err(|e| format!("bind {local}: {e}"))?;
+            sock.connect_timeout(&addr.into(), timeout)
+                .map_err(|e| format!("{addr} from {local}: {e}"))?;
+            Ok(sock)
+        })
+        .await?;
+    Ok(TcpStream::from(sock))
 }
 
 /// Runs `f` for at most `dur`; `None` on timeout.

@@ -34,9 +34,9 @@ counters! {
     publications,
     /// PUBLISH packets written to the broker (including QoS 1 re-sends).
     published,
-    /// QoS 1 publishes re-sent after a reconnect.
+    /// QoS 1/2 publishes (or QoS 2 PUBRELs) re-sent after a reconnect.
     resent,
-    /// PUBACKs received for our publishes.
+    /// PUBACKs (QoS 1) and PUBCOMPs (QoS 2) received for our publishes.
     acked,
     /// Publications dropped because the offline buffer was full (oldest first).
     offline_dropped,
@@ -66,7 +66,7 @@ counters! {
     connected,
     /// Publications waiting in the offline buffer (gauge).
     offline_queued,
-    /// Unacknowledged QoS 1 publishes (gauge).
+    /// Unacknowledged QoS 1 and 2 publishes (gauge).
     inflight,
 }
 

@@ -494,3 +494,192 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or(0);
     (code, body.to_string())
 }
+
+// ---- TLS and bind ----------------------------------------------------------------------------
+
+/// TLS to the broker, with `bind`: the bridge connects from the configured local address to a
+/// TLS endpoint (a rustls proxy in front of the test broker, certificate from a test CA given as
+/// `tls.cafile`, checked against 127.0.0.1), and events flow both ways through it.
+#[test]
+fn tls_with_bind_carries_events_both_ways() {
+    let tag = "tls";
+    let broker = Broker::start(tag);
+    let pki_dir = TempDir(temp_dir("tls-pki"));
+    let pki = tls_proxy::Pki::generate(&pki_dir.0, "test-ca");
+    let proxy = tls_proxy::TlsProxy::start(&pki, broker.addr(Protocol::V311));
+    let local_port = free_port();
+    let mut sub = MqttClient::connect(broker.addr(Protocol::V311), "tls-sub", Protocol::V311, true)
+        .expect("subscriber connects");
+    sub.subscribe("tls/out/#", QoS::AtLeastOnce).unwrap();
+    let node = Node::start(
+        tag,
+        mqtt_block(
+            &broker,
+            Protocol::V311,
+            json!({
+                "host": format!("mqtts://127.0.0.1:{}", proxy.public.port()),
+                "port": proxy.public.port(),
+                "bind": format!("127.0.0.1:{local_port}"),
+                "tls": {"cafile": pki.ca_file.to_string_lossy(), "version": "tlsv1.2", "cert-reqs": 1},
+                "publish": [{"topic": "tls/out/{{class}}/{{type}}", "qos": 1, "format": "json"}],
+                "subscribe": [{"topic": "tls/in/#", "qos": 1, "format": "auto"}]
+            }),
+        ),
+        json!({}),
+    );
+    node.wait_connected();
+    assert!(proxy.handshakes.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    let peers = proxy.peers.lock().unwrap().clone();
+    assert!(
+        peers.iter().any(|p| p.port() == local_port),
+        "the bridge connected from 127.0.0.1:{local_port}: {peers:?}"
+    );
+
+    // ws1 client → bridge → TLS → broker → plain subscriber.
+    let mut c = connect_ws(node.addr(), "/ws1");
+    c.login_open();
+    assert_eq!(c.cmd(E2_WS1), "+;EVENT");
+    let m = sub
+        .recv(Duration::from_secs(10))
+        .unwrap()
+        .expect("the event crossed the TLS connection");
+    assert_eq!(m.topic, "tls/out/10/6");
+    let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(v["vscpGuid"], E2_GUID);
+
+    // Broker → TLS → bridge → ws client.
+    let mut payload = Vec::new();
+    vscp_mqtt::payload::encode(&e2(17, 4242), PublishFormat::Json, true, &mut payload);
+    if broker.is_mosquitto() {
+        tool_publish(&broker, Protocol::V311, "tls/in/x", &payload);
+    } else {
+        let mut publisher =
+            MqttClient::connect(broker.addr(Protocol::V311), "tls-pub", Protocol::V311, true)
+                .unwrap();
+        publisher
+            .publish("tls/in/x", &payload, QoS::AtLeastOnce)
+            .unwrap();
+    }
+    let e = c.recv_event();
+    let ev = vscp_proto::codec::string::parse_event(e.strip_prefix("E;").unwrap()).unwrap();
+    assert_eq!(ev, e2(17, 4242));
+    let s = node.stats.snapshot();
+    assert_eq!((s.connects, s.events_to_sessions), (1, 1), "{s:?}");
+    drop(c);
+    node.srv.shutdown();
+}
+
+/// A broker certificate from a CA the bridge does not trust: the bridge refuses the
+/// connection (counted as a failed attempt, logged) and keeps retrying instead of proceeding.
+#[test]
+fn tls_with_a_wrong_ca_refuses_the_broker() {
+    let tag = "tlsbad";
+    let broker = Broker::start(tag);
+    let pki_dir = TempDir(temp_dir("tlsbad-pki"));
+    let pki = tls_proxy::Pki::generate(&pki_dir.0, "broker-ca");
+    let wrong_ca = tls_proxy::Pki::unrelated_ca(&pki_dir.0);
+    let proxy = tls_proxy::TlsProxy::start(&pki, broker.addr(Protocol::V311));
+    let node = Node::start(
+        tag,
+        mqtt_block(
+            &broker,
+            Protocol::V311,
+            json!({
+                "host": "mqtts://127.0.0.1",
+                "port": proxy.public.port(),
+                "tls": {"cafile": wrong_ca.to_string_lossy()},
+                "publish": [{"topic": "tls/out", "qos": 1, "format": "json"}]
+            }),
+        ),
+        json!({}),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            node.stats.snapshot().disconnects >= 2
+                && proxy
+                    .handshake_failures
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                    >= 1
+        }),
+        "the bridge refused the certificate and retried: {:?}",
+        node.stats.snapshot()
+    );
+    let s = node.stats.snapshot();
+    assert_eq!((s.connects, s.connected), (0, 0), "{s:?}");
+    assert_eq!(
+        proxy.handshakes.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    node.srv.shutdown();
+}
+
+// ---- QoS 2 -----------------------------------------------------------------------------------
+
+/// A QoS 2 publish entry completes the PUBREC/PUBREL/PUBCOMP exchange with the broker, and a
+/// QoS 2 message on a QoS 2 subscription reaches the ws clients exactly once.
+#[test]
+fn qos2_publish_and_subscribe_deliver_once() {
+    let tag = "qos2";
+    let broker = Broker::start(tag);
+    let mut sub = MqttClient::connect(broker.addr(Protocol::V311), "q2-sub", Protocol::V311, true)
+        .expect("subscriber connects");
+    sub.subscribe("q2/out/#", QoS::AtLeastOnce).unwrap();
+    let node = Node::start(
+        tag,
+        mqtt_block(
+            &broker,
+            Protocol::V311,
+            json!({
+                "publish": [{"topic": "q2/out/{{class}}/{{type}}", "qos": 2, "format": "json"}],
+                "subscribe": [{"topic": "q2/in/#", "qos": 2, "format": "auto"}]
+            }),
+        ),
+        json!({}),
+    );
+    node.wait_connected();
+    let mut c = connect_ws(node.addr(), "/ws1");
+    c.login_open();
+    assert_eq!(c.cmd(E2_WS1), "+;EVENT");
+    let m = sub
+        .recv(Duration::from_secs(10))
+        .unwrap()
+        .expect("the QoS 2 publish arrived");
+    assert_eq!(m.topic, "q2/out/10/6");
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let s = node.stats.snapshot();
+            s.acked == 1 && s.inflight == 0
+        }),
+        "PUBCOMP completed the publish: {:?}",
+        node.stats.snapshot()
+    );
+
+    let mut payload = Vec::new();
+    vscp_mqtt::payload::encode(&e2(17, 777), PublishFormat::Json, true, &mut payload);
+    if broker.is_mosquitto() {
+        tool_publish(&broker, Protocol::V311, "q2/in/x", &payload);
+    } else {
+        let mut publisher =
+            MqttClient::connect(broker.addr(Protocol::V311), "q2-pub", Protocol::V311, true)
+                .unwrap();
+        publisher
+            .publish("q2/in/x", &payload, QoS::ExactlyOnce)
+            .unwrap();
+    }
+    let e = c.recv_event();
+    let ev = vscp_proto::codec::string::parse_event(e.strip_prefix("E;").unwrap()).unwrap();
+    assert_eq!(ev, e2(17, 777));
+    assert_eq!(
+        c.try_recv_event(Duration::from_millis(500)),
+        None,
+        "exactly once"
+    );
+    assert!(
+        sub.recv(Duration::from_millis(200)).unwrap().is_none(),
+        "the QoS 2 publish went out once"
+    );
+    let s = node.stats.snapshot();
+    assert_eq!((s.events_to_sessions, s.messages_received), (1, 1), "{s:?}");
+    drop(c);
+    node.srv.shutdown();
+}

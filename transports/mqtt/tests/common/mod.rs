@@ -7,6 +7,8 @@
 //! and only processes started here are killed (by PID).
 #![allow(dead_code)]
 
+pub mod tls_proxy;
+
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -37,7 +39,7 @@ pub const USERS_JSON: &str = r#"{"users":[
   "rights":"admin","full-name":"Admin","note":"test admin"}
 ]}"#;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -456,9 +458,21 @@ impl MqttClient {
             )
             .unwrap();
         self.stream.write_all(&out)?;
-        if qos != QoS::AtMostOnce {
+        if qos == QoS::AtLeastOnce {
             self.wait_for(
                 |p| matches!(p, Incoming::PubAck { pkid: id } if *id == pkid),
+                Duration::from_secs(5),
+            )?;
+        } else if qos == QoS::ExactlyOnce {
+            self.wait_for(
+                |p| matches!(p, Incoming::PubRec { pkid: id } if *id == pkid),
+                Duration::from_secs(5),
+            )?;
+            let mut rel = BytesMut::new();
+            self.codec.encode_pubrel(pkid, &mut rel).unwrap();
+            self.stream.write_all(&rel)?;
+            self.wait_for(
+                |p| matches!(p, Incoming::PubComp { pkid: id } if *id == pkid),
                 Duration::from_secs(5),
             )?;
         }

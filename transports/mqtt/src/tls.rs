@@ -1,0 +1,418 @@
+//! TLS to the broker: turns a [`TlsConfig`] into a rustls client configuration.
+//!
+//! This is the only place that reads the certificate and key files, and it runs when the bridge
+//! is created (start-up), so a missing or unreadable file stops start-up with the key named
+//! instead of failing every reconnect later. The connection itself is made in `runtime`.
+//!
+//! Security choices (docs/mqtt.md "TLS"):
+//! - rustls with the ring provider: TLS 1.2 and 1.3 only, modern AEAD suites only;
+//! - trust anchors are `cafile`/`capath` when given, else the OS store — never both, so a
+//!   private CA cannot be bypassed by a public one;
+//! - `no-hostname-checking` keeps the full chain check and skips only the name match;
+//! - `cert-reqs: 0` accepts any certificate (the handshake signature is still checked, which
+//!   proves nothing about who the peer is). Config reading already warned about both.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+
+use crate::config::{TlsConfig, TlsVerify, TlsVersion};
+use crate::error::ConfigError;
+
+/// What the runtime needs for a TLS connection: the rustls configuration and the name the
+/// broker's certificate must carry.
+#[derive(Clone, Debug)]
+pub struct TlsSetup {
+    pub config: Arc<ClientConfig>,
+    pub server_name: ServerName<'static>,
+}
+
+fn err(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Builds the client configuration; `host` is the broker host (name or address) the
+/// certificate is checked against. `host_key` names the `host` key for errors.
+pub fn setup(tls: &TlsConfig, host: &str, host_key: &str) -> Result<TlsSetup, ConfigError> {
+    let key = |k: &str| format!("{}.{k}", tls.key_path);
+    let server_name = ServerName::try_from(host.to_owned()).map_err(|e| {
+        err(
+            host_key,
+            format!("{host:?} cannot be checked against a TLS certificate: {e}"),
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version {
+        TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsVersion::Tls13 => &[&rustls::version::TLS13],
+    };
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| err(&key("version"), e.to_string()))?;
+
+    let builder = match tls.verify {
+        TlsVerify::None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider))),
+        TlsVerify::Full | TlsVerify::ChainOnly => {
+            let roots = Arc::new(trust_anchors(tls)?);
+            let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
+                .build()
+                .map_err(|e| err(&tls.key_path, format!("trust anchors: {e}")))?;
+            if tls.verify == TlsVerify::Full {
+                builder.with_webpki_verifier(webpki)
+            } else {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(SkipHostname(webpki)))
+            }
+        }
+    };
+
+    let config = match &tls.client_auth {
+        None => builder.with_no_client_auth(),
+        Some((certfile, keyfile)) => {
+            let chain = certificates(certfile).map_err(|r| err(&key("certfile"), r))?;
+            if chain.is_empty() {
+                return Err(err(
+                    &key("certfile"),
+                    format!("{}: no PEM certificate in the file", certfile.display()),
+                ));
+            }
+            let private = private_key(keyfile).map_err(|r| err(&key("keyfile"), r))?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| err(&key("keyfile"), format!("{}: {e}", keyfile.display())))?
+        }
+    };
+    Ok(TlsSetup {
+        config: Arc::new(config),
+        server_name,
+    })
+}
+
+/// `cafile` and `capath` when given, otherwise the OS store.
+fn trust_anchors(tls: &TlsConfig) -> Result<RootCertStore, ConfigError> {
+    let key = |k: &str| format!("{}.{k}", tls.key_path);
+    let mut roots = RootCertStore::empty();
+    if let Some(file) = &tls.ca_file {
+        let certs = certificates(file).map_err(|r| err(&key("cafile"), r))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(err(
+                &key("cafile"),
+                format!("{}: no usable PEM certificate in the file", file.display()),
+            ));
+        }
+    }
+    if let Some(dir) = &tls.ca_path {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| err(&key("capath"), format!("{}: {e}", dir.display())))?;
+        let mut added = 0;
+        for entry in entries.flatten() {
+            // An OpenSSL CA directory also holds hash links and other files; whatever is not
+            // a readable PEM certificate is skipped.
+            if let Ok(certs) = certificates(&entry.path()) {
+                added += roots.add_parsable_certificates(certs).0;
+            }
+        }
+        if added == 0 {
+            return Err(err(
+                &key("capath"),
+                format!("{}: no PEM certificate in the directory", dir.display()),
+            ));
+        }
+    }
+    if tls.ca_file.is_none() && tls.ca_path.is_none() {
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(native.certs);
+        if added == 0 {
+            return Err(err(
+                &key("cafile"),
+                "no tls.cafile/capath given and no trust anchors found in the OS store",
+            ));
+        }
+    }
+    Ok(roots)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Every certificate in a PEM file.
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = read(path)?;
+    rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The first private key in a PEM file (PKCS#8, PKCS#1 or SEC1). Encrypted keys are refused
+/// by name: rustls-pemfile would silently skip them and report "no key".
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let pem = read(path)?;
+    let text = String::from_utf8_lossy(&pem);
+    if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(format!(
+            "{}: the key is encrypted, which is not supported; decrypt it (openssl pkey -in key.pem -out plain.pem)",
+            path.display()
+        ));
+    }
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .ok_or_else(|| format!("{}: no PEM private key in the file", path.display()))
+}
+
+/// `no-hostname-checking`: the full WebPKI check, except that a certificate issued for
+/// another name is accepted.
+#[derive(Debug)]
+struct SkipHostname(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for SkipHostname {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            // webpki checks the chain (and validity, usage) before the name, so reaching the
+            // name error means everything else passed.
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// `cert-reqs: 0`: any certificate is accepted. The handshake signatures are still verified
+/// (with the presented key), which keeps the TLS state machine honest but authenticates no one.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn dir(tag: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("vscp-mqtt-tls-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    /// A CA (ca.pem) and a client certificate and key signed by it (client.pem, client.key).
+    fn pki(d: &Path) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["client".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        std::fs::write(d.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(d.join("client.pem"), cert.pem()).unwrap();
+        std::fs::write(d.join("client.key"), key.serialize_pem()).unwrap();
+    }
+
+    fn cfg(d: &Path) -> TlsConfig {
+        TlsConfig {
+            key_path: "mqtt.tls".into(),
+            ca_file: Some(d.join("ca.pem")),
+            ca_path: None,
+            client_auth: None,
+            verify: TlsVerify::Full,
+            min_version: TlsVersion::Tls12,
+        }
+    }
+
+    fn key_of(r: Result<TlsSetup, ConfigError>) -> String {
+        match r {
+            Err(e) => e.key,
+            Ok(_) => panic!("expected an error"),
+        }
+    }
+
+    #[test]
+    fn builds_every_verification_mode_and_client_auth() {
+        let d = dir("ok");
+        pki(&d.0);
+        for verify in [TlsVerify::Full, TlsVerify::ChainOnly, TlsVerify::None] {
+            for min_version in [TlsVersion::Tls12, TlsVersion::Tls13] {
+                let t = TlsConfig {
+                    verify,
+                    min_version,
+                    client_auth: Some((d.0.join("client.pem"), d.0.join("client.key"))),
+                    ..cfg(&d.0)
+                };
+                let s = setup(&t, "127.0.0.1", "mqtt.host").unwrap();
+                assert!(matches!(s.server_name, ServerName::IpAddress(_)));
+            }
+        }
+        let s = setup(&cfg(&d.0), "broker.example", "mqtt.host").unwrap();
+        assert!(matches!(s.server_name, ServerName::DnsName(_)));
+        // capath: the directory's PEM files (the key and client files are skipped or added).
+        let t = TlsConfig {
+            ca_file: None,
+            ca_path: Some(d.0.clone()),
+            ..cfg(&d.0)
+        };
+        assert!(setup(&t, "localhost", "mqtt.host").is_ok());
+    }
+
+    #[test]
+    fn file_errors_name_the_key() {
+        let d = dir("bad");
+        pki(&d.0);
+        let missing = TlsConfig {
+            ca_file: Some(d.0.join("nope.pem")),
+            ..cfg(&d.0)
+        };
+        assert_eq!(key_of(setup(&missing, "h", "mqtt.host")), "mqtt.tls.cafile");
+        std::fs::write(d.0.join("empty.pem"), "").unwrap();
+        let empty = TlsConfig {
+            ca_file: Some(d.0.join("empty.pem")),
+            ..cfg(&d.0)
+        };
+        assert_eq!(key_of(setup(&empty, "h", "mqtt.host")), "mqtt.tls.cafile");
+        let empty_dir = dir("emptydir");
+        let no_certs = TlsConfig {
+            ca_file: None,
+            ca_path: Some(empty_dir.0.clone()),
+            ..cfg(&d.0)
+        };
+        assert_eq!(
+            key_of(setup(&no_certs, "h", "mqtt.host")),
+            "mqtt.tls.capath"
+        );
+
+        std::fs::write(
+            d.0.join("enc.key"),
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let encrypted = TlsConfig {
+            client_auth: Some((d.0.join("client.pem"), d.0.join("enc.key"))),
+            ..cfg(&d.0)
+        };
+        match setup(&encrypted, "h", "mqtt.host") {
+            Err(e) => {
+                assert_eq!(e.key, "mqtt.tls.keyfile");
+                assert!(e.reason.contains("encrypted"), "{e}");
+            }
+            Ok(_) => panic!("an encrypted key must be refused"),
+        }
+        let no_key = TlsConfig {
+            client_auth: Some((d.0.join("client.pem"), d.0.join("ca.pem"))),
+            ..cfg(&d.0)
+        };
+        assert_eq!(key_of(setup(&no_key, "h", "mqtt.host")), "mqtt.tls.keyfile");
+        let no_cert = TlsConfig {
+            client_auth: Some((d.0.join("client.key"), d.0.join("client.key"))),
+            ..cfg(&d.0)
+        };
+        assert_eq!(
+            key_of(setup(&no_cert, "h", "mqtt.host")),
+            "mqtt.tls.certfile"
+        );
+        assert_eq!(
+            key_of(setup(&cfg(&d.0), "bad name!", "mqtt.host")),
+            "mqtt.host"
+        );
+    }
+}
