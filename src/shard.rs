@@ -110,7 +110,7 @@ pub async fn run(setup: ShardSetup) {
         metrics,
         ready,
     } = setup;
-    let listener = match TcpListener::bind(listen) {
+    let listener = match bind_listener(listen) {
         Ok(l) => l,
         Err(e) => {
             let _ = ready.send(Err(format!("cannot listen on {listen}: {e}")));
@@ -208,6 +208,26 @@ pub async fn run(setup: ShardSetup) {
         t.cancel().await;
     }
     info!(shard, "stopped");
+}
+
+/// Binds a shard's listener like glommio's `TcpListener::bind` (SO_REUSEPORT, so every shard
+/// listens on the same address and the kernel spreads connections) plus SO_REUSEADDR.
+/// Accepted sockets inherit the listener's flags, and at shutdown the server closes first, so
+/// every session leaves a TIME_WAIT socket on the listen port for a minute. Without
+/// SO_REUSEADDR on those, the plain bind that `start` uses to detect another running server
+/// fails with "address in use" during that minute: a restart (or a vscpd driver's
+/// VSCPClose + VSCPOpen) right after a shutdown with clients connected would not start.
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    sock.bind(&addr.into())?;
+    // glommio's own backlog.
+    sock.listen(1024)?;
+    // SAFETY: `into_raw_fd` hands over sole ownership of a bound, listening socket.
+    Ok(unsafe { TcpListener::from_raw_fd(sock.into_raw_fd()) })
 }
 
 async fn accept_loop(
