@@ -75,24 +75,10 @@ impl Settings {
             receive_sent_events: cfg.receive_sent_events,
             in_filter: cfg.in_filter,
             out_filter: cfg.out_filter,
-            interface_guid: interface_guid(cfg),
+            // The configured `guid`, or one derived from the listen address (ws1.md Q9).
+            interface_guid: Guid(cfg.interface_guid()),
         }
     }
-}
-
-/// The configured `guid`, or when it is all zero one derived from the listen address as
-/// `websocksrv.h` suggests: `FF:FF:FF:FF:FF:FF:FF:FD:<IPv4>:00:00:00:00` (ws1.md Q9).
-fn interface_guid(cfg: &Config) -> Guid {
-    if cfg.guid != [0u8; 16] {
-        return Guid(cfg.guid);
-    }
-    let mut g = [0u8; 16];
-    g[..7].fill(0xFF);
-    g[7] = 0xFD;
-    if let std::net::IpAddr::V4(v4) = cfg.listen.ip() {
-        g[8..12].copy_from_slice(&v4.octets());
-    }
-    Guid(g)
 }
 
 /// A running server.

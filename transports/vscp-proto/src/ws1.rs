@@ -125,7 +125,8 @@ pub fn encode_event(ev: &Event, out: &mut String) {
     codec::string::write_event(ev, out);
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+/// `s` cut to at most `max` bytes, on a character boundary.
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -115,7 +115,7 @@ pub fn auth0(sid_hex: &str) -> String {
 pub fn positive(cmd: &str, args: &str) -> String {
     let mut s = String::with_capacity(48 + cmd.len() + args.len());
     s.push_str("{ \"type\" : \"+\",  \"command\" : \"");
-    push_json_escaped(&mut s, truncate(cmd, MAX_ECHOED_COMMAND));
+    push_json_escaped(&mut s, crate::ws1::truncate(cmd, MAX_ECHOED_COMMAND));
     s.push_str("\",  \"args\" : ");
     s.push_str(args);
     s.push('}');
@@ -126,7 +126,7 @@ pub fn positive(cmd: &str, args: &str) -> String {
 pub fn negative(cmd: &str, (code, text): Code) -> String {
     let mut s = String::with_capacity(80 + cmd.len() + text.len());
     s.push_str("{ \"type\" : \"-\",  \"command\" : \"");
-    push_json_escaped(&mut s, truncate(cmd, MAX_ECHOED_COMMAND));
+    push_json_escaped(&mut s, crate::ws1::truncate(cmd, MAX_ECHOED_COMMAND));
     s.push_str("\",  \"errcode\" : ");
     s.push_str(&code.to_string());
     s.push_str(",  \"errstr\" : \"");
@@ -183,17 +183,6 @@ pub fn push_json_escaped(out: &mut String, s: &str) {
             c => out.push(c),
         }
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]
