@@ -260,7 +260,16 @@ impl Conn {
             Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
                 return Ok(())
             }
-            Message::Close(_) => return Err(End::ClientClosed),
+            Message::Close(_) => {
+                // tungstenite has queued the close reply; send it, or the client sees an
+                // abnormal closure (1006) instead of a completed close handshake.
+                let _ = glommio::timer::timeout(CLOSE_TIMEOUT, async {
+                    let _ = self.ws.flush().await;
+                    Ok(())
+                })
+                .await;
+                return Err(End::ClientClosed);
+            }
         };
         ShardStats::add(&self.ctx.hub.stats().bytes_in, text.len() as u64);
         let action = {

@@ -25,3 +25,22 @@ fn ws1_event_reaches_ws1_and_ws2_clients() {
     assert_eq!(v["event"]["vscpData"], json!([1, 2, 3]));
     srv.shutdown();
 }
+
+/// RFC 6455 §5.5.1: a close from the client gets a close back (k6 reported 1006 before).
+#[test]
+fn client_close_gets_a_close_reply() {
+    let fx = Fixture::new("smoke-close");
+    let srv = fx.start(json!({}));
+    let mut c = connect(srv.local_addr(), "/ws1");
+    c.login_open("admin", "secret");
+    c.ws.close(None).expect("send close");
+    loop {
+        match c.ws.read() {
+            Ok(_) => continue,
+            // tungstenite reports this only once the peer's close frame has arrived.
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("no close handshake from the server: {e}"),
+        }
+    }
+    srv.shutdown();
+}
