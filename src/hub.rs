@@ -279,9 +279,11 @@ impl Hub {
             return false;
         }
         self.deliver(&ev);
-        // Clone the list so no RefCell borrow is held across an await.
-        let peers: Vec<_> = self.peers.borrow().clone();
-        for (peer, is_shard) in peers {
+        // One peer at a time, so no RefCell borrow is held across an await and nothing is
+        // allocated per event (the list is fixed once the shard has started).
+        let count = self.peers.borrow().len();
+        for i in 0..count {
+            let (peer, is_shard) = self.peers.borrow()[i].clone();
             if peer.send(ev.clone()).await.is_ok() && is_shard {
                 ShardStats::add(&self.stats.ring_sent, 1);
             }
