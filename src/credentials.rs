@@ -114,12 +114,8 @@ impl Authenticator {
                 crate::stats::ShardStats::add(&self.stats.login_cache_hits, 1);
                 true
             } else {
-                crate::stats::ShardStats::add(&self.stats.login_slow_checks, 1);
-                let ok = self.slow_check(&user, creds.password).await;
-                if ok {
-                    self.remember(generation, tag);
-                }
-                ok
+                self.slow_check(&user, creds.password, generation, tag)
+                    .await
             }
         } else {
             user.verify_password(&creds.password)
@@ -133,15 +129,34 @@ impl Authenticator {
         Ok(user)
     }
 
-    async fn slow_check(&self, user: &Arc<User>, password: String) -> bool {
+    /// The PBKDF2 check, one of at most [`MAX_SLOW_CHECKS`] per shard at a time. The cache is
+    /// consulted again once a permit is granted: in a connect storm after a restart, thousands
+    /// of devices with the same credentials queue here at once, and only the first needs the
+    /// hash; without the second look each would pay 15 ms in turn (seconds of login latency).
+    async fn slow_check(
+        &self,
+        user: &Arc<User>,
+        password: String,
+        generation: u64,
+        tag: [u8; 32],
+    ) -> bool {
         // The semaphore is never closed, so acquire only fails if it was; treat that as "no".
         let Ok(_permit) = self.slow.acquire_permit(1).await else {
             return false;
         };
+        if self.cached(generation, &tag) {
+            crate::stats::ShardStats::add(&self.stats.login_cache_hits, 1);
+            return true;
+        }
+        crate::stats::ShardStats::add(&self.stats.login_slow_checks, 1);
         let user = user.clone();
-        glommio::executor()
+        let ok = glommio::executor()
             .spawn_blocking(move || user.verify_password(&password))
-            .await
+            .await;
+        if ok {
+            self.remember(generation, tag);
+        }
+        ok
     }
 
     fn tag(&self, generation: u64, creds: &Credentials) -> [u8; 32] {
@@ -175,5 +190,61 @@ impl Authenticator {
             c.1.clear();
         }
         c.1.insert(tag, ());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    const ADMIN: &str = r#"{"users":[{"name":"admin","rights":"admin",
+        "password":"487636FDE3637C7C853AAC9EAF6FA062;357C71CA59F760C08C4125C444A22A91FD1FE1FB0E5628771A572BAF6F61B71F"}]}"#;
+
+    /// A storm of logins with the same credentials on a cold cache hashes at most once per
+    /// permit; everyone else is let in by the cache entry the first check left behind.
+    #[test]
+    fn concurrent_cold_logins_hash_once_per_permit() {
+        let (slow, hits, ok) = glommio::LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .spawn(|| async {
+                let stats = Arc::new(crate::stats::ShardStats::default());
+                let users = Arc::new(Users::new(UserDb::from_json(ADMIN).unwrap()));
+                let auth = Rc::new(Authenticator::new(users, new_cache_key(), stats.clone()));
+                let logins: Vec<_> = (0..20)
+                    .map(|_| {
+                        let auth = auth.clone();
+                        glommio::spawn_local(async move {
+                            let creds = Credentials {
+                                user: "admin".into(),
+                                password: "secret".into(),
+                            };
+                            auth.login(creds, "127.0.0.1".parse().unwrap())
+                                .await
+                                .is_ok()
+                        })
+                    })
+                    .collect();
+                let mut ok = 0;
+                for l in logins {
+                    ok += l.await as u32;
+                }
+                let get =
+                    |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+                (
+                    get(&stats.login_slow_checks),
+                    get(&stats.login_cache_hits),
+                    ok,
+                )
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(ok, 20);
+        assert!(
+            slow <= MAX_SLOW_CHECKS,
+            "{slow} PBKDF2 checks for one password"
+        );
+        assert_eq!(slow + hits, 20);
     }
 }

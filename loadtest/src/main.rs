@@ -1,321 +1,463 @@
-//! `vscp-loadtest`: end-to-end load against a running vscp-websocksrv, over real sockets.
+//! `vscp-loadtest`: end-to-end load against a running vscp-websocksrv, over real sockets, from a
+//! separate process. Scenarios: `storm` (connect storm), `idle` (idle hold with the server's
+//! memory per session), `fanout` (publishers to subscribers, optionally side by side with
+//! Mosquitto's websocket listener) and `ingest` (through the MQTT bridge to a broker).
 //!
-//! Scenario `fanout`: S subscribers log in and OPEN, P publishers send events at an aggregate
-//! rate R for a duration; every event carries its send time (nanoseconds since the run started)
-//! in its data bytes, so each subscriber measures end-to-end latency itself. Reported: events
-//! sent, deliveries expected and received, losses, delivered events per second and latency
-//! percentiles. `--json` prints the same as one JSON object.
-//!
-//! Clients are blocking tungstenite sockets on threads: simple and exact for tens to a few
-//! hundred clients. Scenarios with tens of thousands of sessions need an async generator.
+//! Clients run on glommio executors (`--threads`), a few KiB each, so one process holds tens of
+//! thousands. Progress goes to stderr once a second; the summary goes to stdout, as JSON with
+//! `--json`.
+
+mod client;
+mod fanout;
+mod ingest;
+mod mosquitto;
+mod mqtt;
+mod report;
+mod rt;
+mod storm;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
-use std::time::{Duration, Instant};
-use tungstenite::{Message, WebSocket};
+use client::{Dialect, Login};
+use serde_json::{json, Value};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(about = "Load generator for vscp-websocksrv")]
+#[command(about = "Load generator for vscp-websocksrv", version)]
 struct Cli {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:8884")]
+    /// Server address (host:port).
+    #[arg(long, default_value = "127.0.0.1:8884", global = true)]
     addr: String,
     /// AES key (32 hex digits) used to log in; the default is the sample key in deploy/.
-    #[arg(long, default_value = "2DBB079A38985AF00EBEEFE22F9FFA0E")]
+    #[arg(
+        long,
+        default_value = "2DBB079A38985AF00EBEEFE22F9FFA0E",
+        global = true
+    )]
     key: String,
-    #[arg(long, default_value = "admin")]
+    #[arg(long, default_value = "admin", global = true)]
     user: String,
-    #[arg(long, default_value = "secret")]
+    #[arg(long, default_value = "secret", global = true)]
     password: String,
-    /// Print a machine-readable JSON summary instead of the human one.
-    #[arg(long)]
+    /// Generator executors (threads). The server and the generator share the machine.
+    #[arg(long, default_value_t = 1, global = true)]
+    threads: usize,
+    /// Spread client source addresses over 127.0.0.1..=127.0.0.N (loopback targets only).
+    #[arg(long, default_value_t = 8, global = true)]
+    sources: usize,
+    /// Print one machine-readable JSON object instead of the human summary.
+    #[arg(long, global = true)]
     json: bool,
+    /// Also write the JSON summary to this file (the human one still goes to stdout).
+    #[arg(long, global = true)]
+    json_out: Option<std::path::PathBuf>,
+    /// No progress lines on stderr.
+    #[arg(long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
 
 #[derive(Subcommand, Debug)]
 enum Scenario {
-    /// P publishers, S subscribers, aggregate rate R events/s.
-    Fanout {
-        #[arg(long, default_value_t = 1)]
-        publishers: usize,
-        #[arg(long, default_value_t = 10)]
-        subscribers: usize,
-        /// Aggregate publish rate, events per second.
-        #[arg(long, default_value_t = 1000)]
+    /// Connect storm: N clients connect, log in and OPEN at a target rate, then close.
+    Storm {
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+        /// Session starts per second (0 = as fast as --concurrency allows).
+        #[arg(long, default_value_t = 5_000)]
         rate: u64,
-        /// Seconds to publish for.
-        #[arg(long, default_value_t = 5)]
-        duration: u64,
-        /// Dialect of the subscribers: ws1 or ws2.
+        /// Logins in progress at once.
+        #[arg(long, default_value_t = 1_000)]
+        concurrency: usize,
         #[arg(long, default_value = "ws1")]
         dialect: String,
     },
+    /// Idle hold: open N sessions, keep them, report the server's memory per session.
+    Idle {
+        #[arg(long, default_value_t = 19_000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 500)]
+        concurrency: usize,
+        /// The server's process id, to read its resident memory from /proc.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Seconds to hold the sessions after they are all open.
+        #[arg(long, default_value_t = 10)]
+        hold: u64,
+        /// Seconds to let the server settle before its memory is read.
+        #[arg(long, default_value_t = 3)]
+        settle: u64,
+        #[arg(long, default_value = "ws1")]
+        dialect: String,
+    },
+    /// Fan-out: P publishers, S subscribers, aggregate rate R; optionally against Mosquitto too.
+    Fanout {
+        #[arg(long, default_value_t = 2)]
+        publishers: usize,
+        #[arg(long, default_value_t = 100)]
+        subscribers: usize,
+        /// Aggregate publish rate in events/s; 0 = as fast as the sockets take it.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Seconds to publish for.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Dialect of the subscribers (publishers use ws1).
+        #[arg(long, default_value = "ws1")]
+        dialect: String,
+        /// VSCP data bytes per event (the first 8 carry the send time).
+        #[arg(long, default_value_t = 8)]
+        data_len: usize,
+        /// vscp, mosquitto, or both (same generator, sizes and counts; prints the ratio).
+        #[arg(long, default_value = "vscp")]
+        against: String,
+        /// Use this running Mosquitto websocket listener instead of starting one.
+        #[arg(long)]
+        mosquitto_addr: Option<String>,
+        /// After each run at --rate 0, run again at half the measured delivered event rate.
+        #[arg(long)]
+        half_rate: bool,
+    },
+    /// Ingest: clients publish through the server's MQTT bridge; a subscriber on the broker counts.
+    Ingest {
+        /// The broker the server's bridge publishes to (plain MQTT).
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        broker: String,
+        /// Topic filter for the measuring subscriber.
+        #[arg(long, default_value = "vscp/#")]
+        topic: String,
+        #[arg(long, default_value_t = 10)]
+        clients: usize,
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 8)]
+        data_len: usize,
+    },
 }
 
-struct Login {
-    key: [u8; 16],
-    user: String,
-    password: String,
-}
-
-fn connect(addr: &str, path: &str, login: &Login) -> Result<WebSocket<TcpStream>> {
-    let stream = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let (mut ws, _) = tungstenite::client::client(format!("ws://{addr}{path}"), stream)
-        .context("websocket upgrade")?;
-    let greeting = read_text(&mut ws)?;
-    let ws2 = path.ends_with("ws2");
-    let sid = if ws2 {
-        let v: serde_json::Value = serde_json::from_str(&greeting)?;
-        v["args"][1].as_str().unwrap_or_default().to_string()
-    } else {
-        greeting
-            .strip_prefix("+;AUTH0;")
-            .unwrap_or_default()
-            .to_string()
-    };
-    let iv = vscp_proto::auth::hex_decode_16(&sid).context("greeting carries no SID")?;
-    let crypto =
-        vscp_proto::auth::encrypt_credentials(&login.key, &iv, &login.user, &login.password);
-    let (auth, open) = if ws2 {
-        (
-            format!(
-                r#"{{"type":"CMD","command":"AUTH","args":{{"iv":"{sid}","crypto":"{crypto}"}}}}"#
-            ),
-            r#"{"type":"CMD","command":"OPEN","args":null}"#.to_string(),
-        )
-    } else {
-        (format!("C;AUTH;{sid};{crypto}"), "C;OPEN".to_string())
-    };
-    for (cmd, ok) in [(auth, ["+;AUTH1", "\"+\""]), (open, ["+;OPEN", "\"+\""])] {
-        ws.send(Message::text(cmd))?;
-        let r = read_text(&mut ws)?;
-        if !(r.starts_with(ok[0]) || r.contains(ok[1])) {
-            bail!("login failed: {r}");
-        }
-    }
-    Ok(ws)
-}
-
-fn read_text(ws: &mut WebSocket<TcpStream>) -> Result<String> {
-    loop {
-        match ws.read()? {
-            Message::Text(t) => return Ok(t.to_string()),
-            Message::Close(_) => bail!("closed by the server"),
-            _ => continue,
-        }
-    }
-}
-
-/// The send time is the first 8 data bytes (big-endian nanoseconds since the run started).
-fn sent_nanos(line: &str) -> Option<u64> {
-    let data: Vec<u8> = if let Some(rest) = line.strip_prefix("E;") {
-        rest.split(',')
-            .skip(7)
-            .take(8)
-            .map(|b| u8::from_str_radix(b.trim_start_matches("0x"), 16).unwrap_or(0))
-            .collect()
-    } else {
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        v["event"]["vscpData"]
-            .as_array()?
-            .iter()
-            .take(8)
-            .map(|x| x.as_u64().unwrap_or(0) as u8)
-            .collect()
-    };
-    Some(u64::from_be_bytes(data.try_into().ok()?))
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64 / 1e6
-}
-
-fn fanout(
-    cli: &Cli,
-    login: Arc<Login>,
-    p: usize,
-    s: usize,
-    rate: u64,
-    secs: u64,
-    dialect: &str,
-) -> Result<serde_json::Value> {
-    let path = if dialect == "ws2" { "/ws2" } else { "/ws1" };
-    let start = Instant::now();
-    let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
-    let received = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let ready = Arc::new(Barrier::new(s + p + 1));
-    let mut subs = Vec::new();
-    for _ in 0..s {
-        let mut ws = connect(&cli.addr, path, &login)?;
-        ws.get_ref()
-            .set_read_timeout(Some(Duration::from_millis(200)))?;
-        let (lat, rx, done, ready) = (
-            latencies.clone(),
-            received.clone(),
-            done.clone(),
-            ready.clone(),
-        );
-        subs.push(std::thread::spawn(move || {
-            ready.wait();
-            let mut mine = Vec::new();
-            while !done.load(Ordering::Acquire) {
-                match ws.read() {
-                    Ok(Message::Text(t)) => {
-                        if let Some(sent) = sent_nanos(&t) {
-                            let now = start.elapsed().as_nanos() as u64;
-                            mine.push(now.saturating_sub(sent));
-                            rx.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(tungstenite::Error::Io(e))
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
-                    Err(_) => break,
-                }
-            }
-            lat.lock().map(|mut l| l.extend(mine)).ok();
-        }));
-    }
-    let sent = Arc::new(AtomicU64::new(0));
-    let mut pubs = Vec::new();
-    let per_pub = (rate / p as u64).max(1);
-    for _ in 0..p {
-        let mut ws = connect(&cli.addr, "/ws1", &login)?;
-        let (sent, ready) = (sent.clone(), ready.clone());
-        pubs.push(std::thread::spawn(move || -> Result<()> {
-            ready.wait();
-            let interval = Duration::from_nanos(1_000_000_000 / per_pub);
-            let t0 = Instant::now();
-            let mut n = 0u64;
-            let mut acks_due = 0u64;
-            while t0.elapsed() < Duration::from_secs(secs) {
-                let due = t0 + interval * n as u32;
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    // Ahead of schedule: flush what is buffered before sleeping, so a low rate
-                    // is not measured with our own batching delay in it.
-                    ws.flush()?;
-                    std::thread::sleep(wait);
-                }
-                let ns = start.elapsed().as_nanos() as u64;
-                let data: Vec<String> = ns
-                    .to_be_bytes()
-                    .iter()
-                    .map(|b| format!("0x{b:02X}"))
-                    .collect();
-                ws.write(Message::text(format!("E;0,20,3,0,,0,-,{}", data.join(","))))?;
-                n += 1;
-                acks_due += 1;
-                sent.fetch_add(1, Ordering::Relaxed);
-            }
-            ws.flush()?;
-            // Collect the acks so the publisher's socket never backs up.
-            while acks_due > 0 {
-                let r = read_text(&mut ws)?;
-                if r.starts_with("+;EVENT") || r.starts_with('-') {
-                    acks_due -= 1;
-                }
-            }
-            Ok(())
-        }));
-    }
-    let progress = std::thread::spawn({
-        let (sent, received, done) = (sent.clone(), received.clone(), done.clone());
-        move || {
-            while !done.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_secs(1));
-                eprintln!(
-                    "  t={:>4.1}s sent={} delivered={}",
-                    start.elapsed().as_secs_f64(),
-                    sent.load(Ordering::Relaxed),
-                    received.load(Ordering::Relaxed)
-                );
-            }
-        }
-    });
-    ready.wait();
-    let t_pub = Instant::now();
-    for h in pubs {
-        h.join()
-            .map_err(|_| anyhow::anyhow!("publisher panicked"))??;
-    }
-    let expected = sent.load(Ordering::Relaxed) * s as u64;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let elapsed = t_pub.elapsed().as_secs_f64();
-    done.store(true, Ordering::Release);
-    for h in subs {
-        let _ = h.join();
-    }
-    let _ = progress.join();
-    let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
-    lat.sort_unstable();
-    let got = received.load(Ordering::Relaxed);
-    Ok(serde_json::json!({
-        "scenario": "fanout",
-        "publishers": p, "subscribers": s, "target_rate": rate, "duration_s": secs, "dialect": dialect,
-        "events_sent": sent.load(Ordering::Relaxed),
-        "deliveries_expected": expected,
-        "deliveries_received": got,
-        "lost": expected.saturating_sub(got),
-        "delivered_per_s": got as f64 / elapsed,
-        "latency_ms": {"p50": percentile(&lat, 0.5), "p90": percentile(&lat, 0.9), "p99": percentile(&lat, 0.99), "max": percentile(&lat, 1.0)},
-    }))
+fn resolve(s: &str) -> Result<SocketAddr> {
+    s.to_socket_addrs()
+        .with_context(|| format!("cannot resolve {s}"))?
+        .next()
+        .with_context(|| format!("{s}: no address"))
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let key = vscp_proto::auth::hex_decode_16(&cli.key).context("--key must be 32 hex digits")?;
-    let login = Arc::new(Login {
+    let login = Login {
         key,
         user: cli.user.clone(),
         password: cli.password.clone(),
-    });
+    };
+    let nofile = rt::raise_nofile();
+    let addr = resolve(&cli.addr)?;
     let summary = match &cli.scenario {
+        Scenario::Storm {
+            clients,
+            rate,
+            concurrency,
+            dialect,
+        } => {
+            check_fds(*clients, nofile)?;
+            storm::run(storm::Params {
+                addr,
+                login,
+                dialect: Dialect::parse(dialect)?,
+                clients: *clients,
+                rate: *rate,
+                concurrency: *concurrency,
+                threads: cli.threads,
+                sources: cli.sources,
+                hold: None,
+                quiet: cli.quiet,
+            })?
+        }
+        Scenario::Idle {
+            sessions,
+            rate,
+            concurrency,
+            server_pid,
+            hold,
+            settle,
+            dialect,
+        } => {
+            check_fds(*sessions, nofile)?;
+            storm::run(storm::Params {
+                addr,
+                login,
+                dialect: Dialect::parse(dialect)?,
+                clients: *sessions,
+                rate: *rate,
+                concurrency: *concurrency,
+                threads: cli.threads,
+                sources: cli.sources,
+                hold: Some(storm::Hold {
+                    server_pid: *server_pid,
+                    seconds: *hold,
+                    settle: Duration::from_secs(*settle),
+                }),
+                quiet: cli.quiet,
+            })?
+        }
         Scenario::Fanout {
             publishers,
             subscribers,
             rate,
             duration,
             dialect,
-        } => fanout(
-            &cli,
+            data_len,
+            against,
+            mosquitto_addr,
+            half_rate,
+        } => {
+            check_fds(publishers + subscribers, nofile)?;
+            let base = fanout::Params {
+                target: fanout::Target::Vscp {
+                    addr,
+                    login,
+                    dialect: Dialect::parse(dialect)?,
+                },
+                publishers: (*publishers).max(1),
+                subscribers: *subscribers,
+                rate: *rate,
+                duration: Duration::from_secs(*duration),
+                data_len: (*data_len).max(8),
+                payload_len: 0,
+                threads: cli.threads,
+                sources: cli.sources,
+                quiet: cli.quiet,
+            };
+            let (vscp, broker) = match against.as_str() {
+                "vscp" => (true, false),
+                "mosquitto" => (false, true),
+                "both" => (true, true),
+                other => bail!("--against must be vscp, mosquitto or both, not {other:?}"),
+            };
+            run_fanouts(base, vscp, broker, mosquitto_addr.as_deref(), *half_rate)?
+        }
+        Scenario::Ingest {
+            broker,
+            topic,
+            clients,
+            rate,
+            duration,
+            data_len,
+        } => ingest::run(ingest::Params {
+            addr,
             login,
-            (*publishers).max(1),
-            *subscribers,
-            *rate,
-            *duration,
-            dialect,
-        )?,
+            broker: resolve(broker)?,
+            topic: topic.clone(),
+            clients: *clients,
+            rate: *rate,
+            duration: Duration::from_secs(*duration),
+            data_len: (*data_len).max(8),
+            quiet: cli.quiet,
+        })?,
     };
+    if let Some(path) = &cli.json_out {
+        std::fs::write(path, format!("{summary}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if cli.json {
         println!("{summary}");
     } else {
-        println!(
-            "fanout: {} publishers -> {} subscribers ({}), target {} ev/s for {} s\n  sent {} events, {} of {} deliveries received, {} lost\n  delivered {:.0} events/s\n  latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
-            summary["publishers"], summary["subscribers"], summary["dialect"].as_str().unwrap_or(""),
-            summary["target_rate"], summary["duration_s"], summary["events_sent"],
-            summary["deliveries_received"], summary["deliveries_expected"], summary["lost"],
-            summary["delivered_per_s"].as_f64().unwrap_or(0.0),
-            summary["latency_ms"]["p50"].as_f64().unwrap_or(0.0), summary["latency_ms"]["p90"].as_f64().unwrap_or(0.0),
-            summary["latency_ms"]["p99"].as_f64().unwrap_or(0.0), summary["latency_ms"]["max"].as_f64().unwrap_or(0.0),
+        print_human(&summary);
+    }
+    Ok(())
+}
+
+/// Each client is a descriptor; better a clear error now than EMFILE half way through.
+fn check_fds(clients: usize, nofile: u64) -> Result<()> {
+    if clients as u64 + 64 > nofile {
+        bail!(
+            "{clients} clients need more than this process's open-file limit ({nofile}); \
+             lower the count or raise the hard limit (ulimit -Hn)"
         );
     }
     Ok(())
+}
+
+/// The fan-out runs in order: vscp-websocksrv, then the broker with the same message size the
+/// VSCP subscribers received; with `half_rate`, each target again at half its delivered rate.
+fn run_fanouts(
+    base: fanout::Params,
+    vscp: bool,
+    broker: bool,
+    broker_addr: Option<&str>,
+    half_rate: bool,
+) -> Result<Value> {
+    let mut runs = Vec::new();
+    let mut msg_bytes = 0u64;
+    let run_pair = |p: fanout::Params, runs: &mut Vec<Value>| -> Result<Value> {
+        let max = fanout::run(p.clone())?;
+        runs.push(max.clone());
+        if half_rate && p.rate == 0 {
+            let events_per_s =
+                max["delivered_per_s"].as_f64().unwrap_or(0.0) / p.subscribers.max(1) as f64;
+            let half = ((events_per_s / 2.0) as u64).max(1);
+            let mut again = p.clone();
+            again.rate = half;
+            let r = fanout::run(again)?;
+            runs.push(r);
+        }
+        Ok(max)
+    };
+    let mut vscp_max = None;
+    if vscp {
+        let r = run_pair(base.clone(), &mut runs)?;
+        msg_bytes = r["message_bytes"].as_u64().unwrap_or(0);
+        vscp_max = Some(r);
+    }
+    let mut broker_max = None;
+    if broker {
+        // Keep the broker alive for both of its runs; dropped (SIGTERM) at the end.
+        let (addr, _guard) = match broker_addr {
+            Some(a) => (resolve(a)?, None),
+            None => {
+                let m = mosquitto::Mosquitto::start()?;
+                (SocketAddr::from(([127, 0, 0, 1], m.ws_port)), Some(m))
+            }
+        };
+        let mut p = base.clone();
+        p.target = fanout::Target::MqttWs {
+            addr,
+            path: "/mqtt".into(),
+        };
+        // Same bytes on the wire per delivery as the VSCP subscribers got (or the ws1 event
+        // text's size when the VSCP run was skipped).
+        p.payload_len = if msg_bytes > 0 {
+            msg_bytes as usize
+        } else {
+            110 + 5 * base.data_len
+        };
+        broker_max = Some(run_pair(p, &mut runs)?);
+    }
+    let ratio = match (&vscp_max, &broker_max) {
+        (Some(a), Some(b)) => {
+            let (x, y) = (
+                a["delivered_per_s"].as_f64().unwrap_or(0.0),
+                b["delivered_per_s"].as_f64().unwrap_or(0.0),
+            );
+            (y > 0.0).then(|| x / y)
+        }
+        _ => None,
+    };
+    Ok(json!({
+        "scenario": "fanout",
+        "runs": runs,
+        "ratio_delivered_vscp_over_mosquitto": ratio,
+    }))
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+fn lat(v: &Value) -> String {
+    format!(
+        "p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3} ms",
+        f(&v["p50"]),
+        f(&v["p90"]),
+        f(&v["p99"]),
+        f(&v["p999"]),
+        f(&v["max"])
+    )
+}
+
+fn print_human(s: &Value) {
+    match s["scenario"].as_str().unwrap_or("") {
+        "storm" | "idle" => {
+            println!(
+                "{}: {} {} clients (target {} /s, {} at once): {} open, {} failed {}",
+                s["scenario"].as_str().unwrap_or(""),
+                s["clients"],
+                s["dialect"].as_str().unwrap_or(""),
+                s["target_rate"],
+                s["concurrency"],
+                s["opened"],
+                s["failed"],
+                if s["errors"].as_object().is_some_and(|o| !o.is_empty()) {
+                    s["errors"].to_string()
+                } else {
+                    String::new()
+                }
+            );
+            println!("  logins/s {:.0}", f(&s["logins_per_s"]));
+            println!("  connect->OPEN latency: {}", lat(&s["open_latency_ms"]));
+            if s["scenario"] == "idle" {
+                let per = s["server_bytes_per_session"].as_f64();
+                println!(
+                    "  server RSS {:.1} MiB -> {:.1} MiB with {} sessions: {}",
+                    f(&s["server_rss_before_bytes"]) / 1048576.0,
+                    f(&s["server_rss_after_bytes"]) / 1048576.0,
+                    s["sessions_at_measure"],
+                    per.map(|b| format!("{:.0} bytes ({:.2} KiB) per session", b, b / 1024.0))
+                        .unwrap_or_else(|| "no --server-pid, not measured".into())
+                );
+                println!(
+                    "  after {} s: {} of {} sessions answered NOOP",
+                    s["hold_s"], s["alive_after_hold"], s["probed"]
+                );
+            }
+        }
+        "fanout" => {
+            for r in s["runs"].as_array().into_iter().flatten() {
+                println!(
+                    "fanout {} ({}): {} publishers -> {} subscribers, rate {} for {} s, {} B/msg",
+                    r["target"].as_str().unwrap_or(""),
+                    r["dialect"].as_str().unwrap_or(""),
+                    r["publishers"],
+                    r["subscribers"],
+                    if r["target_rate"] == 0 {
+                        "max".to_string()
+                    } else {
+                        format!("{} ev/s", r["target_rate"])
+                    },
+                    r["duration_s"],
+                    r["message_bytes"],
+                );
+                println!(
+                    "  sent {} ({:.0}/s); delivered {} of {} ({} lost, {:.2} %); {:.0} deliveries/s",
+                    r["events_sent"],
+                    f(&r["sent_per_s"]),
+                    r["deliveries_received"],
+                    r["deliveries_expected"],
+                    r["lost"],
+                    100.0 * f(&r["loss_ratio"]),
+                    f(&r["delivered_per_s"])
+                );
+                println!("  latency: {}", lat(&r["latency_ms"]));
+            }
+            if let Some(x) = s["ratio_delivered_vscp_over_mosquitto"].as_f64() {
+                println!("ratio delivered/s vscp-websocksrv : mosquitto = {x:.2}");
+            }
+        }
+        "ingest" => {
+            println!(
+                "ingest: {} clients, rate {} ev/s for {} s via the bridge to {} ({})",
+                s["clients"],
+                s["target_rate"],
+                s["duration_s"],
+                s["broker"].as_str().unwrap_or(""),
+                s["topic"].as_str().unwrap_or("")
+            );
+            println!(
+                "  sent {}; received at the subscriber {} ({} lost, {} unparsed); {:.0}/s",
+                s["events_sent"],
+                s["received_at_subscriber"],
+                s["lost"],
+                s["unparsed"],
+                f(&s["delivered_per_s"])
+            );
+            println!("  latency: {}", lat(&s["latency_ms"]));
+        }
+        _ => println!("{s}"),
+    }
 }

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Runs every load scenario against a freshly started vscp-websocksrv and writes one JSON summary
+# per scenario to $OUT (default loadtest/results-<date>.jsonl), the human summaries to stdout.
+#
+#   loadtest/run-all.sh            full run (release build, ~19,000 sessions, about 3 minutes)
+#   loadtest/run-all.sh --smoke    small sizes on a debug build, and checks that each scenario
+#                                  produced sane figures (exit 1 otherwise); .ci/run uses this
+#
+# Needs Mosquitto (apt-get install mosquitto): the fan-out runs against its websocket listener
+# too, and the ingest scenario goes through the server's MQTT bridge to it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+MODE=full
+[[ "${1:-}" == "--smoke" ]] && MODE=smoke
+
+if [[ $MODE == smoke ]]; then
+    PROFILE=debug; BUILD=(cargo build -q)
+    STORM_CLIENTS=400; STORM_RATE=400; IDLE=500; FAN_P=1; FAN_S=10; FAN_RATE=500; FAN_SECS=3
+    INGEST_RATE=200; INGEST_SECS=3
+else
+    PROFILE=release; BUILD=(cargo build -q --release)
+    STORM_CLIENTS=${STORM_CLIENTS:-10000}; STORM_RATE=${STORM_RATE:-5000}
+    IDLE=${IDLE:-19000}; FAN_P=${FAN_P:-2}; FAN_S=${FAN_S:-100}; FAN_RATE=${FAN_RATE:-0}
+    FAN_SECS=${FAN_SECS:-10}; INGEST_RATE=${INGEST_RATE:-5000}; INGEST_SECS=${INGEST_SECS:-10}
+fi
+OUT=${OUT:-$ROOT/loadtest/results-$(date -u +%Y%m%d-%H%M%S)-$MODE.jsonl}
+
+command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]] || {
+    echo "mosquitto not found: apt-get install mosquitto" >&2; exit 1; }
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+
+echo "== building ($PROFILE)"
+"${BUILD[@]}" -p vscp-websocksrv -p vscp-loadtest
+BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
+SERVER="$BIN_DIR/vscp-websocksrv"
+LOADGEN="$BIN_DIR/vscp-loadtest"
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+WS_PORT=$(free_port); M_PORT=$(free_port); BROKER_PORT=$(free_port)
+
+# The broker the bridge publishes to (plain MQTT, loopback only).
+cat > "$WORK/mosquitto.conf" <<CONF
+listener $BROKER_PORT 127.0.0.1
+allow_anonymous true
+persistence false
+log_dest none
+set_tcp_nodelay true
+CONF
+"$MOSQUITTO" -c "$WORK/mosquitto.conf" &
+PIDS+=($!)
+
+# The server: sample users and key, room for 19,000 sessions, the bridge publishing every event
+# as JSON at QoS 0 to vscp/<guid>/<class>/<type>/<nodeid>.
+cat > "$WORK/websocksrv.json" <<JSON
+{
+  "interface": "127.0.0.1:$WS_PORT",
+  "metrics-interface": "127.0.0.1:$M_PORT",
+  "key-file": "$ROOT/deploy/vscp.key",
+  "path-users": "$ROOT/deploy/users.json",
+  "max-clients": 20000,
+  "logging": {"console-log-level": "warn"},
+  "mqtt": {
+    "host": "127.0.0.1", "port": $BROKER_PORT, "clientid": "websocksrv-loadtest",
+    "bcleansession": true,
+    "publish": [ { "topic": "vscp/{{guid}}/{{class}}/{{type}}/{{nodeid}}", "qos": 0, "format": "json" } ]
+  }
+}
+JSON
+"$SERVER" --config "$WORK/websocksrv.json" > "$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+PIDS+=($SERVER_PID)
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$M_PORT/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+curl -sf "http://127.0.0.1:$M_PORT/readyz" >/dev/null || { cat "$WORK/server.log"; echo "server not ready" >&2; exit 1; }
+
+LG=("$LOADGEN" --addr "127.0.0.1:$WS_PORT")
+QUIET=(); [[ $MODE == smoke ]] && QUIET=(--quiet)
+run() {  # run NAME ARGS...: human summary to stdout, JSON appended to $OUT
+    local name=$1; shift
+    echo "== $name: vscp-loadtest $*"
+    "${LG[@]}" "${QUIET[@]}" --json-out "$WORK/$name.json" "$@"
+    cat "$WORK/$name.json" >> "$OUT"
+}
+
+echo "machine: $(nproc) cores, $(uname -r); results: $OUT"
+: > "$OUT"
+run storm storm --clients "$STORM_CLIENTS" --rate "$STORM_RATE" --concurrency 1000
+run idle idle --sessions "$IDLE" --rate 2000 --concurrency 500 --server-pid "$SERVER_PID" --hold 5 --settle 3
+if [[ $MODE == smoke ]]; then
+    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both
+else
+    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both --half-rate
+fi
+run ingest ingest --broker "127.0.0.1:$BROKER_PORT" --topic 'vscp/#' --clients 4 --rate $INGEST_RATE --duration $INGEST_SECS
+
+if [[ $MODE == smoke ]]; then
+    # Sanity, not speed: every client got in, nothing was lost at these low rates, every held
+    # session still answered, the comparison ran against both, the bridge delivered everything.
+    python3 - "$WORK" "$STORM_CLIENTS" "$IDLE" <<'PY'
+import json, sys
+w, storm_n, idle_n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+j = lambda n: json.load(open(f"{w}/{n}.json"))
+s, i, f, g = j("storm"), j("idle"), j("fanout"), j("ingest")
+bad = []
+if s["opened"] != storm_n: bad.append(f"storm: {s['opened']} of {storm_n} opened {s['errors']}")
+if i["alive_after_hold"] != idle_n: bad.append(f"idle: {i['alive_after_hold']} of {idle_n} alive")
+if not i["server_bytes_per_session"]: bad.append("idle: no memory figure")
+runs = {r["target"]: r for r in f["runs"]}
+for t in ("vscp-websocksrv", "mosquitto"):
+    r = runs.get(t)
+    if r is None: bad.append(f"fanout: no run against {t}"); continue
+    if r["lost"] != 0 or r["deliveries_received"] == 0: bad.append(f"fanout {t}: {r['deliveries_received']} of {r['deliveries_expected']}")
+if not f.get("ratio_delivered_vscp_over_mosquitto"): bad.append("fanout: no ratio")
+if g["lost"] != 0 or g["received_at_subscriber"] == 0: bad.append(f"ingest: {g['received_at_subscriber']} of {g['events_sent']}")
+for b in bad: print("FAIL", b)
+sys.exit(1 if bad else 0)
+PY
+    echo "== load-test smoke passed"
+fi

@@ -1,0 +1,258 @@
+//! A VSCP websocket client: TCP from a chosen source address, the upgrade, the greeting, AUTH
+//! and OPEN in either dialect, and events that carry their send time.
+
+use anyhow::{anyhow, bail, Context, Result};
+use async_tungstenite::WebSocketStream;
+use futures::StreamExt;
+use glommio::net::TcpStream;
+use socket2::{Domain, Socket, Type};
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::Message;
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Ws1,
+    Ws2,
+}
+
+impl Dialect {
+    pub fn parse(s: &str) -> Result<Dialect> {
+        match s {
+            "ws1" => Ok(Dialect::Ws1),
+            "ws2" => Ok(Dialect::Ws2),
+            _ => bail!("dialect must be ws1 or ws2, not {s:?}"),
+        }
+    }
+    pub fn path(self) -> &'static str {
+        match self {
+            Dialect::Ws1 => "/ws1",
+            Dialect::Ws2 => "/ws2",
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Ws1 => "ws1",
+            Dialect::Ws2 => "ws2",
+        }
+    }
+}
+
+/// The credentials every client logs in with.
+#[derive(Clone)]
+pub struct Login {
+    pub key: [u8; 16],
+    pub user: String,
+    pub password: String,
+}
+
+/// Source addresses handed out round-robin: one loopback address has about 28,000 ephemeral
+/// ports, so tens of thousands of clients (and their TIME_WAITs) need several.
+pub struct Sources {
+    ips: Vec<IpAddr>,
+    next: Cell<usize>,
+}
+
+impl Sources {
+    /// `count` addresses 127.0.0.1, 127.0.0.2, ... for a loopback target; none (the kernel
+    /// chooses) for any other target, or when `count` is 0.
+    pub fn new(target: &SocketAddr, count: usize) -> Sources {
+        let ips = match target.ip() {
+            IpAddr::V4(v4) if v4.is_loopback() => (1..=count.min(254))
+                .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i as u8)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Sources {
+            ips,
+            next: Cell::new(0),
+        }
+    }
+    pub fn pick(&self) -> Option<IpAddr> {
+        if self.ips.is_empty() {
+            return None;
+        }
+        let i = self.next.get();
+        self.next.set((i + 1) % self.ips.len());
+        Some(self.ips[i])
+    }
+}
+
+/// Connects without blocking the executor: the socket is bound (when `from` is set) and
+/// connected non-blocking, then handed to glommio, whose first send waits for the connection
+/// to complete (a refused connection fails there).
+pub async fn tcp_connect(from: Option<IpAddr>, to: SocketAddr) -> Result<TcpStream> {
+    let sock = Socket::new(Domain::for_address(to), Type::STREAM, None)?;
+    sock.set_nonblocking(true)?;
+    sock.set_nodelay(true)?;
+    if let Some(ip) = from {
+        sock.bind(&SocketAddr::new(ip, 0).into())
+            .with_context(|| format!("bind {ip}"))?;
+    }
+    match sock.connect(&to.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e).with_context(|| format!("connect {to}")),
+    }
+    Ok(TcpStream::from(sock))
+}
+
+/// Websocket limits for generated clients. The read chunk is what each client keeps allocated
+/// for its life, so idle-hold runs use a small one.
+pub fn ws_config(read_chunk: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(read_chunk)
+        .write_buffer_size(0)
+        .max_message_size(Some(1 << 20))
+}
+
+/// Upgrades, reads the greeting, logs in and OPENs. Each step is checked; a negative reply is
+/// an error carrying the server's text.
+pub async fn open_session(
+    stream: TcpStream,
+    host: &str,
+    dialect: Dialect,
+    login: &Login,
+    read_chunk: usize,
+) -> Result<Ws> {
+    let url = format!("ws://{host}{}", dialect.path());
+    let (mut ws, _) =
+        async_tungstenite::client_async_with_config(url, stream, Some(ws_config(read_chunk)))
+            .await
+            .context("websocket upgrade")?;
+    let greeting = read_text(&mut ws).await.context("greeting")?;
+    let sid = match dialect {
+        Dialect::Ws1 => greeting
+            .strip_prefix("+;AUTH0;")
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("unexpected greeting {greeting:?}"))?,
+        Dialect::Ws2 => {
+            let v: serde_json::Value = serde_json::from_str(&greeting)?;
+            v["args"][1]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| anyhow!("unexpected greeting {greeting:?}"))?
+        }
+    };
+    let iv = vscp_proto::auth::hex_decode_16(&sid).context("greeting carries no SID")?;
+    let crypto =
+        vscp_proto::auth::encrypt_credentials(&login.key, &iv, &login.user, &login.password);
+    let (auth, open) = match dialect {
+        Dialect::Ws1 => (format!("C;AUTH;{sid};{crypto}"), "C;OPEN".to_string()),
+        Dialect::Ws2 => (
+            format!(
+                r#"{{"type":"CMD","command":"AUTH","args":{{"iv":"{sid}","crypto":"{crypto}"}}}}"#
+            ),
+            r#"{"type":"CMD","command":"OPEN","args":null}"#.to_string(),
+        ),
+    };
+    for (what, cmd) in [("AUTH", auth), ("OPEN", open)] {
+        ws.send(Message::text(cmd)).await?;
+        let r = read_text(&mut ws).await.with_context(|| what.to_string())?;
+        if !is_positive(dialect, &r) {
+            bail!("{what} refused: {r}");
+        }
+    }
+    Ok(ws)
+}
+
+fn is_positive(dialect: Dialect, reply: &str) -> bool {
+    match dialect {
+        Dialect::Ws1 => reply.starts_with("+;"),
+        Dialect::Ws2 => reply.contains(r#""type":"+""#),
+    }
+}
+
+/// The next text message; pings are answered by tungstenite, other frames skipped.
+pub async fn read_text(ws: &mut Ws) -> Result<String> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return Ok(t.to_string()),
+            Some(Ok(Message::Close(c))) => bail!("closed by the server: {c:?}"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("connection closed"),
+        }
+    }
+}
+
+/// The run's clock: every timestamp in an event is nanoseconds since this instant, shared by
+/// all executors of the process.
+#[derive(Clone, Copy)]
+pub struct Clock(pub Instant);
+
+impl Clock {
+    pub fn now_nanos(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+/// A ws1 `E;` command whose first 8 data bytes are the send time (big-endian nanoseconds),
+/// padded with zero bytes to `data_len` data bytes (at least 8).
+pub fn ws1_event(nanos: u64, data_len: usize) -> String {
+    let mut s = String::with_capacity(32 + 5 * data_len);
+    s.push_str("E;0,20,3,0,,0,-");
+    for b in nanos.to_be_bytes() {
+        s.push_str(&format!(",0x{b:02X}"));
+    }
+    for _ in 8..data_len {
+        s.push_str(",0x00");
+    }
+    s
+}
+
+/// The send time carried by an event the server delivered, in either dialect.
+pub fn sent_nanos(msg: &str) -> Option<u64> {
+    let mut data = [0u8; 8];
+    if let Some(rest) = msg.strip_prefix("E;") {
+        // head,class,type,obid,datetime,timestamp,GUID,data...
+        let mut fields = rest.split(',').skip(7);
+        for b in data.iter_mut() {
+            let f = fields.next()?.trim();
+            *b = match f.strip_prefix("0x").or_else(|| f.strip_prefix("0X")) {
+                Some(h) => u8::from_str_radix(h, 16).ok()?,
+                None => f.parse().ok()?,
+            };
+        }
+    } else {
+        // ws2: {"type":"E","event":{..."vscpData":[n,n,...]...}}; the bridge's JSON has the
+        // same key.
+        let at = msg.find("\"vscpData\"")?;
+        let rest = &msg[at + 10..];
+        let open = rest.find('[')?;
+        let mut items = rest[open + 1..].split(',');
+        for b in data.iter_mut() {
+            let f = items.next()?.trim().trim_end_matches(']');
+            *b = f.parse().ok()?;
+        }
+    }
+    Some(u64::from_be_bytes(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws1_event_round_trips_its_timestamp() {
+        let e = ws1_event(0x0102_0304_0506_0708, 8);
+        let delivered = format!(
+            "E;0,20,3,0,2026-11-26T05:00:00Z,0,FF:FF:FF:FF:FF:FF:FF:FE:00:00:00:00:00:00:00:01,{}",
+            e.splitn(8, ',').nth(7).unwrap()
+        );
+        assert_eq!(sent_nanos(&delivered), Some(0x0102_0304_0506_0708));
+        assert_eq!(ws1_event(5, 12).matches(",0x00").count(), 7 + 4);
+    }
+
+    #[test]
+    fn ws2_timestamp_is_read_from_vscp_data() {
+        let m = r#"{"type":"E","event":{"vscpHead":0,"vscpData":[0,0,0,0,0,0,1,2,9]}}"#;
+        assert_eq!(sent_nanos(m), Some(0x0102));
+        assert_eq!(sent_nanos(r#"{"vscpData":[1,2]}"#), None);
+        assert_eq!(sent_nanos("+;NOOP"), None);
+    }
+}

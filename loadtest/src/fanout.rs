@@ -1,0 +1,470 @@
+//! Scenario (c) fan-out: P publishers send at an aggregate rate R (0 = as fast as the sockets
+//! take it) for D seconds to S subscribers. Every message carries its send time, so each
+//! subscriber measures end-to-end latency itself; deliveries, losses and delivered messages per
+//! second are counted. The same scenario runs against vscp-websocksrv (ws1 publishers, ws1 or
+//! ws2 subscribers) and against an MQTT broker's websocket listener (QoS 0, one topic), with
+//! the same generator, message size and client counts.
+
+use crate::client::{
+    open_session, sent_nanos, tcp_connect, ws1_event, Clock, Dialect, Login, Sources,
+};
+use crate::mqtt::MqttClient;
+use crate::report::{Latency, Live, Progress};
+use crate::rt::{run_on_threads, StartLine};
+use anyhow::{bail, Result};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tungstenite::Message;
+
+/// The MQTT topic of the broker runs.
+const TOPIC: &str = "vscp/loadtest";
+/// Events a publisher writes before flushing when it is behind schedule or unthrottled.
+const BURST: u64 = 64;
+/// After publishing stops, how long deliveries may keep arriving before the rest count as lost.
+const DRAIN_IDLE: Duration = Duration::from_secs(2);
+const DRAIN_MAX: Duration = Duration::from_secs(15);
+
+#[derive(Clone)]
+pub enum Target {
+    Vscp {
+        addr: SocketAddr,
+        login: Login,
+        dialect: Dialect,
+    },
+    /// MQTT over websockets at `ws://addr{path}`.
+    MqttWs { addr: SocketAddr, path: String },
+}
+
+impl Target {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Vscp { .. } => "vscp-websocksrv",
+            Target::MqttWs { .. } => "mosquitto",
+        }
+    }
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Target::Vscp { addr, .. } | Target::MqttWs { addr, .. } => *addr,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Params {
+    pub target: Target,
+    pub publishers: usize,
+    pub subscribers: usize,
+    /// Aggregate events per second; 0 = unthrottled.
+    pub rate: u64,
+    pub duration: Duration,
+    /// VSCP data bytes per event (at least 8: the send time).
+    pub data_len: usize,
+    /// For the broker: payload bytes per message (the size the VSCP subscribers received).
+    pub payload_len: usize,
+    pub threads: usize,
+    pub sources: usize,
+    pub quiet: bool,
+}
+
+#[derive(Default)]
+struct ThreadOut {
+    latency: Latency,
+    received: u64,
+    received_bytes: u64,
+    unparsed: u64,
+    negative_acks: u64,
+    errors: Vec<String>,
+}
+
+#[derive(Default)]
+struct Coord {
+    stop: AtomicBool,
+    publishing_done: AtomicU64,
+    go_at: Mutex<Option<Instant>>,
+    last_delivery_nanos: AtomicU64,
+    first_msg_len: AtomicU64,
+}
+
+pub fn run(p: Params) -> Result<Value> {
+    let live = Arc::new(Live::default());
+    let line = Arc::new(StartLine::default());
+    let coord = Arc::new(Coord::default());
+    let clock = Clock(Instant::now());
+    let label = format!("fanout {}", p.target.name());
+    let progress = Progress::start(label, live.clone(), p.quiet);
+    let outs = {
+        let (p, live, line, coord) = (p.clone(), live.clone(), line.clone(), coord.clone());
+        run_on_threads(p.threads, move |me| {
+            per_thread(
+                me,
+                p.clone(),
+                live.clone(),
+                line.clone(),
+                coord.clone(),
+                clock,
+            )
+        })?
+    };
+    drop(progress);
+    if line.aborted() {
+        let errs: Vec<String> = outs.iter().flat_map(|o| o.errors.clone()).collect();
+        bail!(
+            "fan-out against {} could not start: {}",
+            p.target.name(),
+            errs.first()
+                .cloned()
+                .unwrap_or_else(|| "clients failed".into())
+        );
+    }
+    let mut t = ThreadOut::default();
+    for o in &outs {
+        t.latency.merge(&o.latency);
+        t.received += o.received;
+        t.received_bytes += o.received_bytes;
+        t.unparsed += o.unparsed;
+        t.negative_acks += o.negative_acks;
+        t.errors.extend(o.errors.iter().cloned());
+    }
+    let sent = Live::get(&live.sent);
+    let expected = sent * p.subscribers as u64;
+    let go = coord.go_at.lock().unwrap().unwrap_or(clock.0);
+    let go_nanos = (go - clock.0).as_nanos() as u64;
+    let last = coord.last_delivery_nanos.load(Ordering::Relaxed);
+    let span = (last.saturating_sub(go_nanos)) as f64 / 1e9;
+    let delivered_per_s = if span > 0.0 {
+        t.received as f64 / span
+    } else {
+        0.0
+    };
+    Ok(json!({
+        "scenario": "fanout",
+        "target": p.target.name(),
+        "dialect": match &p.target { Target::Vscp { dialect, .. } => dialect.name(), Target::MqttWs { .. } => "mqtt-ws" },
+        "publishers": p.publishers,
+        "subscribers": p.subscribers,
+        "target_rate": p.rate,
+        "duration_s": p.duration.as_secs_f64(),
+        "threads": p.threads,
+        "events_sent": sent,
+        "sent_per_s": sent as f64 / p.duration.as_secs_f64(),
+        "deliveries_expected": expected,
+        "deliveries_received": t.received,
+        "lost": expected.saturating_sub(t.received),
+        "loss_ratio": if expected > 0 { expected.saturating_sub(t.received) as f64 / expected as f64 } else { 0.0 },
+        "delivered_per_s": delivered_per_s,
+        "message_bytes": coord.first_msg_len.load(Ordering::Relaxed),
+        "received_bytes": t.received_bytes,
+        "unparsed": t.unparsed,
+        "negative_acks": t.negative_acks,
+        "errors": t.errors.len(),
+        "latency_ms": t.latency.json(),
+    }))
+}
+
+enum Sub {
+    Vscp(crate::client::Ws),
+    Mqtt(MqttClient),
+}
+
+async fn connect_client(
+    target: &Target,
+    sources: &Sources,
+    subscriber: bool,
+    id: usize,
+) -> Result<(Sub, RawFd)> {
+    let stream = tcp_connect(sources.pick(), target.addr()).await?;
+    let fd = stream.as_raw_fd();
+    let host = target.addr().to_string();
+    Ok(match target {
+        Target::Vscp { login, dialect, .. } => {
+            let d = if subscriber { *dialect } else { Dialect::Ws1 };
+            (
+                Sub::Vscp(open_session(stream, &host, d, login, 16 * 1024).await?),
+                fd,
+            )
+        }
+        Target::MqttWs { path, .. } => {
+            let kind = if subscriber { "sub" } else { "pub" };
+            let mut c =
+                MqttClient::connect_ws(stream, &host, path, &format!("lt-{kind}-{id}")).await?;
+            if subscriber {
+                c.subscribe(TOPIC).await?;
+            }
+            (Sub::Mqtt(c), fd)
+        }
+    })
+}
+
+async fn per_thread(
+    me: usize,
+    p: Params,
+    live: Arc<Live>,
+    line: Arc<StartLine>,
+    coord: Arc<Coord>,
+    clock: Clock,
+) -> Result<ThreadOut> {
+    let threads = p.threads.max(1);
+    let out = Rc::new(RefCell::new(ThreadOut::default()));
+    let fds: Rc<RefCell<Vec<RawFd>>> = Rc::default();
+    let sources = Rc::new(Sources::new(&p.target.addr(), p.sources));
+    let total_clients = p.subscribers + p.publishers;
+    let mut tasks = Vec::new();
+    // Subscribers first (their index space is 0..S), then publishers (S..S+P).
+    for k in (me..total_clients).step_by(threads) {
+        let subscriber = k < p.subscribers;
+        let (p, live, line, coord, out, fds, sources) = (
+            p.clone(),
+            live.clone(),
+            line.clone(),
+            coord.clone(),
+            out.clone(),
+            fds.clone(),
+            sources.clone(),
+        );
+        tasks.push(glommio::spawn_local(async move {
+            let (client, fd) = match connect_client(&p.target, &sources, subscriber, k).await {
+                Ok(c) => c,
+                Err(e) => {
+                    out.borrow_mut().errors.push(format!("{e:#}"));
+                    line.abort();
+                    return;
+                }
+            };
+            fds.borrow_mut().push(fd);
+            line.arrive();
+            if !line.wait().await {
+                return;
+            }
+            if subscriber {
+                subscribe_loop(client, &coord, &live, &out, clock).await;
+            } else {
+                let r = publish_loop(client, &p, &coord, &live, &out, clock).await;
+                if let Err(e) = r {
+                    out.borrow_mut().errors.push(format!("publisher: {e:#}"));
+                }
+                coord.publishing_done.fetch_add(1, Ordering::AcqRel);
+            }
+        }));
+    }
+    // The stopper: once thread 0 calls the end, shut every socket of this thread down so the
+    // readers see end-of-stream wherever they are waiting.
+    let stopper = {
+        let (coord, fds) = (coord.clone(), fds.clone());
+        glommio::spawn_local(async move {
+            while !coord.stop.load(Ordering::Acquire) {
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+            }
+            for fd in fds.borrow().iter() {
+                // SAFETY: shutdown(2) on a descriptor this thread's clients still own (they are
+                // closed only after their tasks end, which this wakes them up to do).
+                unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
+            }
+        })
+    };
+    if me == 0 {
+        coordinate(&p, &line, &coord, &live, clock).await;
+    }
+    for t in tasks {
+        t.await;
+    }
+    // If the run aborted before the stop was called, nobody else will call it.
+    coord.stop.store(true, Ordering::Release);
+    stopper.await;
+    Ok(Rc::try_unwrap(out)
+        .map_err(|_| anyhow::anyhow!("client tasks still running"))?
+        .into_inner())
+}
+
+/// Thread 0: opens the start line when every client is connected, then calls the end once
+/// publishing is over and deliveries have stopped arriving.
+async fn coordinate(p: &Params, line: &StartLine, coord: &Coord, live: &Live, clock: Clock) {
+    let total = p.subscribers + p.publishers;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while line.ready() < total && !line.aborted() {
+        if Instant::now() > deadline {
+            line.abort();
+            break;
+        }
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    if line.aborted() {
+        coord.stop.store(true, Ordering::Release);
+        return;
+    }
+    // Let the last subscriptions settle on the server before the first event.
+    glommio::timer::sleep(Duration::from_millis(200)).await;
+    *coord.go_at.lock().unwrap() = Some(Instant::now());
+    let _ = clock;
+    line.open();
+    while coord.publishing_done.load(Ordering::Acquire) < p.publishers as u64 {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    let expected = || Live::get(&live.sent) * p.subscribers as u64;
+    let drain_start = Instant::now();
+    let mut last_count = Live::get(&live.received);
+    let mut last_change = Instant::now();
+    while Live::get(&live.received) < expected() && drain_start.elapsed() < DRAIN_MAX {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+        let now = Live::get(&live.received);
+        if now != last_count {
+            last_count = now;
+            last_change = Instant::now();
+        } else if last_change.elapsed() > DRAIN_IDLE {
+            break;
+        }
+    }
+    coord.stop.store(true, Ordering::Release);
+}
+
+async fn subscribe_loop(
+    client: Sub,
+    coord: &Coord,
+    live: &Live,
+    out: &RefCell<ThreadOut>,
+    clock: Clock,
+) {
+    let record = |sent: Option<u64>, len: usize| {
+        let now = clock.now_nanos();
+        let mut o = out.borrow_mut();
+        match sent {
+            Some(s) => {
+                o.received += 1;
+                o.received_bytes += len as u64;
+                o.latency.record_micros(now.saturating_sub(s) / 1000);
+                Live::add(&live.received, 1);
+                coord.last_delivery_nanos.fetch_max(now, Ordering::Relaxed);
+                let _ = coord.first_msg_len.compare_exchange(
+                    0,
+                    len as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            None => o.unparsed += 1,
+        }
+    };
+    match client {
+        Sub::Vscp(mut ws) => {
+            while let Some(Ok(m)) = ws.next().await {
+                if let Message::Text(t) = m {
+                    if t.starts_with("E;") || t.contains("\"type\":\"E\"") {
+                        record(sent_nanos(&t), t.len());
+                    }
+                }
+            }
+        }
+        Sub::Mqtt(mut c) => {
+            while let Ok(Some((_topic, payload))) = c.next_publish().await {
+                let sent = payload
+                    .get(..8)
+                    .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")));
+                record(sent, payload.len());
+            }
+        }
+    }
+}
+
+async fn publish_loop(
+    client: Sub,
+    p: &Params,
+    coord: &Coord,
+    live: &Live,
+    out: &RefCell<ThreadOut>,
+    clock: Clock,
+) -> Result<()> {
+    let per_publisher = p.rate as f64 / p.publishers.max(1) as f64;
+    let start = Instant::now();
+    let end = start + p.duration;
+    let sent = Cell::new(0u64);
+    // How many this publisher should have sent by now (unthrottled: always one burst more).
+    let due = || -> u64 {
+        if p.rate == 0 {
+            sent.get() + BURST
+        } else {
+            (start.elapsed().as_secs_f64() * per_publisher) as u64
+        }
+    };
+    match client {
+        Sub::Vscp(ws) => {
+            let (mut tx, mut rx) = ws.split();
+            // The server acknowledges every event; read the acks concurrently so the socket
+            // never backs up, and count the negative ones.
+            let acks = async {
+                while let Some(Ok(m)) = rx.next().await {
+                    if let Message::Text(t) = m {
+                        if t.starts_with("-;") {
+                            out.borrow_mut().negative_acks += 1;
+                        }
+                    }
+                }
+            };
+            let send = async {
+                while Instant::now() < end {
+                    let target = due();
+                    let mut n = 0;
+                    while sent.get() < target && n < BURST {
+                        tx.feed(Message::text(ws1_event(clock.now_nanos(), p.data_len)))
+                            .await?;
+                        sent.set(sent.get() + 1);
+                        Live::add(&live.sent, 1);
+                        n += 1;
+                    }
+                    tx.flush().await?;
+                    if p.rate > 0 && sent.get() >= due() {
+                        glommio::timer::sleep(next_gap(per_publisher)).await;
+                    } else if n == 0 {
+                        glommio::executor().yield_task_queue_now().await;
+                    }
+                }
+                anyhow::Ok(())
+            };
+            futures::pin_mut!(acks, send);
+            // Publishing ends the race; the acks still in flight are left to the stop.
+            let r = futures::future::select(send, acks).await;
+            let _ = coord;
+            match r {
+                futures::future::Either::Left((r, _)) => r,
+                futures::future::Either::Right(_) => bail!("the server closed the publisher"),
+            }
+        }
+        Sub::Mqtt(mut c) => {
+            let mut payload = vec![0u8; p.payload_len.max(8)];
+            while Instant::now() < end {
+                let target = due();
+                let mut n = 0;
+                while sent.get() < target && n < BURST {
+                    payload[..8].copy_from_slice(&clock.now_nanos().to_be_bytes());
+                    c.publish(TOPIC, &payload).await?;
+                    sent.set(sent.get() + 1);
+                    Live::add(&live.sent, 1);
+                    n += 1;
+                }
+                c.flush().await?;
+                if p.rate > 0 && sent.get() >= due() {
+                    glommio::timer::sleep(next_gap(per_publisher)).await;
+                } else if n == 0 {
+                    glommio::executor().yield_task_queue_now().await;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Sleep until roughly the next event is due, at most a millisecond (timer resolution and
+/// fairness to the other clients on this executor).
+fn next_gap(per_second: f64) -> Duration {
+    let gap = if per_second > 0.0 {
+        1.0 / per_second
+    } else {
+        0.001
+    };
+    Duration::from_secs_f64(gap.min(0.001))
+}

@@ -1,0 +1,129 @@
+//! Measurements: latency histograms merged across executors, live counters for the progress
+//! line, and the percentiles every scenario reports.
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Latencies in microseconds, 3 significant digits, up to a minute.
+pub struct Latency(Histogram<u64>);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency(Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"))
+    }
+}
+
+impl Latency {
+    pub fn record(&mut self, d: Duration) {
+        self.record_micros(d.as_micros() as u64);
+    }
+    pub fn record_micros(&mut self, us: u64) {
+        // Saturate instead of failing: a minute-long latency is already a lost run.
+        self.0.saturating_record(us.max(1));
+    }
+    pub fn merge(&mut self, other: &Latency) {
+        let _ = self.0.add(&other.0);
+    }
+    pub fn count(&self) -> u64 {
+        self.0.len()
+    }
+    fn ms(&self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return 0.0;
+        }
+        self.0.value_at_quantile(q) as f64 / 1000.0
+    }
+    /// `{"p50":..,"p90":..,"p99":..,"p999":..,"max":..}` in milliseconds.
+    pub fn json(&self) -> Value {
+        json!({
+            "p50": self.ms(0.5), "p90": self.ms(0.9), "p99": self.ms(0.99),
+            "p999": self.ms(0.999), "max": if self.0.is_empty() { 0.0 } else { self.0.max() as f64 / 1000.0 },
+        })
+    }
+}
+
+/// Counters the executors bump and the progress thread reads.
+#[derive(Default)]
+pub struct Live {
+    pub started: AtomicU64,
+    pub done: AtomicU64,
+    pub failed: AtomicU64,
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+}
+
+impl Live {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// Prints one progress line per second to stderr until dropped, so a long run shows it is
+/// alive; stdout stays clean for the summary (and for `--json`).
+pub struct Progress {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    pub fn start(label: String, live: Arc<Live>, quiet: bool) -> Progress {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = (!quiet).then(|| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                let mut last = (0, 0, 0);
+                while !stop.load(Ordering::Acquire) {
+                    for _ in 0..10 {
+                        std::thread::sleep(Duration::from_millis(100));
+                        if stop.load(Ordering::Acquire) {
+                            return;
+                        }
+                    }
+                    let now = (
+                        Live::get(&live.done),
+                        Live::get(&live.sent),
+                        Live::get(&live.received),
+                    );
+                    eprintln!(
+                        "[{label} {:>5.1}s] started {} done {} (+{}/s) failed {} | sent {} (+{}/s) received {} (+{}/s)",
+                        t0.elapsed().as_secs_f64(),
+                        Live::get(&live.started),
+                        now.0,
+                        now.0 - last.0,
+                        Live::get(&live.failed),
+                        now.1,
+                        now.1 - last.1,
+                        now.2,
+                        now.2 - last.2,
+                    );
+                    last = now;
+                }
+            })
+        });
+        Progress { stop, thread }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Resident set size of a process in bytes, from /proc/PID/status.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
