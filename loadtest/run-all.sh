@@ -17,12 +17,12 @@ MODE=full
 if [[ $MODE == smoke ]]; then
     PROFILE=debug; BUILD=(cargo build -q)
     STORM_CLIENTS=400; STORM_RATE=400; IDLE=500; FAN_P=1; FAN_S=10; FAN_RATE=500; FAN_SECS=3
-    INGEST_RATE=200; INGEST_SECS=3
+    INGEST_RATE=200; INGEST_SECS=3; RUN_TIMEOUT=${RUN_TIMEOUT:-180}
 else
     PROFILE=release; BUILD=(cargo build -q --release)
     STORM_CLIENTS=${STORM_CLIENTS:-10000}; STORM_RATE=${STORM_RATE:-5000}
-    IDLE=${IDLE:-19000}; FAN_P=${FAN_P:-2}; FAN_S=${FAN_S:-100}; FAN_RATE=${FAN_RATE:-0}
-    FAN_SECS=${FAN_SECS:-10}; INGEST_RATE=${INGEST_RATE:-5000}; INGEST_SECS=${INGEST_SECS:-10}
+    IDLE=${IDLE:-19000}; FAN_P=${FAN_P:-2}; FAN_S=${FAN_S:-100}; FAN_RATE=${FAN_RATE:-1000}
+    FAN_SECS=${FAN_SECS:-5}; INGEST_RATE=${INGEST_RATE:-5000}; INGEST_SECS=${INGEST_SECS:-10}
 fi
 OUT=${OUT:-$ROOT/loadtest/results-$(date -u +%Y%m%d-%H%M%S)-$MODE.jsonl}
 
@@ -92,7 +92,8 @@ QUIET=(); [[ $MODE == smoke ]] && QUIET=(--quiet)
 run() {  # run NAME ARGS...: human summary to stdout, JSON appended to $OUT
     local name=$1; shift
     echo "== $name: vscp-loadtest $*"
-    "${LG[@]}" "${QUIET[@]}" --json-out "$WORK/$name.json" "$@"
+    # Bounded, so a stuck run fails the script instead of hanging it.
+    timeout "${RUN_TIMEOUT:-600}" "${LG[@]}" "${QUIET[@]}" --json-out "$WORK/$name.json" "$@"
     cat "$WORK/$name.json" >> "$OUT"
 }
 
@@ -103,7 +104,7 @@ run idle idle --sessions "$IDLE" --rate 2000 --concurrency 500 --server-pid "$SE
 if [[ $MODE == smoke ]]; then
     run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both
 else
-    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both --half-rate
+    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both --sweep
 fi
 run ingest ingest --broker "127.0.0.1:$BROKER_PORT" --topic 'vscp/#' --clients 4 --rate $INGEST_RATE --duration $INGEST_SECS
 

@@ -118,9 +118,11 @@ enum Scenario {
         /// Use this running Mosquitto websocket listener instead of starting one.
         #[arg(long)]
         mosquitto_addr: Option<String>,
-        /// After each run at --rate 0, run again at half the measured delivered event rate.
+        /// Search each target's maximum sustainable rate (starting at --rate, doubling, then
+        /// bisecting; a step passes with at most 0.1 % lost, 95 % of the rate offered and p99
+        /// under 100 ms), then run again at half of it for the latency figure.
         #[arg(long)]
-        half_rate: bool,
+        sweep: bool,
     },
     /// Ingest: clients publish through the server's MQTT bridge; a subscriber on the broker counts.
     Ingest {
@@ -215,7 +217,7 @@ fn main() -> Result<()> {
             data_len,
             against,
             mosquitto_addr,
-            half_rate,
+            sweep,
         } => {
             check_fds(publishers + subscribers, nofile)?;
             let base = fanout::Params {
@@ -240,7 +242,7 @@ fn main() -> Result<()> {
                 "both" => (true, true),
                 other => bail!("--against must be vscp, mosquitto or both, not {other:?}"),
             };
-            run_fanouts(base, vscp, broker, mosquitto_addr.as_deref(), *half_rate)?
+            run_fanouts(base, vscp, broker, mosquitto_addr.as_deref(), *sweep)?
         }
         Scenario::Ingest {
             broker,
@@ -285,39 +287,25 @@ fn check_fds(clients: usize, nofile: u64) -> Result<()> {
 }
 
 /// The fan-out runs in order: vscp-websocksrv, then the broker with the same message size the
-/// VSCP subscribers received; with `half_rate`, each target again at half its delivered rate.
+/// VSCP subscribers received. With `sweep`, each target's maximum sustainable rate is searched
+/// and the target is run again at half of it; the ratio compares the sustainable maxima.
 fn run_fanouts(
     base: fanout::Params,
     vscp: bool,
     broker: bool,
     broker_addr: Option<&str>,
-    half_rate: bool,
+    sweep: bool,
 ) -> Result<Value> {
     let mut runs = Vec::new();
     let mut msg_bytes = 0u64;
-    let run_pair = |p: fanout::Params, runs: &mut Vec<Value>| -> Result<Value> {
-        let max = fanout::run(p.clone())?;
-        runs.push(max.clone());
-        if half_rate && p.rate == 0 {
-            let events_per_s =
-                max["delivered_per_s"].as_f64().unwrap_or(0.0) / p.subscribers.max(1) as f64;
-            let half = ((events_per_s / 2.0) as u64).max(1);
-            let mut again = p.clone();
-            again.rate = half;
-            let r = fanout::run(again)?;
-            runs.push(r);
-        }
-        Ok(max)
-    };
-    let mut vscp_max = None;
+    let mut best = Vec::new();
     if vscp {
-        let r = run_pair(base.clone(), &mut runs)?;
+        let r = run_target(base.clone(), sweep, &mut runs)?;
         msg_bytes = r["message_bytes"].as_u64().unwrap_or(0);
-        vscp_max = Some(r);
+        best.push(r);
     }
-    let mut broker_max = None;
     if broker {
-        // Keep the broker alive for both of its runs; dropped (SIGTERM) at the end.
+        // Kept alive for all of its runs; dropped (SIGTERM) at the end.
         let (addr, _guard) = match broker_addr {
             Some(a) => (resolve(a)?, None),
             None => {
@@ -330,30 +318,103 @@ fn run_fanouts(
             addr,
             path: "/mqtt".into(),
         };
-        // Same bytes on the wire per delivery as the VSCP subscribers got (or the ws1 event
-        // text's size when the VSCP run was skipped).
+        // Same bytes per delivered message as the VSCP subscribers got (or the ws1 event text's
+        // size when the VSCP run was skipped).
         p.payload_len = if msg_bytes > 0 {
             msg_bytes as usize
         } else {
             110 + 5 * base.data_len
         };
-        broker_max = Some(run_pair(p, &mut runs)?);
+        best.push(run_target(p, sweep, &mut runs)?);
     }
-    let ratio = match (&vscp_max, &broker_max) {
-        (Some(a), Some(b)) => {
-            let (x, y) = (
-                a["delivered_per_s"].as_f64().unwrap_or(0.0),
-                b["delivered_per_s"].as_f64().unwrap_or(0.0),
-            );
+    let ratio = match best.as_slice() {
+        [a, b] if vscp && broker => {
+            let (x, y) = (f(&a["delivered_per_s"]), f(&b["delivered_per_s"]));
             (y > 0.0).then(|| x / y)
         }
         _ => None,
     };
     Ok(json!({
         "scenario": "fanout",
+        "sweep": sweep,
         "runs": runs,
+        "best": best,
         "ratio_delivered_vscp_over_mosquitto": ratio,
     }))
+}
+
+/// Whether a sweep step kept up: next to nothing lost, the rate actually offered, and latency
+/// bounded (a queue that only grows would lose events in a longer run).
+fn sustained(r: &Value, rate: u64) -> bool {
+    f(&r["loss_ratio"]) <= 0.001
+        && f(&r["sent_per_s"]) >= 0.95 * rate as f64
+        && f(&r["latency_ms"]["p99"]) < 100.0
+}
+
+/// One run, or with `sweep` the search for the maximum sustainable rate followed by a run at
+/// half of it. Returns the run the ratio is computed from (the best sustained step).
+fn run_target(p: fanout::Params, sweep: bool, runs: &mut Vec<Value>) -> Result<Value> {
+    if !sweep {
+        let r = fanout::run(p)?;
+        runs.push(r.clone());
+        return Ok(r);
+    }
+    const STEPS: usize = 8;
+    let mut rate = if p.rate > 0 { p.rate } else { 1000 };
+    let (mut good, mut bad): (Option<(u64, Value)>, Option<u64>) = (None, None);
+    for _ in 0..STEPS {
+        let mut step = p.clone();
+        step.rate = rate;
+        let mut r = fanout::run(step)?;
+        let ok = sustained(&r, rate);
+        r["sweep_step"] = json!(if ok { "sustained" } else { "overloaded" });
+        if !p.quiet {
+            eprintln!(
+                "[sweep {}] {} ev/s: {} ({:.0} deliveries/s, {:.3} % lost, p99 {:.3} ms)",
+                p.target.name(),
+                rate,
+                r["sweep_step"].as_str().unwrap_or(""),
+                f(&r["delivered_per_s"]),
+                100.0 * f(&r["loss_ratio"]),
+                f(&r["latency_ms"]["p99"])
+            );
+        }
+        runs.push(r.clone());
+        if ok {
+            good = Some((rate, r));
+        } else {
+            bad = Some(rate);
+        }
+        let lo = good.as_ref().map_or(0, |g| g.0);
+        rate = match bad {
+            None => rate * 2,
+            Some(hi) => (lo + hi) / 2,
+        };
+        // Stop when the bracket is within 10 %.
+        if let Some(hi) = bad {
+            if lo > 0 && (hi - lo) * 10 <= lo {
+                break;
+            }
+        }
+        if rate == 0 {
+            break;
+        }
+    }
+    let Some((max_rate, best)) = good else {
+        bail!(
+            "fan-out against {}: not even {} ev/s was sustained",
+            p.target.name(),
+            p.rate.max(1000)
+        );
+    };
+    let mut half = p.clone();
+    half.rate = (max_rate / 2).max(1);
+    let mut r = fanout::run(half)?;
+    r["sweep_step"] = json!("half of the maximum");
+    runs.push(r);
+    let mut best = best;
+    best["max_sustained_rate"] = json!(max_rate);
+    Ok(best)
 }
 
 fn f(v: &Value) -> f64 {
@@ -434,6 +495,20 @@ fn print_human(s: &Value) {
                     f(&r["delivered_per_s"])
                 );
                 println!("  latency: {}", lat(&r["latency_ms"]));
+                if let Some(step) = r["sweep_step"].as_str() {
+                    println!("  sweep step: {step}");
+                }
+            }
+            if s["sweep"] == true {
+                for b in s["best"].as_array().into_iter().flatten() {
+                    println!(
+                        "maximum sustained, {}: {} ev/s -> {:.0} deliveries/s (p99 {:.3} ms)",
+                        b["target"].as_str().unwrap_or(""),
+                        b["max_sustained_rate"],
+                        f(&b["delivered_per_s"]),
+                        f(&b["latency_ms"]["p99"])
+                    );
+                }
             }
             if let Some(x) = s["ratio_delivered_vscp_over_mosquitto"].as_f64() {
                 println!("ratio delivered/s vscp-websocksrv : mosquitto = {x:.2}");
