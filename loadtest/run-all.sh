@@ -100,7 +100,13 @@ run() {  # run NAME ARGS...: human summary to stdout, JSON appended to $OUT
 echo "machine: $(nproc) cores, $(uname -r); results: $OUT"
 : > "$OUT"
 run storm storm --clients "$STORM_CLIENTS" --rate "$STORM_RATE" --concurrency 1000
-run idle idle --sessions "$IDLE" --rate 2000 --concurrency 500 --server-pid "$SERVER_PID" --hold 5 --settle 3
+if [[ $MODE == smoke ]]; then
+    # The ws2 path once: log-in replies and NOOP probes in REF's JSON layout.
+    run idle idle --sessions "$IDLE" --rate 2000 --concurrency 500 --server-pid "$SERVER_PID" --hold 5 --settle 3 --dialect ws2
+else
+    run idle idle --sessions "$IDLE" --rate 2000 --concurrency 500 --server-pid "$SERVER_PID" --hold 5 --settle 3
+    run idle-ws2 idle --sessions "$IDLE" --rate 2000 --concurrency 500 --server-pid "$SERVER_PID" --hold 5 --settle 3 --dialect ws2
+fi
 if [[ $MODE == smoke ]]; then
     run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both
 else

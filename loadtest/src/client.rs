@@ -163,8 +163,17 @@ pub async fn open_session(
 fn is_positive(dialect: Dialect, reply: &str) -> bool {
     match dialect {
         Dialect::Ws1 => reply.starts_with("+;"),
-        Dialect::Ws2 => reply.contains(r#""type":"+""#),
+        Dialect::Ws2 => ws2_type(reply) == Some("+"),
     }
+}
+
+/// The `type` member of a ws2 message, found without parsing the whole object (the server
+/// writes REF's spacing, `{ "type" : "EVENT", ...`, so this allows any whitespace).
+pub fn ws2_type(msg: &str) -> Option<&str> {
+    let at = msg.find("\"type\"")?;
+    let rest = msg[at + 6..].trim_start().strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    Some(&rest[..rest.find('"')?])
 }
 
 /// The next text message; pings are answered by tungstenite, other frames skipped.
@@ -246,6 +255,24 @@ mod tests {
         );
         assert_eq!(sent_nanos(&delivered), Some(0x0102_0304_0506_0708));
         assert_eq!(ws1_event(5, 12).matches(",0x00").count(), 7 + 4);
+    }
+
+    #[test]
+    fn ws2_type_allows_refs_spacing() {
+        assert_eq!(
+            ws2_type(r#"{ "type" : "+",  "command" : "NOOP"}"#),
+            Some("+")
+        );
+        assert_eq!(ws2_type(r#"{"type":"EVENT","event":{}}"#), Some("EVENT"));
+        assert_eq!(ws2_type(r#"{"kind":"+"}"#), None);
+        assert!(is_positive(
+            Dialect::Ws2,
+            r#"{    "type" : "+",     "args" : ["AUTH0","AB"]}"#
+        ));
+        assert!(!is_positive(
+            Dialect::Ws2,
+            r#"{ "type" : "-",  "command" : "AUTH"}"#
+        ));
     }
 
     #[test]

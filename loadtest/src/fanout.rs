@@ -6,7 +6,7 @@
 //! the same generator, message size and client counts.
 
 use crate::client::{
-    open_session, sent_nanos, tcp_connect, ws1_event, Clock, Dialect, Login, Sources,
+    open_session, sent_nanos, tcp_connect, ws1_event, ws2_type, Clock, Dialect, Login, Sources,
 };
 use crate::mqtt::MqttClient;
 use crate::report::{Latency, Live, Progress};
@@ -81,6 +81,8 @@ struct ThreadOut {
     unparsed: u64,
     negative_acks: u64,
     errors: Vec<String>,
+    /// Deliveries per subscriber, to tell one stuck subscriber from losses spread over all.
+    per_subscriber: Vec<u64>,
 }
 
 #[derive(Default)]
@@ -131,6 +133,7 @@ pub fn run(p: Params) -> Result<Value> {
         t.unparsed += o.unparsed;
         t.negative_acks += o.negative_acks;
         t.errors.extend(o.errors.iter().cloned());
+        t.per_subscriber.extend(o.per_subscriber.iter().copied());
     }
     let sent = Live::get(&live.sent);
     let expected = sent * p.subscribers as u64;
@@ -164,6 +167,8 @@ pub fn run(p: Params) -> Result<Value> {
         "unparsed": t.unparsed,
         "negative_acks": t.negative_acks,
         "errors": t.errors.len(),
+        "subscribers_incomplete": t.per_subscriber.iter().filter(|&&n| n < sent).count(),
+        "min_per_subscriber": t.per_subscriber.iter().min().copied().unwrap_or(0),
         "latency_ms": t.latency.json(),
     }))
 }
@@ -330,11 +335,13 @@ async fn subscribe_loop(
     out: &RefCell<ThreadOut>,
     clock: Clock,
 ) {
+    let mine = Cell::new(0u64);
     let record = |sent: Option<u64>, len: usize| {
         let now = clock.now_nanos();
         let mut o = out.borrow_mut();
         match sent {
             Some(s) => {
+                mine.set(mine.get() + 1);
                 o.received += 1;
                 o.received_bytes += len as u64;
                 o.latency.record_micros(now.saturating_sub(s) / 1000);
@@ -354,7 +361,7 @@ async fn subscribe_loop(
         Sub::Vscp(mut ws) => {
             while let Some(Ok(m)) = ws.next().await {
                 if let Message::Text(t) = m {
-                    if t.starts_with("E;") || t.contains("\"type\":\"E\"") {
+                    if t.starts_with("E;") || ws2_type(&t) == Some("EVENT") {
                         record(sent_nanos(&t), t.len());
                     }
                 }
@@ -369,6 +376,7 @@ async fn subscribe_loop(
             }
         }
     }
+    out.borrow_mut().per_subscriber.push(mine.get());
 }
 
 async fn publish_loop(

@@ -494,6 +494,12 @@ fn print_human(s: &Value) {
                     100.0 * f(&r["loss_ratio"]),
                     f(&r["delivered_per_s"])
                 );
+                if r["subscribers_incomplete"].as_u64().unwrap_or(0) > 0 {
+                    println!(
+                        "  {} subscribers short (fewest deliveries: {})",
+                        r["subscribers_incomplete"], r["min_per_subscriber"]
+                    );
+                }
                 println!("  latency: {}", lat(&r["latency_ms"]));
                 if let Some(step) = r["sweep_step"].as_str() {
                     println!("  sweep step: {step}");

@@ -3,7 +3,7 @@
 //! achieved login rate and the connect-to-OPEN latency; the idle hold keeps every session,
 //! measures the server's resident memory per session, then checks the sessions still answer.
 
-use crate::client::{open_session, read_text, tcp_connect, Dialect, Login, Sources, Ws};
+use crate::client::{open_session, read_text, tcp_connect, ws2_type, Dialect, Login, Sources, Ws};
 use crate::report::{rss_bytes, Latency, Live, Progress};
 use crate::rt::run_on_threads;
 use anyhow::Result;
@@ -260,7 +260,7 @@ async fn per_thread(
                         .map_err(|e| glommio::GlommioError::IoError(std::io::Error::other(e)))
                 })
                 .await
-                .is_ok_and(|r| r.starts_with("+;NOOP") || r.contains(r#""type":"+""#));
+                .is_ok_and(|r| r.starts_with("+;NOOP") || ws2_type(&r) == Some("+"));
                 close_politely(&mut ws).await;
                 ok
             }));
@@ -292,6 +292,8 @@ async fn close_politely(ws: &mut Ws) {
 fn classify(e: &str) -> String {
     let e = e.to_ascii_lowercase();
     for (needle, key) in [
+        ("auth refused", "auth refused"),
+        ("open refused", "open refused"),
         ("timeout", "timeout"),
         ("timed out", "timeout"),
         ("refused", "connection refused"),
@@ -299,8 +301,6 @@ fn classify(e: &str) -> String {
         ("too many open files", "too many open files"),
         ("address not available", "no local port"),
         ("503", "server full (503)"),
-        ("auth refused", "auth refused"),
-        ("open refused", "open refused"),
         ("closed", "closed by server"),
     ] {
         if e.contains(needle) {
