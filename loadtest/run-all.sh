@@ -108,9 +108,9 @@ else
     run idle-ws2 idle --sessions "$IDLE" --rate 2000 --concurrency 500 --server-pid "$SERVER_PID" --hold 5 --settle 3 --dialect ws2
 fi
 if [[ $MODE == smoke ]]; then
-    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both
+    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both --server-pid $SERVER_PID
 else
-    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both --sweep
+    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both --sweep --server-pid $SERVER_PID
 fi
 run ingest ingest --broker "127.0.0.1:$BROKER_PORT" --topic 'vscp/#' --clients 4 --rate $INGEST_RATE --duration $INGEST_SECS
 

@@ -9,7 +9,7 @@ use crate::client::{
     open_session, sent_nanos, tcp_connect, ws1_event, ws2_type, Clock, Dialect, Login, Sources,
 };
 use crate::mqtt::MqttClient;
-use crate::report::{Latency, Live, Progress};
+use crate::report::{cpu_seconds, Latency, Live, Progress};
 use crate::rt::{run_on_threads, StartLine};
 use anyhow::{bail, Result};
 use futures::{SinkExt, StreamExt};
@@ -71,6 +71,9 @@ pub struct Params {
     pub threads: usize,
     pub sources: usize,
     pub quiet: bool,
+    /// The target's process, to report its CPU time per delivery (efficiency independent of
+    /// how many cores it used).
+    pub target_pid: Option<u32>,
 }
 
 #[derive(Default)]
@@ -101,6 +104,7 @@ pub fn run(p: Params) -> Result<Value> {
     let clock = Clock(Instant::now());
     let label = format!("fanout {}", p.target.name());
     let progress = Progress::start(label, live.clone(), p.quiet);
+    let cpu_before = p.target_pid.and_then(cpu_seconds);
     let outs = {
         let (p, live, line, coord) = (p.clone(), live.clone(), line.clone(), coord.clone());
         run_on_threads(p.threads, move |me| {
@@ -113,6 +117,10 @@ pub fn run(p: Params) -> Result<Value> {
                 clock,
             )
         })?
+    };
+    let cpu_used = match (cpu_before, p.target_pid.and_then(cpu_seconds)) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
     };
     drop(progress);
     if line.aborted() {
@@ -170,6 +178,8 @@ pub fn run(p: Params) -> Result<Value> {
         "subscribers_incomplete": t.per_subscriber.iter().filter(|&&n| n < sent).count(),
         "min_per_subscriber": t.per_subscriber.iter().min().copied().unwrap_or(0),
         "latency_ms": t.latency.json(),
+        "target_cpu_s": cpu_used,
+        "target_cpu_us_per_delivery": cpu_used.filter(|_| t.received > 0).map(|c| c * 1e6 / t.received as f64),
     }))
 }
 

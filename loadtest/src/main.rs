@@ -118,6 +118,10 @@ enum Scenario {
         /// Use this running Mosquitto websocket listener instead of starting one.
         #[arg(long)]
         mosquitto_addr: Option<String>,
+        /// The server's process id: its CPU time per delivery is reported (Mosquitto's too,
+        /// when the generator started it).
+        #[arg(long)]
+        server_pid: Option<u32>,
         /// Search each target's maximum sustainable rate (starting at --rate, doubling, then
         /// bisecting; a step passes with at most 0.1 % lost, 95 % of the rate offered and p99
         /// under 100 ms), then run again at half of it for the latency figure.
@@ -217,6 +221,7 @@ fn main() -> Result<()> {
             data_len,
             against,
             mosquitto_addr,
+            server_pid,
             sweep,
         } => {
             check_fds(publishers + subscribers, nofile)?;
@@ -235,6 +240,7 @@ fn main() -> Result<()> {
                 threads: cli.threads,
                 sources: cli.sources,
                 quiet: cli.quiet,
+                target_pid: *server_pid,
             };
             let (vscp, broker) = match against.as_str() {
                 "vscp" => (true, false),
@@ -306,7 +312,7 @@ fn run_fanouts(
     }
     if broker {
         // Kept alive for all of its runs; dropped (SIGTERM) at the end.
-        let (addr, _guard) = match broker_addr {
+        let (addr, guard) = match broker_addr {
             Some(a) => (resolve(a)?, None),
             None => {
                 let m = mosquitto::Mosquitto::start()?;
@@ -314,6 +320,7 @@ fn run_fanouts(
             }
         };
         let mut p = base.clone();
+        p.target_pid = guard.as_ref().map(|m| m.pid());
         p.target = fanout::Target::MqttWs {
             addr,
             path: "/mqtt".into(),
@@ -501,6 +508,14 @@ fn print_human(s: &Value) {
                     );
                 }
                 println!("  latency: {}", lat(&r["latency_ms"]));
+                if let Some(c) = r["target_cpu_us_per_delivery"].as_f64() {
+                    println!(
+                        "  {} CPU: {:.2} s, {:.2} µs per delivery",
+                        r["target"].as_str().unwrap_or(""),
+                        f(&r["target_cpu_s"]),
+                        c
+                    );
+                }
                 if let Some(step) = r["sweep_step"].as_str() {
                     println!("  sweep step: {step}");
                 }

@@ -126,7 +126,6 @@ impl Mosquitto {
         Ok(broker)
     }
 
-    #[allow(dead_code)] // for scenarios that sample the broker's CPU time and RSS
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
