@@ -1,126 +1,123 @@
-//! One websocket connection: upgrade, then shuttle messages between the socket and the
-//! sans-IO [`vscp_proto::Session`].
+//! One websocket connection: the HTTP upgrade ([`crate::handshake`]), then RFC 6455 frames
+//! ([`crate::framing`]) between the socket and the sans-IO [`vscp_proto::Session`].
 //!
-//! The loop is a single task with one biased select over shutdown, the socket, the outbox and
-//! the login/idle deadline. Everything raced is cancel-safe: tungstenite keeps partial frames in
-//! its own buffer, and the outbox is only drained once its branch has won.
+//! Idle sessions are what a server holds most of, so what a session keeps while it waits is
+//! kept small (about 1.4 KiB each as `loadtest/idle_rss.py` measures it, most of that being
+//! glommio's task and the poll it keeps armed on the socket):
+//! - input is read into the shard's receive buffer and handled there; a session keeps bytes of
+//!   its own only while a frame is incomplete, or while it waits (a login, a full ring) with more
+//!   input already read;
+//! - output is framed into the shard's send buffer and written at once; a session keeps bytes
+//!   only while its socket is full;
+//! - the connection's task is its `Conn` plus the small state of what it waits for; steps that
+//!   are rare or slow (a login, a full ring or socket, the close) are boxed so that they do not
+//!   make every session's future bigger.
+//!
+//! One task per connection waits, in this order, for: its socket to take output it could not
+//! take at once (nothing else happens meanwhile), shutdown or queued events (the hub's slot),
+//! input, the login/idle deadline.
 
-use crate::hub::{ReceiveView, RoutedEvent, Slot, Wake};
-use crate::shard::ShardCtx;
+use crate::framing::{self, close_code, Decoded, Decoder, Incoming, WireError};
+use crate::handshake::{self, Verdict};
+use crate::hub::{ReceiveView, Routed, RoutedEvent, Slot, Wake};
+use crate::shard::{ClientSlot, ShardCtx};
 use crate::stats::{DropReason, RejectReason, ShardStats};
-use async_tungstenite::WebSocketStream;
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
-use std::cell::Cell;
+use glommio::timer::Timer;
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use tracing::debug;
-use tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tungstenite::{Error as WsError, Message};
 use vscp_proto::session::{stamp_event, Action, EventRejection, PublishOutcome, State};
 use vscp_proto::{Dialect, Session};
 
 /// How long a client has to complete the HTTP upgrade.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long we wait for the client's half of a closing handshake or a stalled write at shutdown.
+/// How long we wait for the client's half of a closing handshake or a stalled write at close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Events written per batch before flushing and checking the socket again.
+/// Events written per batch (one write) before the socket and the slot are looked at again.
 const WRITE_BATCH: usize = 64;
+/// A batch stops growing past this many bytes: what a client that reads slowly leaves in its
+/// session's `output` stays small.
+const WRITE_BATCH_BYTES: usize = 8 * 1024;
+/// The shard's receive buffer: one read takes up to this much of a client's input. VSCP
+/// messages are a few hundred bytes; a flooding client's pipelined events come in by the dozen.
+const READ_CHUNK: usize = 16 * 1024;
 
-type Ws = WebSocketStream<TcpStream>;
-
-/// The websocket limits. Buffers are kept small because most sessions are idle most of the
-/// time and tungstenite keeps its read buffer's capacity for the session's life: its 128 KiB
-/// default would make 10,000 idle sessions cost over a gigabyte. VSCP messages are a few hundred
-/// bytes, so a 512-byte read chunk costs at most a few extra reads for the largest events.
-pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(512)
-        .write_buffer_size(0)
-        .max_write_buffer_size(usize::MAX)
-        .max_message_size(Some(max_message_bytes))
-        .max_frame_size(Some(max_message_bytes))
+/// Buffers shared by every connection of a shard, used in turn: a connection borrows them only
+/// between two awaits, never across one.
+#[derive(Debug)]
+pub struct IoBuffers {
+    /// Where input is read and handled (unmasked and parsed in place).
+    rx: RefCell<Box<[u8]>>,
+    /// Where output frames are put together for one write.
+    tx: RefCell<Vec<u8>>,
+    /// The events of one outbox batch.
+    batch: RefCell<Vec<Arc<RoutedEvent>>>,
 }
 
-/// Serves one accepted TCP connection until it closes.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>, conn_id: u32) {
-    let stats = ctx.hub.stats();
-    // Boxed: the handshake's state is large and needed once; inline it would stay part of
-    // every idle session's task for the session's whole life.
-    let Some((dialect, ws)) = Box::pin(upgrade(stream, &ctx)).await else {
-        stats.reject(RejectReason::Handshake);
-        return;
-    };
-    debug!(shard = ctx.shard, conn = conn_id, %peer, dialect = dialect.as_str(), "session open");
-    let slot = ctx.hub.register(conn_id, dialect);
-    ShardStats::gauge_add(&stats.sessions_active, 1);
-    ShardStats::add(&stats.sessions_accepted, 1);
+impl IoBuffers {
+    pub fn new() -> IoBuffers {
+        IoBuffers {
+            rx: RefCell::new(vec![0; READ_CHUNK].into_boxed_slice()),
+            tx: RefCell::new(Vec::with_capacity(4096)),
+            batch: RefCell::new(Vec::with_capacity(WRITE_BATCH)),
+        }
+    }
+}
+
+impl Default for IoBuffers {
+    fn default() -> Self {
+        IoBuffers::new()
+    }
+}
+
+/// Serves one accepted TCP connection: the HTTP upgrade, then the session. `held` (a client
+/// slot and the shard gate's pass) is given back when it ends.
+///
+/// The returned future is the connection plus the state of what it is waiting for, and nothing
+/// else: the connection is built here and captured by the `async` block, which borrows it in
+/// place. (An `async fn` would keep its arguments for the whole session next to the connection
+/// they were moved into, and a wrapper future around this one would hold it twice.)
+pub fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Rc<ShardCtx>,
+    conn_id: u32,
+    held: ClientSlot,
+) -> impl Future<Output = ()> {
     let mut conn = Conn {
-        ctx: ctx.clone(),
-        slot: slot.clone(),
-        ws,
-        session: Session::new(dialect, ctx.random_sid()),
+        slot: ctx.hub.register(conn_id),
+        stream,
+        // Replaced once the upgrade chose the dialect; no message is handled before that.
+        session: Session::new(Dialect::Ws1, ctx.random_sid()),
+        decoder: Decoder::default(),
+        input: Vec::new(),
+        input_at: 0,
+        output: Vec::new(),
         peer,
         conn_id,
         last_activity: Instant::now(),
+        ctx,
     };
-    let end = conn.run().await;
-    ctx.hub.unregister(&slot);
-    ShardStats::gauge_add(&stats.sessions_active, -1);
-    debug!(shard = ctx.shard, conn = conn_id, %peer, reason = ?end, "session closed");
-}
-
-async fn upgrade(stream: TcpStream, ctx: &ShardCtx) -> Option<(Dialect, Ws)> {
-    let chosen: Cell<Option<Dialect>> = Cell::new(None);
-    // The error type is fixed by tungstenite's `Callback` trait.
-    #[allow(clippy::result_large_err)]
-    let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
-        let path = req.uri().path();
-        let dialect = if ctx.url_ws1.as_deref() == Some(path) {
-            Dialect::Ws1
-        } else if ctx.url_ws2.as_deref() == Some(path) {
-            Dialect::Ws2
-        } else {
-            let mut r = ErrorResponse::new(Some(format!("no websocket endpoint at {path}\n")));
-            *r.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
-            return Err(r);
-        };
-        // Browsers abort the handshake if they offered a subprotocol and get none back; echo
-        // the VSCP names, select nothing otherwise (ws1.md §1).
-        let wanted = match dialect {
-            Dialect::Ws1 => "vscp-std",
-            Dialect::Ws2 => "vscp-json",
-        };
-        let offered = req
-            .headers()
-            .get_all("sec-websocket-protocol")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|p| p.trim() == wanted);
-        if offered {
-            resp.headers_mut().insert(
-                "sec-websocket-protocol",
-                tungstenite::http::HeaderValue::from_static(wanted),
-            );
+    async move {
+        match conn.handshake().await {
+            Some(dialect) => {
+                conn.open(dialect);
+                let end = conn.run().await;
+                conn.closed(end);
+            }
+            None => conn.ctx.hub.stats().reject(RejectReason::Handshake),
         }
-        chosen.set(Some(dialect));
-        Ok(resp)
-    };
-    let cfg = ws_config(ctx.max_message_bytes);
-    let accept = async_tungstenite::accept_hdr_async_with_config(stream, callback, Some(cfg));
-    let ws = glommio::timer::timeout(HANDSHAKE_TIMEOUT, async {
-        accept
-            .await
-            .map_err(|e| glommio::GlommioError::IoError(std::io::Error::other(e)))
-    })
-    .await
-    .ok()?;
-    Some((chosen.get()?, ws))
+        conn.ctx.hub.unregister(&conn.slot);
+        drop(held);
+    }
 }
 
 /// Why a session ended (for the debug log line).
@@ -139,58 +136,195 @@ enum End {
 struct Conn {
     ctx: Rc<ShardCtx>,
     slot: Rc<Slot>,
-    ws: Ws,
+    stream: TcpStream,
     session: Session,
+    decoder: Decoder,
+    /// Input read but not handled yet: an incomplete frame, or frames after one whose handling
+    /// had to wait. Unallocated otherwise.
+    input: Vec<u8>,
+    /// Where the unhandled part of `input` starts.
+    input_at: usize,
+    /// Output the socket has not taken yet. Unallocated otherwise.
+    output: Vec<u8>,
     peer: SocketAddr,
     conn_id: u32,
     last_activity: Instant,
 }
 
+/// What the connection has to do next.
 enum Step {
-    Message(Option<Result<Message, WsError>>),
     Wake(Wake),
     Deadline,
+    /// An AUTH to check (a password check on the blocking pool, maybe).
+    Login(Box<vscp_proto::auth::Credentials>),
+    /// An event to route (may wait for room in a ring).
+    Publish(Arc<RoutedEvent>),
+    /// Output waits in `output` for the socket (handled inside `poll_step`).
+    Blocked,
+    /// The shard closes while output waits for a client that does not read: give up at once.
+    Abandon,
+    /// The client sent a close frame; the answer is written or in `output`.
+    ClientClosed,
+    /// The client broke RFC 6455 or a limit.
+    Failed(WireError),
+    /// The socket failed.
+    Error(String),
+}
+
+/// How input is handled: served, or (after our close frame) skipped until the client's close.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Serve,
+    Drain,
+}
+
+/// The outcome of an immediate write.
+enum Wrote {
+    All,
+    /// The rest is in `output`.
+    Queued,
+    Failed(String),
+}
+
+impl Wrote {
+    fn step(self) -> Option<Step> {
+        match self {
+            Wrote::All => None,
+            Wrote::Queued => Some(Step::Blocked),
+            Wrote::Failed(e) => Some(Step::Error(e)),
+        }
+    }
+}
+
+/// The outcome of writing an outbox batch.
+enum Batch {
+    Written,
+    /// Part of it waits in `output`: the events (for the delivery statistics) and their bytes.
+    Queued(Vec<Arc<RoutedEvent>>, u64),
+    Failed(String),
 }
 
 impl Conn {
+    /// The upgrade chose `dialect`: the session starts.
+    fn open(&mut self, dialect: Dialect) {
+        let ctx = &self.ctx;
+        debug!(shard = ctx.shard, conn = self.conn_id, peer = %self.peer, dialect = dialect.as_str(), "session open");
+        self.session = Session::new(dialect, ctx.random_sid());
+        let stats = ctx.hub.stats();
+        ShardStats::gauge_add(&stats.sessions_active, 1);
+        ShardStats::add(&stats.sessions_accepted, 1);
+    }
+
+    fn closed(&self, end: End) {
+        let ctx = &self.ctx;
+        ShardStats::gauge_add(&ctx.hub.stats().sessions_active, -1);
+        debug!(shard = ctx.shard, conn = self.conn_id, peer = %self.peer, reason = ?end, "session closed");
+    }
+
+    /// The HTTP upgrade: the dialect, or `None` when the connection is to be dropped (after the
+    /// refusal is sent, if there is one).
+    async fn handshake(&mut self) -> Option<Dialect> {
+        let mut timer = Timer::new(HANDSHAKE_TIMEOUT);
+        let mut limits = handshake::ReadLimits::default();
+        let mut verdict = None;
+        poll_fn(|cx| {
+            if Pin::new(&mut timer).poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            if verdict.is_none() {
+                verdict = Some(ready!(self.poll_request(cx, &mut limits)));
+            }
+            // The answer, if the socket did not take it at once.
+            match ready!(self.poll_flush(cx)) {
+                Ok(()) => Poll::Ready(verdict),
+                Err(_) => Poll::Ready(None),
+            }
+        })
+        .await
+        .and_then(|v| match v {
+            Verdict::Accept(dialect) => Some(dialect),
+            Verdict::Incomplete | Verdict::Refuse => None,
+        })
+    }
+
+    /// Reads until the request is whole, then writes the answer (or queues it in `output`).
+    fn poll_request(
+        &mut self,
+        cx: &mut Context<'_>,
+        limits: &mut handshake::ReadLimits,
+    ) -> Poll<Verdict> {
+        loop {
+            let ctx = self.ctx.clone();
+            let mut rx = ctx.io.rx.borrow_mut();
+            let n = match Pin::new(&mut self.stream).poll_read(cx, &mut rx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Verdict::Refuse),
+                Poll::Ready(Ok(n)) => n,
+            };
+            if !limits.allow(n) {
+                return Poll::Ready(Verdict::Refuse);
+            }
+            let endpoints = handshake::Endpoints {
+                ws1: ctx.url_ws1.as_deref(),
+                ws2: ctx.url_ws2.as_deref(),
+            };
+            let mut tx = ctx.io.tx.borrow_mut();
+            tx.clear();
+            // Nearly always the whole request comes in one read and is parsed where it is.
+            let verdict = if self.input.is_empty() {
+                handshake::answer(&rx[..n], endpoints, &mut tx)
+            } else {
+                self.input.extend_from_slice(&rx[..n]);
+                handshake::answer(&self.input, endpoints, &mut tx)
+            };
+            if verdict == Verdict::Incomplete {
+                if self.input.is_empty() {
+                    self.input.extend_from_slice(&rx[..n]);
+                }
+                continue;
+            }
+            self.input = Vec::new();
+            if !tx.is_empty() {
+                if let Wrote::Failed(_) = write_now(&mut self.stream, &mut self.output, cx, &tx) {
+                    return Poll::Ready(Verdict::Refuse);
+                }
+            }
+            return Poll::Ready(verdict);
+        }
+    }
+
     async fn run(&mut self) -> End {
         let greeting = self.session.greeting();
-        if let Err(e) = self.send_text(greeting.into()).await {
-            return e;
+        if let Wrote::Failed(e) = poll_fn(|cx| Poll::Ready(self.write_text(cx, &greeting))).await {
+            return End::Error(e);
         }
+        drop(greeting);
         let started = Instant::now();
-        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        let mut timer: Option<(Instant, Timer)> = None;
         loop {
-            let deadline = self.deadline(started);
-            let step = {
-                let wake = self.slot.wait().fuse();
-                let msg = self.ws.next().fuse();
-                let timer = async {
-                    match deadline {
-                        Some(at) => {
-                            glommio::timer::sleep(at.saturating_duration_since(Instant::now()))
-                                .await
-                        }
-                        None => futures::future::pending::<()>().await,
-                    }
-                }
-                .fuse();
-                futures::pin_mut!(wake, msg, timer);
-                futures::select_biased! {
-                    w = wake => Step::Wake(w),
-                    m = msg => Step::Message(m),
-                    _ = timer => Step::Deadline,
-                }
-            };
-            match step {
+            // Steps that are frequent complete without allocating; what they keep across an
+            // await is part of every session's future, so it is kept small. Rare or slow ones
+            // are boxed.
+            let step = poll_fn(|cx| self.poll_step(cx, started, &mut timer)).await;
+            let reply = match step {
                 Step::Wake(Wake::Closing) => {
-                    self.close(CloseCode::Away, "server shutting down").await;
+                    self.close(close_code::AWAY, "server shutting down", true)
+                        .await;
                     return End::Shutdown;
                 }
+                Step::Abandon => return End::Shutdown,
                 Step::Wake(Wake::Outbox) => {
-                    if let Err(e) = self.write_outbox(&mut batch).await {
-                        return e;
+                    match poll_fn(|cx| Poll::Ready(self.write_batch(cx))).await {
+                        Batch::Written => {}
+                        // Only for a client that reads slower than its events come.
+                        Batch::Queued(events, bytes) => {
+                            if let Err(end) = Box::pin(self.finish_batch(events, bytes)).await {
+                                return end;
+                            }
+                        }
+                        Batch::Failed(e) => return End::Error(e),
                     }
+                    continue;
                 }
                 Step::Deadline => {
                     if self
@@ -198,22 +332,103 @@ impl Conn {
                         .is_some_and(|at| Instant::now() >= at)
                     {
                         self.ctx.hub.stats().reject(RejectReason::AuthDeadline);
-                        self.close(CloseCode::Policy, "login timeout").await;
+                        self.close(close_code::POLICY, "login timeout", true).await;
                         return End::AuthDeadline;
                     }
-                    self.close(CloseCode::Normal, "idle timeout").await;
+                    self.close(close_code::NORMAL, "idle timeout", true).await;
                     return End::Idle;
                 }
-                Step::Message(None) => return End::ClientClosed,
-                Step::Message(Some(Ok(msg))) => {
-                    self.last_activity = Instant::now();
-                    if let Err(e) = self.on_message(msg).await {
-                        return e;
-                    }
+                Step::Login(creds) => {
+                    let reply = Box::pin(self.login(*creds)).await;
+                    self.sync_view();
+                    reply
                 }
-                Step::Message(Some(Err(e))) => return self.on_ws_error(e).await,
+                Step::Publish(ev) => {
+                    self.publish(ev).await;
+                    self.session.event_reply(PublishOutcome::Accepted)
+                }
+                Step::ClientClosed => {
+                    // Send the answer to the client's close, or it sees an abnormal closure
+                    // (1006) instead of a completed close handshake.
+                    if !self.output.is_empty() {
+                        Box::pin(self.flush_within(CLOSE_TIMEOUT)).await;
+                    }
+                    return End::ClientClosed;
+                }
+                Step::Failed(e) => {
+                    let end = self.failure(e);
+                    self.close(e.close_code(), failure_reason(e), false).await;
+                    return end;
+                }
+                Step::Blocked => continue,
+                Step::Error(e) => return End::Error(e),
+            };
+            // Written now, or left in `output` for the next step to finish.
+            if let Wrote::Failed(e) = poll_fn(|cx| Poll::Ready(self.write_text(cx, &reply))).await {
+                return End::Error(e);
             }
         }
+    }
+
+    /// Waits for the next thing to do: output the socket has not taken yet first (nothing else
+    /// happens meanwhile, as a blocked write always made the session wait), then shutdown or
+    /// queued events, input, the deadline.
+    fn poll_step(
+        &mut self,
+        cx: &mut Context<'_>,
+        started: Instant,
+        timer: &mut Option<(Instant, Timer)>,
+    ) -> Poll<Step> {
+        loop {
+            if !self.output.is_empty() {
+                if self.slot.poll_closed(cx).is_ready() {
+                    return Poll::Ready(Step::Abandon);
+                }
+                if let Err(e) = ready!(self.poll_flush(cx)) {
+                    return Poll::Ready(Step::Error(e));
+                }
+            }
+            if let Poll::Ready(w) = self.slot.poll_wait(cx) {
+                return Poll::Ready(Step::Wake(w));
+            }
+            match self.poll_input(cx, Mode::Serve) {
+                Poll::Ready(Step::Blocked) => continue,
+                Poll::Ready(step) => return Poll::Ready(step),
+                Poll::Pending => break,
+            }
+        }
+        match self.deadline(started) {
+            // Logged-in sessions without an idle timeout have no timer at all.
+            None => *timer = None,
+            Some(at) => {
+                if timer.as_ref().map(|(when, _)| *when) != Some(at) {
+                    let t = Timer::new(at.saturating_duration_since(Instant::now()));
+                    *timer = Some((at, t));
+                }
+                if let Some((_, t)) = timer {
+                    if Pin::new(t).poll(cx).is_ready() {
+                        return Poll::Ready(Step::Deadline);
+                    }
+                }
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Routes an event the client sent: to the local sessions and into every ring to another
+    /// shard, waiting only when a ring is full.
+    async fn publish(&mut self, ev: Arc<RoutedEvent>) {
+        let hub = &self.ctx.hub;
+        match hub.publish(&ev) {
+            Routed::Filtered => return,
+            Routed::Done => {}
+            // Boxed: a full ring is the exception, and its wait is larger than the rest.
+            Routed::Blocked(ring) => Box::pin(hub.publish_blocked(ev, ring)).await,
+        }
+        // glommio reads a ready socket without suspending, so a flooding client's task would
+        // otherwise keep the shard until its socket runs dry while the receivers' outboxes
+        // overflow. Yielding lets the sessions it just woke write first.
+        glommio::executor().yield_now().await;
     }
 
     /// The next moment the session must be closed if nothing happens: the earlier of the login
@@ -233,54 +448,122 @@ impl Conn {
             .then(|| started + self.ctx.auth_timeout)
     }
 
-    async fn on_ws_error(&mut self, e: WsError) -> End {
-        match e {
-            WsError::Capacity(_) => {
-                self.ctx.hub.stats().drop_event(DropReason::Oversized, 1);
-                self.close(CloseCode::Size, "message too big").await;
-                End::TooBig
+    /// Handles input until something needs an await (a login, an event to route, a full
+    /// socket, queued events, the end); pending when the socket has nothing more.
+    fn poll_input(&mut self, cx: &mut Context<'_>, mode: Mode) -> Poll<Step> {
+        loop {
+            if self.input_at < self.input.len() {
+                let mut input = std::mem::take(&mut self.input);
+                let (used, step) = self.handle_frames(cx, &mut input[self.input_at..], mode);
+                self.input = input;
+                self.input_at += used;
+                if self.input_at == self.input.len() {
+                    // All handled: give the memory back.
+                    self.input = Vec::new();
+                    self.input_at = 0;
+                }
+                if let Some(step) = step {
+                    return Poll::Ready(step);
+                }
             }
-            WsError::Utf8(_) => {
-                self.close(CloseCode::Invalid, "invalid UTF-8").await;
-                End::BadUtf8
+            let ctx = self.ctx.clone();
+            let mut rx = ctx.io.rx.borrow_mut();
+            let n = match Pin::new(&mut self.stream).poll_read(cx, &mut rx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Step::Failed(WireError::Protocol(
+                        "connection closed without a close frame",
+                    )))
+                }
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Step::Error(e.to_string())),
+            };
+            if self.input.is_empty() {
+                // The usual case: handled where it was read; only what is left is kept.
+                let (used, step) = self.handle_frames(cx, &mut rx[..n], mode);
+                if used < n {
+                    self.input.extend_from_slice(&rx[used..n]);
+                    self.input_at = 0;
+                }
+                if let Some(step) = step {
+                    return Poll::Ready(step);
+                }
+            } else {
+                // The rest of a frame begun earlier: gather it with its start.
+                self.input.drain(..self.input_at);
+                self.input_at = 0;
+                self.input.extend_from_slice(&rx[..n]);
             }
-            WsError::ConnectionClosed | WsError::AlreadyClosed => End::ClientClosed,
-            WsError::Protocol(p) => {
-                self.close(CloseCode::Protocol, "protocol error").await;
-                End::Error(p.to_string())
-            }
-            e => End::Error(e.to_string()),
         }
     }
 
-    async fn on_message(&mut self, msg: Message) -> Result<(), End> {
-        let text = match msg {
-            Message::Text(t) => t,
-            // ws1.md §1: binary frames carry nothing in either dialect.
-            Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
-                return Ok(())
+    /// Handles the whole frames at the front of `buf`; returns how many bytes it used and what
+    /// made it stop, if anything but the end of the frames did.
+    fn handle_frames(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        mode: Mode,
+    ) -> (usize, Option<Step>) {
+        let max = self.ctx.max_message_bytes;
+        let mut used = 0;
+        while used < buf.len() {
+            // Shutdown and queued events come before the next message, as they always did.
+            if mode == Mode::Serve {
+                if let Some(w) = self.slot.ready() {
+                    return (used, Some(Step::Wake(w)));
+                }
             }
-            Message::Close(_) => {
-                // tungstenite has queued the close reply; send it, or the client sees an
-                // abnormal closure (1006) instead of a completed close handshake.
-                let _ = glommio::timer::timeout(CLOSE_TIMEOUT, async {
-                    let _ = self.ws.flush().await;
-                    Ok(())
-                })
-                .await;
-                return Err(End::ClientClosed);
+            let msg = match self.decoder.decode(&mut buf[used..], max) {
+                Err(e) => return (used, Some(Step::Failed(e))),
+                Ok(Decoded::Incomplete) => break,
+                Ok(Decoded::Frame { used: n, msg }) => {
+                    used += n;
+                    msg
+                }
+            };
+            let Some(msg) = msg else { continue };
+            if mode == Mode::Drain {
+                // After our close frame only the client's close matters; no pongs either.
+                if let Incoming::Close(_) = msg {
+                    return (used, Some(Step::ClientClosed));
+                }
+                continue;
             }
-        };
+            self.last_activity = Instant::now();
+            let step = match msg {
+                Incoming::Text(mut text) => self.on_text(cx, &mut text),
+                // ws1.md §1: binary frames carry nothing in either dialect.
+                Incoming::Binary | Incoming::Pong => None,
+                Incoming::Ping(data) => self
+                    .write_frame(cx, |out| framing::encode(out, framing::OP_PONG, data))
+                    .step(),
+                Incoming::Close(close) => {
+                    // Echo the client's close, unless its code is not one a client may send.
+                    let answer = match close {
+                        Some((code, _)) if !framing::close_code_allowed(code) => {
+                            Some((close_code::PROTOCOL, "Protocol violation"))
+                        }
+                        other => other,
+                    };
+                    match self.write_frame(cx, |out| framing::encode_close(out, answer)) {
+                        Wrote::Failed(e) => Some(Step::Error(e)),
+                        Wrote::All | Wrote::Queued => Some(Step::ClientClosed),
+                    }
+                }
+            };
+            if step.is_some() {
+                return (used, step);
+            }
+        }
+        (used, None)
+    }
+
+    /// One text message through the session; replies are written at once.
+    fn on_text(&mut self, cx: &mut Context<'_>, text: &mut [u8]) -> Option<Step> {
         ShardStats::add(&self.ctx.hub.stats().bytes_in, text.len() as u64);
-        let action = {
-            // simd-json parses in place, so the message is copied into the shard's scratch
-            // buffer (tungstenite hands out shared, immutable bytes).
-            let mut scratch = self.ctx.scratch.borrow_mut();
-            scratch.clear();
-            scratch.extend_from_slice(text.as_bytes());
-            self.session
-                .handle_message(&mut scratch, &self.ctx.session_cfg)
-        };
+        // ws2 is parsed in place: the message is in a buffer of ours, unmasked, so no copy.
+        let action = self.session.handle_message(text, &self.ctx.session_cfg);
         if let Some(why) = self.session.take_rejection() {
             self.ctx.hub.stats().drop_event(
                 match why {
@@ -292,21 +575,16 @@ impl Conn {
         }
         let reply = match action {
             Action::None => None,
-            Action::Reply(r) => Some(r),
-            Action::Opened(r) => Some(r),
+            Action::Reply(r) | Action::Opened(r) => Some(r),
             Action::ClearQueue(r) => {
                 self.ctx.hub.clear_outbox(&self.slot);
                 Some(r)
             }
-            // Boxed for the same reason as the handshake: logins are rare, the future is big.
-            Action::Authenticate(creds) => Some(Box::pin(self.login(creds)).await),
-            Action::Publish(ev) => Some(self.publish(ev).await),
+            Action::Authenticate(creds) => return Some(Step::Login(Box::new(creds))),
+            Action::Publish(ev) => return Some(Step::Publish(self.route(ev))),
         };
         self.sync_view();
-        if let Some(r) = reply {
-            self.send_text(r.into()).await?;
-        }
-        Ok(())
+        reply.and_then(|r| self.write_text(cx, &r).step())
     }
 
     async fn login(&mut self, creds: vscp_proto::auth::Credentials) -> String {
@@ -333,19 +611,18 @@ impl Conn {
         }
     }
 
-    async fn publish(&mut self, mut ev: vscp_proto::Event) -> String {
+    /// Stamps an event the client sent and wraps it for routing.
+    fn route(&self, mut ev: vscp_proto::Event) -> Arc<RoutedEvent> {
         let now_us = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
         stamp_event(&mut ev, self.conn_id, now_us, &self.ctx.interface_guid);
         self.ctx.hub.stats().received(self.session.dialect());
-        let routed = Arc::new(RoutedEvent::new(
+        Arc::new(RoutedEvent::new(
             ev,
             crate::hub::Origin::Client(self.conn_id),
-        ));
-        self.ctx.hub.publish(routed).await;
-        self.session.event_reply(PublishOutcome::Accepted)
+        ))
     }
 
     fn sync_view(&self) {
@@ -360,85 +637,188 @@ impl Conn {
         }
     }
 
-    async fn write_outbox(&mut self, batch: &mut Vec<Arc<RoutedEvent>>) -> Result<(), End> {
-        batch.clear();
-        self.slot.take_batch(WRITE_BATCH, batch);
-        self.ctx.hub.taken(batch.len());
-        let dialect = self.session.dialect();
-        let mut bytes = 0u64;
-        for ev in batch.iter() {
-            let text = ev.encoded(dialect);
-            bytes += text.len() as u64;
-            let slot = self.slot.clone();
-            let fed = self.ws.feed(Message::Text(text));
-            futures::pin_mut!(fed);
-            let closed = slot.closed().fuse();
-            futures::pin_mut!(closed);
-            futures::select_biased! {
-                _ = closed => return Err(End::Shutdown),
-                r = fed.fuse() => r.map_err(|e| End::Error(e.to_string()))?,
-            }
-        }
-        self.flush().await?;
-        let stats = self.ctx.hub.stats();
-        let now = Instant::now();
-        for ev in batch.iter() {
-            stats
-                .delivery_latency
-                .observe(now.saturating_duration_since(ev.accepted_at));
-        }
-        stats.delivered(dialect, batch.len() as u64);
-        ShardStats::add(&stats.bytes_out, bytes);
-        batch.clear();
+    /// The rest of an outbox batch the socket did not take at once.
+    async fn finish_batch(&mut self, events: Vec<Arc<RoutedEvent>>, bytes: u64) -> Result<(), End> {
+        self.flush_output().await?;
+        delivered(self.ctx.hub.stats(), self.session.dialect(), &events, bytes);
         Ok(())
     }
 
-    async fn send_text(&mut self, text: tungstenite::Utf8Bytes) -> Result<(), End> {
+    /// Writes queued events (up to [`WRITE_BATCH`] of them, [`WRITE_BATCH_BYTES`]) with one
+    /// write.
+    fn write_batch(&mut self, cx: &mut Context<'_>) -> Batch {
+        let ctx = &*self.ctx;
+        let mut batch = ctx.io.batch.borrow_mut();
+        batch.clear();
+        let dialect = self.session.dialect();
+        let mut tx = ctx.io.tx.borrow_mut();
+        tx.clear();
+        let mut bytes = 0u64;
+        while batch.len() < WRITE_BATCH && tx.len() < WRITE_BATCH_BYTES {
+            let Some(ev) = self.slot.pop() else { break };
+            // Encoded once for the whole server; only the frame header is ours.
+            let text = ev.encoded(dialect);
+            bytes += text.len() as u64;
+            framing::encode(&mut tx, framing::OP_TEXT, text.as_bytes());
+            batch.push(ev);
+        }
+        ctx.hub.taken(batch.len());
+        let wrote = write_now(&mut self.stream, &mut self.output, cx, &tx);
+        match wrote {
+            Wrote::All => {
+                delivered(ctx.hub.stats(), dialect, &batch, bytes);
+                batch.clear();
+                Batch::Written
+            }
+            // The slow path (a client reading slower than its events come): the events are
+            // kept until the socket took them, for the delivery latency.
+            Wrote::Queued => Batch::Queued(batch.drain(..).collect(), bytes),
+            Wrote::Failed(e) => {
+                batch.clear();
+                Batch::Failed(e)
+            }
+        }
+    }
+
+    fn write_text(&mut self, cx: &mut Context<'_>, text: &str) -> Wrote {
         ShardStats::add(&self.ctx.hub.stats().bytes_out, text.len() as u64);
-        let slot = self.slot.clone();
-        let fed = self.ws.feed(Message::Text(text));
-        futures::pin_mut!(fed);
-        let closed = slot.closed().fuse();
-        futures::pin_mut!(closed);
-        futures::select_biased! {
-            _ = closed => return Err(End::Shutdown),
-            r = fed.fuse() => r.map_err(|e| End::Error(e.to_string()))?,
+        self.write_frame(cx, |out| {
+            framing::encode(out, framing::OP_TEXT, text.as_bytes())
+        })
+    }
+
+    /// Frames into the shard's send buffer and writes at once.
+    fn write_frame(&mut self, cx: &mut Context<'_>, frame: impl FnOnce(&mut Vec<u8>)) -> Wrote {
+        let mut tx = self.ctx.io.tx.borrow_mut();
+        tx.clear();
+        frame(&mut tx);
+        write_now(&mut self.stream, &mut self.output, cx, &tx)
+    }
+
+    /// Waits until `output` is written; gives up when the shard closes.
+    async fn flush_output(&mut self) -> Result<(), End> {
+        poll_fn(|cx| {
+            if self.slot.poll_closed(cx).is_ready() {
+                return Poll::Ready(Err(End::Shutdown));
+            }
+            self.poll_flush(cx).map_err(End::Error)
+        })
+        .await
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+        while !self.output.is_empty() {
+            match Pin::new(&mut self.stream).poll_write(cx, &self.output) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err("socket closed".into())),
+                Poll::Ready(Ok(n)) => {
+                    self.output.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.to_string())),
+                Poll::Pending => return Poll::Pending,
+            }
         }
-        self.flush().await
+        // Give the memory back: the next write most likely goes out at once.
+        self.output = Vec::new();
+        Poll::Ready(Ok(()))
     }
 
-    async fn flush(&mut self) -> Result<(), End> {
-        let slot = self.slot.clone();
-        let flush = self.ws.flush();
-        futures::pin_mut!(flush);
-        let closed = slot.closed().fuse();
-        futures::pin_mut!(closed);
-        futures::select_biased! {
-            _ = closed => Err(End::Shutdown),
-            r = flush.fuse() => r.map_err(|e| End::Error(e.to_string())),
-        }
-    }
-
-    /// Sends a close frame and gives the client a moment to answer; a client that does not
-    /// read cannot hold us here.
-    async fn close(&mut self, code: CloseCode, reason: &'static str) {
-        // Boxed: happens once per session, and its timeout future would otherwise be part of
-        // every session's task.
-        Box::pin(self.close_inner(code, reason)).await
-    }
-
-    async fn close_inner(&mut self, code: CloseCode, reason: &'static str) {
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        let ws = &mut self.ws;
-        let _ = glommio::timer::timeout(CLOSE_TIMEOUT, async {
-            let _ = ws.close(Some(frame)).await;
-            // Drain until the client's close arrives (tungstenite then ends the stream).
-            while let Some(Ok(_)) = ws.next().await {}
+    /// Writes what is in `output`, for at most `limit` (a client that does not read cannot
+    /// hold us).
+    async fn flush_within(&mut self, limit: Duration) {
+        let _ = glommio::timer::timeout(limit, async {
+            let _ = poll_fn(|cx| self.poll_flush(cx)).await;
             Ok(())
         })
         .await;
     }
+
+    /// Counts a failure; the session is then closed without waiting for the client's answer,
+    /// as before: its input cannot be trusted any more.
+    fn failure(&self, e: WireError) -> End {
+        match e {
+            WireError::TooBig => {
+                self.ctx.hub.stats().drop_event(DropReason::Oversized, 1);
+                End::TooBig
+            }
+            WireError::BadUtf8 => End::BadUtf8,
+            WireError::Protocol(what) => End::Error(what.to_string()),
+        }
+    }
+
+    /// Sends a close frame and, with `await_reply`, gives the client a moment to answer; a
+    /// client that does not read cannot hold us here.
+    async fn close(&mut self, code: u16, reason: &'static str, await_reply: bool) {
+        // Boxed: happens once per session, and its timeout future would otherwise be part of
+        // every session's task.
+        Box::pin(self.close_inner(code, reason, await_reply)).await
+    }
+
+    async fn close_inner(&mut self, code: u16, reason: &'static str, await_reply: bool) {
+        let _ = glommio::timer::timeout(CLOSE_TIMEOUT, async {
+            let wrote = poll_fn(|cx| {
+                Poll::Ready(
+                    self.write_frame(cx, |out| framing::encode_close(out, Some((code, reason)))),
+                )
+            })
+            .await;
+            let sent = match wrote {
+                Wrote::All => true,
+                Wrote::Queued => poll_fn(|cx| self.poll_flush(cx)).await.is_ok(),
+                Wrote::Failed(_) => false,
+            };
+            if sent && await_reply {
+                // Until the client's close (or the end of its input, or garbage).
+                let _ = poll_fn(|cx| self.poll_input(cx, Mode::Drain)).await;
+            }
+            Ok(())
+        })
+        .await;
+    }
+}
+
+/// The reason sent with the close frame for a failure.
+fn failure_reason(e: WireError) -> &'static str {
+    match e {
+        WireError::TooBig => "message too big",
+        WireError::BadUtf8 => "invalid UTF-8",
+        WireError::Protocol(_) => "protocol error",
+    }
+}
+
+/// Writes `bytes` as far as the socket takes them now; the rest is queued in `output`.
+fn write_now(
+    stream: &mut TcpStream,
+    output: &mut Vec<u8>,
+    cx: &mut Context<'_>,
+    bytes: &[u8],
+) -> Wrote {
+    if !output.is_empty() {
+        // Keeps the order; callers wait for `output` before writing more, so this is rare.
+        output.extend_from_slice(bytes);
+        return Wrote::Queued;
+    }
+    match Pin::new(stream).poll_write(cx, bytes) {
+        Poll::Ready(Ok(n)) if n == bytes.len() => Wrote::All,
+        Poll::Ready(Ok(n)) => {
+            output.extend_from_slice(&bytes[n..]);
+            Wrote::Queued
+        }
+        Poll::Pending => {
+            output.extend_from_slice(bytes);
+            Wrote::Queued
+        }
+        Poll::Ready(Err(e)) => Wrote::Failed(e.to_string()),
+    }
+}
+
+/// Delivery statistics for events the socket has taken.
+fn delivered(stats: &ShardStats, dialect: Dialect, events: &[Arc<RoutedEvent>], bytes: u64) {
+    let now = Instant::now();
+    for ev in events {
+        stats
+            .delivery_latency
+            .observe(now.saturating_duration_since(ev.accepted_at));
+    }
+    stats.delivered(dialect, events.len() as u64);
+    ShardStats::add(&stats.bytes_out, bytes);
 }

@@ -16,11 +16,12 @@
 
 use crate::stats::{DropReason, ShardStats};
 use glommio::channels::shared_channel::ConnectedSender;
+use glommio::GlommioError;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 use tungstenite::Utf8Bytes;
 use vscp_proto::{Dialect, Event, Filter};
@@ -86,12 +87,22 @@ pub struct ReceiveView {
 #[derive(Debug)]
 pub struct Slot {
     pub conn_id: u32,
-    pub dialect: Dialect,
     index: Cell<usize>,
     view: Cell<ReceiveView>,
     outbox: RefCell<VecDeque<Arc<RoutedEvent>>>,
     waker: RefCell<Option<Waker>>,
     closing: Cell<bool>,
+}
+
+/// What [`Hub::publish`] did with an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Routed {
+    /// The driver's out-filter dropped it.
+    Filtered,
+    /// Delivered locally and put into every ring.
+    Done,
+    /// Delivered locally; this ring (and maybe later ones) was full.
+    Blocked(usize),
 }
 
 /// Why a session's wait ended.
@@ -108,33 +119,42 @@ impl Slot {
         self.view.get()
     }
 
-    /// Waits until the outbox has something to write (channel open) or the shard closes.
-    pub fn wait(&self) -> impl std::future::Future<Output = Wake> + '_ {
-        std::future::poll_fn(move |cx| {
-            if self.closing.get() {
-                return Poll::Ready(Wake::Closing);
-            }
-            if self.view.get().open && !self.outbox.borrow().is_empty() {
-                return Poll::Ready(Wake::Outbox);
-            }
-            let mut w = self.waker.borrow_mut();
-            match w.as_ref() {
-                Some(old) if old.will_wake(cx.waker()) => {}
-                _ => *w = Some(cx.waker().clone()),
-            }
-            Poll::Pending
-        })
+    /// What the session should do before reading more input: close (the shard is stopping)
+    /// or write its outbox (events queued and the channel open).
+    pub fn ready(&self) -> Option<Wake> {
+        if self.closing.get() {
+            Some(Wake::Closing)
+        } else if self.view.get().open && !self.outbox.borrow().is_empty() {
+            Some(Wake::Outbox)
+        } else {
+            None
+        }
     }
 
-    /// Waits until the shard closes.
-    pub fn closed(&self) -> impl std::future::Future<Output = ()> + '_ {
-        std::future::poll_fn(move |cx| {
-            if self.closing.get() {
-                return Poll::Ready(());
-            }
-            *self.waker.borrow_mut() = Some(cx.waker().clone());
-            Poll::Pending
-        })
+    /// [`Self::ready`], or registers the task to be woken when it will be.
+    pub fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<Wake> {
+        if let Some(w) = self.ready() {
+            return Poll::Ready(w);
+        }
+        self.register(cx);
+        Poll::Pending
+    }
+
+    /// Ready once the shard closes.
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.closing.get() {
+            return Poll::Ready(());
+        }
+        self.register(cx);
+        Poll::Pending
+    }
+
+    fn register(&self, cx: &mut Context<'_>) {
+        let mut w = self.waker.borrow_mut();
+        match w.as_ref() {
+            Some(old) if old.will_wake(cx.waker()) => {}
+            _ => *w = Some(cx.waker().clone()),
+        }
     }
 
     pub fn is_closing(&self) -> bool {
@@ -147,11 +167,9 @@ impl Slot {
         }
     }
 
-    /// Takes up to `max` queued events.
-    pub fn take_batch(&self, max: usize, out: &mut Vec<Arc<RoutedEvent>>) {
-        let mut q = self.outbox.borrow_mut();
-        let n = q.len().min(max);
-        out.extend(q.drain(..n));
+    /// Takes the oldest queued event.
+    pub fn pop(&self) -> Option<Arc<RoutedEvent>> {
+        self.outbox.borrow_mut().pop_front()
     }
 
     fn queued(&self) -> usize {
@@ -213,11 +231,10 @@ impl Hub {
         self.peers.borrow_mut().push((Rc::new(peer), is_shard));
     }
 
-    pub fn register(&self, conn_id: u32, dialect: Dialect) -> Rc<Slot> {
+    pub fn register(&self, conn_id: u32) -> Rc<Slot> {
         let mut slots = self.slots.borrow_mut();
         let slot = Rc::new(Slot {
             conn_id,
-            dialect,
             index: Cell::new(slots.len()),
             view: Cell::new(ReceiveView::default()),
             outbox: RefCell::new(VecDeque::new()),
@@ -271,28 +288,39 @@ impl Hub {
     }
 
     /// Routes an event accepted from a local client: driver out-filter, local sessions, then
-    /// every other shard (waiting for ring space, see module docs). Returns false when the
-    /// driver-level filter dropped it.
-    pub async fn publish(&self, ev: Arc<RoutedEvent>) -> bool {
+    /// every other shard, without waiting. A full ring is left to [`Hub::publish_blocked`]
+    /// (see the module docs); the caller waits there so that the common case allocates and
+    /// keeps nothing.
+    pub fn publish(&self, ev: &Arc<RoutedEvent>) -> Routed {
         if !self.out_filter.matches(&ev.event) {
             self.stats.drop_event(DropReason::Filter, 1);
-            return false;
+            return Routed::Filtered;
         }
-        self.deliver(&ev);
-        // One peer at a time, so no RefCell borrow is held across an await and nothing is
-        // allocated per event (the list is fixed once the shard has started).
+        self.deliver(ev);
+        // The list is fixed once the shard has started; no borrow is held past a send.
         let count = self.peers.borrow().len();
         for i in 0..count {
+            let (peer, is_shard) = self.peers.borrow()[i].clone();
+            match peer.try_send(ev.clone()) {
+                Ok(()) if is_shard => ShardStats::add(&self.stats.ring_sent, 1),
+                Ok(()) => {}
+                Err(GlommioError::WouldBlock(_)) => return Routed::Blocked(i),
+                // The receiving side is gone (shutting down): nothing to wait for.
+                Err(_) => {}
+            }
+        }
+        Routed::Done
+    }
+
+    /// Finishes [`Hub::publish`] from the full ring `from` on, waiting for room in each.
+    pub async fn publish_blocked(&self, ev: Arc<RoutedEvent>, from: usize) {
+        let count = self.peers.borrow().len();
+        for i in from..count {
             let (peer, is_shard) = self.peers.borrow()[i].clone();
             if peer.send(ev.clone()).await.is_ok() && is_shard {
                 ShardStats::add(&self.stats.ring_sent, 1);
             }
         }
-        // glommio reads a ready socket without suspending, so a flooding client's task would
-        // otherwise keep the shard until its socket runs dry while the receivers' outboxes
-        // overflow. Yielding lets the sessions it just woke write first.
-        glommio::executor().yield_now().await;
-        true
     }
 
     /// Hands an event to every local session that should get it.

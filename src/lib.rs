@@ -8,6 +8,8 @@
 //! - [`server`]: starts the shards and the rings between them, stops them;
 //! - [`shard`]: a shard's accept loop, its [`hub`] and shared per-shard context;
 //! - [`conn`]: one websocket connection driving a `vscp_proto::Session`;
+//! - [`handshake`]: the HTTP upgrade (tungstenite parses and answers; no I/O);
+//! - [`framing`]: RFC 6455 frames after the upgrade (decode client frames, encode ours);
 //! - [`hub`]: fan-out of events to local sessions and to the other shards' rings;
 //! - [`credentials`]: password checks off the hot path with a verified-credential cache;
 //! - [`config`]: the driver configuration file;
@@ -19,6 +21,8 @@
 pub mod config;
 pub mod conn;
 pub mod credentials;
+pub mod framing;
+pub mod handshake;
 pub mod http;
 pub mod hub;
 pub mod limits;

@@ -7,7 +7,6 @@ use crate::stats::{RejectReason, ShardStats};
 use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 use glommio::net::TcpListener;
 use glommio::sync::Gate;
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -34,8 +33,8 @@ pub struct ShardCtx {
     pub auth_timeout: Duration,
     pub idle_timeout: Duration,
     pub interface_guid: Guid,
-    /// Reused for in-place JSON parsing; never borrowed across an await.
-    pub scratch: RefCell<Vec<u8>>,
+    /// The shard's receive and send buffers, shared by all its connections.
+    pub io: crate::conn::IoBuffers,
     rng: ring::rand::SystemRandom,
 }
 
@@ -142,7 +141,7 @@ pub async fn run(setup: ShardSetup) {
         auth_timeout: settings.auth_timeout,
         idle_timeout: settings.idle_timeout,
         interface_guid: settings.interface_guid,
-        scratch: RefCell::new(Vec::with_capacity(4096)),
+        io: crate::conn::IoBuffers::new(),
         rng: ring::rand::SystemRandom::new(),
     });
     let mut ring_tasks = Vec::new();
@@ -264,22 +263,35 @@ async fn accept_loop(
             }
             continue;
         }
-        let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let ctx2 = ctx.clone();
-        let shared2 = shared.clone();
-        let fut = async move {
-            crate::conn::serve(stream, peer, ctx2, conn_id).await;
-            shared2.clients.fetch_sub(1, Ordering::AcqRel);
-        };
-        let spawned = gate.spawn(fut);
-        if spawned.is_err() {
+        let Ok(pass) = gate.enter() else {
             // The gate is closing: we are shutting down.
             shared.clients.fetch_sub(1, Ordering::AcqRel);
             return;
-        }
-        if let Ok(task) = spawned {
-            task.detach();
-        }
+        };
+        let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let held = ClientSlot {
+            shared: shared.clone(),
+            _pass: pass,
+        };
+        // Spawned directly rather than with `Gate::spawn`, whose wrapper future would hold the
+        // connection's future twice (the captured one and the one being awaited) for the
+        // session's whole life; the pass in `held` keeps the gate waiting all the same.
+        glommio::spawn_local(crate::conn::serve(stream, peer, ctx.clone(), conn_id, held)).detach();
+    }
+}
+
+/// What a connection holds while it lives: one of the `max-clients` slots and a pass through
+/// the shard's gate (shutdown waits for every pass). Both are given back when it is dropped,
+/// however the connection ends.
+#[derive(Debug)]
+pub struct ClientSlot {
+    shared: Arc<Shared>,
+    _pass: glommio::sync::Pass,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.shared.clients.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

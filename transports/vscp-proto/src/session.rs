@@ -111,8 +111,10 @@ pub enum EventRejection {
 pub struct Session {
     dialect: Dialect,
     state: State,
+    /// The current challenge. Its hex form is built when sent (greeting, CHALLENGE) rather
+    /// than kept: a session lives for days and is sent its SID once or twice, and servers hold
+    /// tens of thousands of idle sessions.
     sid: [u8; 16],
-    sid_hex: String,
     user: Option<Arc<User>>,
     filter: Filter,
     rejection: Option<EventRejection>,
@@ -125,7 +127,6 @@ impl Session {
             dialect,
             state: State::Connected,
             sid,
-            sid_hex: auth::hex_upper(&sid),
             user: None,
             filter: Filter::ALL_PASS,
             rejection: None,
@@ -162,11 +163,15 @@ impl Session {
         self.state != State::Connected && self.user.as_ref().is_some_and(|u| u.can_receive())
     }
 
+    fn sid_hex(&self) -> String {
+        auth::hex_upper(&self.sid)
+    }
+
     /// The challenge message sent right after the upgrade.
     pub fn greeting(&self) -> String {
         match self.dialect {
-            Dialect::Ws1 => ws1::auth0(&self.sid_hex),
-            Dialect::Ws2 => ws2::auth0(&self.sid_hex),
+            Dialect::Ws1 => ws1::auth0(&self.sid_hex()),
+            Dialect::Ws2 => ws2::auth0(&self.sid_hex()),
         }
     }
 
@@ -195,7 +200,7 @@ impl Session {
         let fail = |code| Action::Reply(ws1::negative(&name, code));
         match name.as_str() {
             "NOOP" => reply(&[]),
-            "CHALLENGE" => Action::Reply(ws1::auth0(&self.sid_hex)),
+            "CHALLENGE" => Action::Reply(ws1::auth0(&self.sid_hex())),
             "AUTH" => {
                 // ws1.md §4.3 steps 1–5: shape errors are syntax errors and do not rotate the SID.
                 let (Some(iv), Some(crypto)) = (args.first(), args.get(1)) else {
@@ -317,7 +322,7 @@ impl Session {
         let fail = |code| Action::Reply(ws2::negative(&name, code));
         match name.as_str() {
             "NOOP" => ok("null"),
-            "CHALLENGE" => ok(&ws2::challenge_args(&self.sid_hex)),
+            "CHALLENGE" => ok(&ws2::challenge_args(&self.sid_hex())),
             "AUTH" => {
                 let Args::Auth { iv, crypto } = args else {
                     return fail(errors::PARSE);
@@ -453,7 +458,6 @@ impl Session {
                 self.user = None;
                 self.filter = Filter::ALL_PASS;
                 self.sid = new_sid;
-                self.sid_hex = auth::hex_upper(&new_sid);
                 match self.dialect {
                     Dialect::Ws1 => ws1::negative("AUTH", errors::NOT_AUTHORISED),
                     Dialect::Ws2 => ws2::negative("AUTH", errors::NOT_AUTHORISED),
