@@ -1,9 +1,10 @@
 //! RFC 6455 framing for the server side, without I/O: decodes client frames from bytes the
 //! caller read, and encodes server frames into a buffer the caller writes.
 //!
-//! tungstenite does the HTTP upgrade; after it the connection speaks through this module
-//! instead of tungstenite's codec, whose read and write buffers (and async-tungstenite's waker
-//! proxies) live as long as the connection. A server holds tens of thousands of sessions that
+//! tungstenite does the HTTP upgrade and remains the frame codec (header parsing and
+//! formatting); what this module replaces is tungstenite's *connection* (`WebSocket`,
+//! `FrameCodec`), whose read and write buffers (and async-tungstenite's waker proxies) live as
+//! long as the connection. A server holds tens of thousands of sessions that
 //! are silent nearly all the time, so the connection (`conn.rs`) reads into one buffer per shard
 //! and a session keeps bytes of its own only while a frame or a fragmented message is
 //! incomplete.
@@ -12,7 +13,10 @@
 //! before): a frame or message over the size limit is 1009, text that is not UTF-8 is 1007,
 //! anything else RFC 6455 forbids is 1002.
 
+use std::io::Cursor;
 use std::ops::{Deref, DerefMut};
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tungstenite::protocol::frame::FrameHeader;
 
 pub const OP_CONTINUE: u8 = 0x0;
 pub const OP_TEXT: u8 = 0x1;
@@ -117,9 +121,15 @@ impl Decoder {
     /// Decodes the frame at the front of `buf` (unmasking it in place). `max` limits both a
     /// frame's payload and a whole message.
     pub fn decode<'a>(&mut self, buf: &'a mut [u8], max: usize) -> Result<Decoded<'a>, WireError> {
-        let Some((head, len, mask)) = parse_header(buf) else {
-            return Ok(Decoded::Incomplete);
+        // The header is tungstenite's codec; only the buffers around it are ours.
+        let mut cursor = Cursor::new(&*buf);
+        let (header, len) = match FrameHeader::parse(&mut cursor) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return Ok(Decoded::Incomplete),
+            // The only error of a header parse: a reserved opcode.
+            Err(_) => return Err(WireError::Protocol("reserved opcode")),
         };
+        let head = cursor.position() as usize;
         // Refused as soon as the header is known, like tungstenite: no point reading the rest.
         if len > max as u64 {
             return Err(WireError::TooBig);
@@ -129,33 +139,41 @@ impl Decoder {
         if buf.len() < used {
             return Ok(Decoded::Incomplete);
         }
-        let (first, payload) = (buf[0], &mut buf[head..used]);
-        let Some(mask) = mask else {
+        let Some(mask) = header.mask else {
             return Err(WireError::Protocol("unmasked frame from a client"));
         };
-        if first & 0x70 != 0 {
+        if header.rsv1 || header.rsv2 || header.rsv3 {
             return Err(WireError::Protocol(
                 "reserved bits set without an extension",
             ));
         }
-        let fin = first & 0x80 != 0;
-        let opcode = first & 0x0F;
+        let payload = &mut buf[head..used];
         unmask(payload, mask);
-        let msg = if opcode >= OP_CLOSE {
-            if !fin {
-                return Err(WireError::Protocol("fragmented control frame"));
+        let msg = match header.opcode {
+            OpCode::Control(control) => {
+                if !header.is_final {
+                    return Err(WireError::Protocol("fragmented control frame"));
+                }
+                if len > 125 {
+                    return Err(WireError::Protocol("control frame over 125 bytes"));
+                }
+                match control {
+                    Control::Close => Some(Incoming::Close(parse_close(payload)?)),
+                    Control::Ping => Some(Incoming::Ping(payload)),
+                    Control::Pong => Some(Incoming::Pong),
+                    // Refused by the header parse already.
+                    Control::Reserved(_) => return Err(WireError::Protocol("reserved opcode")),
+                }
             }
-            if len > 125 {
-                return Err(WireError::Protocol("control frame over 125 bytes"));
+            OpCode::Data(data) => {
+                let opcode = match data {
+                    Data::Continue => OP_CONTINUE,
+                    Data::Text => OP_TEXT,
+                    Data::Binary => OP_BINARY,
+                    Data::Reserved(_) => return Err(WireError::Protocol("reserved opcode")),
+                };
+                self.data_frame(opcode, header.is_final, payload, max)?
             }
-            match opcode {
-                OP_CLOSE => Some(Incoming::Close(parse_close(payload)?)),
-                OP_PING => Some(Incoming::Ping(payload)),
-                OP_PONG => Some(Incoming::Pong),
-                _ => return Err(WireError::Protocol("reserved control opcode")),
-            }
-        } else {
-            self.data_frame(opcode, fin, payload, max)?
         };
         Ok(Decoded::Frame { used, msg })
     }
@@ -205,28 +223,6 @@ fn complete(opcode: u8, payload: Payload<'_>) -> Result<Option<Incoming<'_>>, Wi
     Ok(Some(Incoming::Text(payload)))
 }
 
-/// Header length, payload length and masking key of the frame at the front of `buf`, once the
-/// whole header is there.
-fn parse_header(buf: &[u8]) -> Option<(usize, u64, Option<[u8; 4]>)> {
-    let second = *buf.get(1)?;
-    let (mut head, len) = match second & 0x7F {
-        126 => (
-            4,
-            u64::from(u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?)),
-        ),
-        127 => (10, u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)),
-        n => (2, u64::from(n)),
-    };
-    let mask = if second & 0x80 != 0 {
-        let key: [u8; 4] = buf.get(head..head + 4)?.try_into().ok()?;
-        head += 4;
-        Some(key)
-    } else {
-        None
-    };
-    Some((head, len, mask))
-}
-
 /// A close frame's code and reason (RFC 6455 §5.5.1): none, or a 2-byte code and UTF-8 text.
 fn parse_close(payload: &[u8]) -> Result<Option<(u16, &str)>, WireError> {
     match payload {
@@ -261,20 +257,16 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     }
 }
 
-/// Appends one final, unmasked server frame.
+/// Appends one final, unmasked server frame (header by tungstenite's codec).
 pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    let len = payload.len();
-    out.reserve(len + 10);
-    out.push(0x80 | opcode);
-    if len < 126 {
-        out.push(len as u8);
-    } else if len <= usize::from(u16::MAX) {
-        out.push(126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
+    out.reserve(payload.len() + 10);
+    let header = FrameHeader {
+        is_final: true,
+        opcode: OpCode::from(opcode),
+        ..FrameHeader::default()
+    };
+    // Formatting into a Vec cannot fail.
+    let _ = header.format(payload.len() as u64, out);
     out.extend_from_slice(payload);
 }
 
@@ -418,14 +410,8 @@ mod tests {
                 vec![0x81, 0x02, b'h', b'i'],
                 WireError::Protocol("unmasked frame from a client"),
             ),
-            (
-                frame(0x83, b"x"),
-                WireError::Protocol("reserved data opcode"),
-            ),
-            (
-                frame(0x8B, b""),
-                WireError::Protocol("reserved control opcode"),
-            ),
+            (frame(0x83, b"x"), WireError::Protocol("reserved opcode")),
+            (frame(0x8B, b""), WireError::Protocol("reserved opcode")),
             (
                 frame(0xC1, b"x"),
                 WireError::Protocol("reserved bits set without an extension"),
