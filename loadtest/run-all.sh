@@ -78,14 +78,24 @@ cat > "$WORK/websocksrv.json" <<JSON
   }
 }
 JSON
-"$SERVER" --config "$WORK/websocksrv.json" > "$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-PIDS+=($SERVER_PID)
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$M_PORT/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-curl -sf "http://127.0.0.1:$M_PORT/readyz" >/dev/null || { cat "$WORK/server.log"; echo "server not ready" >&2; exit 1; }
+# Memory per session is read as the server's RSS growth, so each idle run gets a fresh server
+# (memory freed by earlier runs would be reused and hide the cost).
+SERVER_PID=""
+start_server() {
+    if [[ -n "$SERVER_PID" ]]; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    "$SERVER" --config "$WORK/websocksrv.json" >> "$WORK/server.log" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=($SERVER_PID)
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$M_PORT/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    cat "$WORK/server.log"; echo "server not ready" >&2; exit 1
+}
+start_server
 
 LG=("$LOADGEN" --addr "127.0.0.1:$WS_PORT")
 QUIET=(); [[ $MODE == smoke ]] && QUIET=(--quiet)
@@ -102,11 +112,15 @@ echo "machine: $(nproc) cores, $(uname -r); results: $OUT"
 run storm storm --clients "$STORM_CLIENTS" --rate "$STORM_RATE" --concurrency 1000
 if [[ $MODE == smoke ]]; then
     # The ws2 path once: log-in replies and NOOP probes in REF's JSON layout.
+    start_server
     run idle idle --sessions "$IDLE" --rate 2000 --concurrency 500 --server-pid "$SERVER_PID" --hold 5 --settle 3 --dialect ws2
 else
+    start_server
     run idle idle --sessions "$IDLE" --rate 2000 --concurrency 500 --server-pid "$SERVER_PID" --hold 5 --settle 3
+    start_server
     run idle-ws2 idle --sessions "$IDLE" --rate 2000 --concurrency 500 --server-pid "$SERVER_PID" --hold 5 --settle 3 --dialect ws2
 fi
+start_server
 if [[ $MODE == smoke ]]; then
     run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both --server-pid $SERVER_PID
 else
