@@ -30,6 +30,8 @@ const BURST: u64 = 64;
 /// After publishing stops, how long deliveries may keep arriving before the rest count as lost.
 const DRAIN_IDLE: Duration = Duration::from_secs(2);
 const DRAIN_MAX: Duration = Duration::from_secs(15);
+/// How long a publisher waits for the acks of its last events before it closes.
+const ACK_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub enum Target {
@@ -412,45 +414,74 @@ async fn publish_loop(
     match client {
         Sub::Vscp(ws) => {
             let (mut tx, mut rx) = ws.split();
-            // The server acknowledges every event; read the acks concurrently so the socket
-            // never backs up, and count the negative ones.
+            let sending = Cell::new(true);
+            let acked = Cell::new(0u64);
+            // The server acknowledges every event; the acks are read concurrently so the socket
+            // never backs up (negative ones counted), and once publishing is over until every
+            // event has its answer: closing with acks unread makes the kernel reset the
+            // connection, and the server may then drop events it had not handled yet.
             let acks = async {
-                while let Some(Ok(m)) = rx.next().await {
-                    if let Message::Text(t) = m {
-                        if t.starts_with("-;") {
-                            out.borrow_mut().negative_acks += 1;
+                let mut finished_at: Option<Instant> = None;
+                loop {
+                    if !sending.get() {
+                        if acked.get() >= sent.get() {
+                            return true;
                         }
+                        if finished_at.get_or_insert_with(Instant::now).elapsed() > ACK_WAIT {
+                            return true;
+                        }
+                    }
+                    let next = glommio::timer::timeout(Duration::from_millis(50), async {
+                        Ok(rx.next().await)
+                    });
+                    match next.await {
+                        Ok(Some(Ok(Message::Text(t)))) => {
+                            if t.starts_with("-;") {
+                                out.borrow_mut().negative_acks += 1;
+                                acked.set(acked.get() + 1);
+                            } else if t.starts_with("+;EVENT") {
+                                acked.set(acked.get() + 1);
+                            }
+                        }
+                        Ok(Some(Ok(_))) => {}
+                        // Closed by the server (an error while still sending).
+                        Ok(Some(Err(_)) | None) => return !sending.get(),
+                        Err(_) => {}
                     }
                 }
             };
             let send = async {
-                while Instant::now() < end {
-                    let target = due();
-                    let mut n = 0;
-                    while sent.get() < target && n < BURST {
-                        tx.feed(Message::text(ws1_event(clock.now_nanos(), p.data_len)))
-                            .await?;
-                        sent.set(sent.get() + 1);
-                        Live::add(&live.sent, 1);
-                        n += 1;
+                let r = async {
+                    while Instant::now() < end {
+                        let target = due();
+                        let mut n = 0;
+                        while sent.get() < target && n < BURST {
+                            tx.feed(Message::text(ws1_event(clock.now_nanos(), p.data_len)))
+                                .await?;
+                            sent.set(sent.get() + 1);
+                            Live::add(&live.sent, 1);
+                            n += 1;
+                        }
+                        tx.flush().await?;
+                        if p.rate > 0 && sent.get() >= due() {
+                            glommio::timer::sleep(next_gap(per_publisher)).await;
+                        } else if n == 0 {
+                            glommio::executor().yield_task_queue_now().await;
+                        }
                     }
-                    tx.flush().await?;
-                    if p.rate > 0 && sent.get() >= due() {
-                        glommio::timer::sleep(next_gap(per_publisher)).await;
-                    } else if n == 0 {
-                        glommio::executor().yield_task_queue_now().await;
-                    }
+                    anyhow::Ok(())
                 }
-                anyhow::Ok(())
+                .await;
+                sending.set(false);
+                r
             };
-            futures::pin_mut!(acks, send);
-            // Publishing ends the race; the acks still in flight are left to the stop.
-            let r = futures::future::select(send, acks).await;
             let _ = coord;
-            match r {
-                futures::future::Either::Left((r, _)) => r,
-                futures::future::Either::Right(_) => bail!("the server closed the publisher"),
+            let (sent_ok, acks_ok) = futures::future::join(send, acks).await;
+            sent_ok?;
+            if !acks_ok {
+                bail!("the server closed the publisher");
             }
+            Ok(())
         }
         Sub::Mqtt(mut c) => {
             let mut payload = vec![0u8; p.payload_len.max(8)];
