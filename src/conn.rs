@@ -322,7 +322,10 @@ impl Conn {
                                 return end;
                             }
                         }
-                        Batch::Failed(e) => return End::Error(e),
+                        Batch::Failed(e) => {
+                            Box::pin(self.publish_what_was_read()).await;
+                            return End::Error(e);
+                        }
                     }
                     continue;
                 }
@@ -361,10 +364,14 @@ impl Conn {
                     return end;
                 }
                 Step::Blocked => continue,
-                Step::Error(e) => return End::Error(e),
+                Step::Error(e) => {
+                    Box::pin(self.publish_what_was_read()).await;
+                    return End::Error(e);
+                }
             };
             // Written now, or left in `output` for the next step to finish.
             if let Wrote::Failed(e) = poll_fn(|cx| Poll::Ready(self.write_text(cx, &reply))).await {
+                Box::pin(self.publish_what_was_read()).await;
                 return End::Error(e);
             }
         }
@@ -417,6 +424,34 @@ impl Conn {
 
     /// Routes an event the client sent: to the local sessions and into every ring to another
     /// shard, waiting only when a ring is full.
+    /// The peer is gone (a reply could not be written), but events it sent before it went
+    /// are already in our buffer: a device that sends and drops the connection without reading
+    /// the acks (its kernel then resets) must not lose them. Whole frames left in the input are
+    /// handled for their events only; replies and everything else are dropped with the peer.
+    async fn publish_what_was_read(&mut self) {
+        let max = self.ctx.max_message_bytes;
+        let mut input = std::mem::take(&mut self.input);
+        let mut at = self.input_at;
+        while at < input.len() {
+            let Ok(Decoded::Frame { used, msg }) = self.decoder.decode(&mut input[at..], max)
+            else {
+                break;
+            };
+            at += used;
+            let Some(Incoming::Text(mut text)) = msg else {
+                continue;
+            };
+            let action = self
+                .session
+                .handle_message(&mut text, &self.ctx.session_cfg);
+            let _ = self.session.take_rejection();
+            if let Action::Publish(ev) = action {
+                let routed = self.route(ev);
+                self.publish(routed).await;
+            }
+        }
+    }
+
     async fn publish(&mut self, ev: Arc<RoutedEvent>) {
         let hub = &self.ctx.hub;
         match hub.publish(&ev) {

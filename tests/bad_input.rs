@@ -589,3 +589,40 @@ fn abrupt_disconnects_do_not_disturb_others() {
         == 2));
     stop(srv, by.into_clients());
 }
+
+/// A device that sends a burst of events and drops the connection without reading the acks
+/// (its kernel then answers with a reset): the events it sent before it went still reach the
+/// other sessions, although the server can no longer write their acks.
+#[test]
+fn events_sent_before_a_reset_are_delivered() {
+    const N: usize = 200;
+    let fx = Fixture::new("bad-reset-after-burst");
+    let srv = fx.start(json!({}));
+    let addr = srv.local_addr();
+    let mut sub = connect(addr, "/ws1");
+    sub.login_open("admin", "secret");
+    let mut publ = connect(addr, "/ws1");
+    publ.login_open("admin", "secret");
+    let mut burst = Vec::new();
+    for i in 0..N {
+        let line = format!("E;0,20,3,0,,0,-,{},{}", i / 256, i % 256);
+        burst.extend(raw_frame(0x81, line.as_bytes()));
+    }
+    publ.send_raw(&burst);
+    // SO_LINGER 0: close() sends a reset instead of a FIN.
+    let sock = socket2::SockRef::from(publ.ws.get_ref());
+    sock.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(publ);
+    let mut got = [false; N];
+    for _ in 0..N {
+        let ev = sub.recv_event();
+        let data: Vec<usize> = ev
+            .split(',')
+            .skip(7)
+            .map(|b| usize::from_str_radix(b.trim().trim_start_matches("0x"), 16).unwrap())
+            .collect();
+        got[data[0] * 256 + data[1]] = true;
+    }
+    assert!(got.iter().all(|&g| g), "every event of the burst arrives");
+    stop(srv, vec![sub]);
+}
