@@ -203,10 +203,12 @@ impl Clock {
 /// A ws1 `E;` command whose first 8 data bytes are the send time (big-endian nanoseconds),
 /// padded with zero bytes to `data_len` data bytes (at least 8).
 pub fn ws1_event(nanos: u64, data_len: usize) -> String {
+    use std::fmt::Write;
     let mut s = String::with_capacity(32 + 5 * data_len);
     s.push_str("E;0,20,3,0,,0,-");
     for b in nanos.to_be_bytes() {
-        s.push_str(&format!(",0x{b:02X}"));
+        // Into the string directly: this runs for every event a publisher sends.
+        let _ = write!(s, ",0x{b:02X}");
     }
     for _ in 8..data_len {
         s.push_str(",0x00");

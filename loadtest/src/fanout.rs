@@ -323,20 +323,12 @@ async fn coordinate(p: &Params, line: &StartLine, coord: &Coord, live: &Live, cl
     while coord.publishing_done.load(Ordering::Acquire) < p.publishers as u64 {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
-    let expected = || Live::get(&live.sent) * p.subscribers as u64;
-    let drain_start = Instant::now();
-    let mut last_count = Live::get(&live.received);
-    let mut last_change = Instant::now();
-    while Live::get(&live.received) < expected() && drain_start.elapsed() < DRAIN_MAX {
-        glommio::timer::sleep(Duration::from_millis(20)).await;
-        let now = Live::get(&live.received);
-        if now != last_count {
-            last_count = now;
-            last_change = Instant::now();
-        } else if last_change.elapsed() > DRAIN_IDLE {
-            break;
-        }
-    }
+    live.drain(
+        || Live::get(&live.sent) * p.subscribers as u64,
+        DRAIN_IDLE,
+        DRAIN_MAX,
+    )
+    .await;
     coord.stop.store(true, Ordering::Release);
 }
 

@@ -153,18 +153,8 @@ async fn run_inner(p: Params, live: Arc<Live>, clock: Clock) -> Result<(Latency,
     for t in tasks {
         t.await?;
     }
-    let drain_start = Instant::now();
-    let mut last_count = Live::get(&live.received);
-    let mut last_change = Instant::now();
-    while Live::get(&live.received) < Live::get(&live.sent) && drain_start.elapsed() < DRAIN_MAX {
-        glommio::timer::sleep(Duration::from_millis(20)).await;
-        let now = Live::get(&live.received);
-        if now != last_count {
-            (last_count, last_change) = (now, Instant::now());
-        } else if last_change.elapsed() > DRAIN_IDLE {
-            break;
-        }
-    }
+    live.drain(|| Live::get(&live.sent), DRAIN_IDLE, DRAIN_MAX)
+        .await;
     stop.store(true, Ordering::Release);
     // SAFETY: the subscriber's socket is still open (owned by the receiver task); shutting it
     // down wakes the receiver so it can return its counts.

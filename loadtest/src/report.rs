@@ -56,6 +56,23 @@ pub struct Live {
 }
 
 impl Live {
+    /// After publishing: waits until `expected()` deliveries have arrived, or none arrived for
+    /// `idle`, or `max` has passed; what is still missing then counts as lost.
+    pub async fn drain(&self, expected: impl Fn() -> u64, idle: Duration, max: Duration) {
+        let start = Instant::now();
+        let mut last_count = Live::get(&self.received);
+        let mut last_change = start;
+        while Live::get(&self.received) < expected() && start.elapsed() < max {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+            let now = Live::get(&self.received);
+            if now != last_count {
+                (last_count, last_change) = (now, Instant::now());
+            } else if last_change.elapsed() > idle {
+                break;
+            }
+        }
+    }
+
     pub fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
     }

@@ -1,7 +1,7 @@
 //! The generator's runtime: one glommio executor per thread, clients dealt round-robin to them,
 //! and the process-wide knobs a load generator needs (open-file limit, start barrier).
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -96,5 +96,16 @@ impl StartLine {
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
         !self.aborted()
+    }
+}
+
+/// `fut` under a deadline; running out of time is an error saying so ("timed out ...").
+pub async fn within<T>(limit: Duration, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    futures::pin_mut!(fut);
+    let timer = glommio::timer::sleep(limit);
+    futures::pin_mut!(timer);
+    match futures::future::select(fut, timer).await {
+        futures::future::Either::Left((r, _)) => r,
+        futures::future::Either::Right(_) => bail!("timed out after {limit:?}"),
     }
 }

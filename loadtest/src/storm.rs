@@ -5,7 +5,7 @@
 
 use crate::client::{open_session, read_text, tcp_connect, ws2_type, Dialect, Login, Sources, Ws};
 use crate::report::{rss_bytes, Latency, Live, Progress};
-use crate::rt::run_on_threads;
+use crate::rt::{run_on_threads, within};
 use anyhow::Result;
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -173,15 +173,11 @@ async fn per_thread(
             let start = Instant::now();
             coord.first_start.lock().unwrap().get_or_insert(start);
             Live::add(&live.started, 1);
-            let opened = glommio::timer::timeout(OPEN_TIMEOUT, async {
-                let stream = tcp_connect(sources.pick(), p2.addr)
-                    .await
-                    .map_err(|e| glommio::GlommioError::IoError(std::io::Error::other(e)))?;
+            let opened = within(OPEN_TIMEOUT, async {
+                let stream = tcp_connect(sources.pick(), p2.addr).await?;
                 // Held sessions keep this chunk for their life; storm sessions close at once.
                 let chunk = if p2.hold.is_some() { 256 } else { 4096 };
-                open_session(stream, &host, p2.dialect, &p2.login, chunk)
-                    .await
-                    .map_err(|e| glommio::GlommioError::IoError(std::io::Error::other(e)))
+                open_session(stream, &host, p2.dialect, &p2.login, chunk).await
             })
             .await;
             in_flight.set(in_flight.get() - 1);
@@ -251,13 +247,9 @@ async fn per_thread(
                     Dialect::Ws1 => "C;NOOP".to_string(),
                     Dialect::Ws2 => r#"{"type":"CMD","command":"NOOP","args":null}"#.to_string(),
                 };
-                let ok = glommio::timer::timeout(Duration::from_secs(20), async {
-                    ws.send(Message::text(noop))
-                        .await
-                        .map_err(|e| glommio::GlommioError::IoError(std::io::Error::other(e)))?;
-                    read_text(&mut ws)
-                        .await
-                        .map_err(|e| glommio::GlommioError::IoError(std::io::Error::other(e)))
+                let ok = within(Duration::from_secs(20), async {
+                    ws.send(Message::text(noop)).await?;
+                    read_text(&mut ws).await
                 })
                 .await
                 .is_ok_and(|r| r.starts_with("+;NOOP") || ws2_type(&r) == Some("+"));
