@@ -1,14 +1,17 @@
-//! One websocket connection: the HTTP upgrade ([`crate::handshake`]), then RFC 6455 frames
-//! ([`crate::framing`]) between the socket and the sans-IO [`vscp_proto::Session`].
+//! One client connection, whatever its transport: the handshake, then messages between the
+//! socket and the sans-IO [`vscp_proto::Session`]. The transport (`vscp_transport::Transport`,
+//! e.g. `vscp_ws::WsTransport`) turns bytes into messages and back; this driver owns the
+//! socket, the shard's buffers, the hub slot, logins, publishing and the deadlines, so every
+//! transport gets them the same way.
 //!
 //! Idle sessions are what a server holds most of, so what a session keeps while it waits is
 //! kept small (about 1.4 KiB each as `loadtest/idle_rss.py` measures it, most of that being
 //! glommio's task and the poll it keeps armed on the socket):
 //! - input is read into the shard's receive buffer and handled there; a session keeps bytes of
-//!   its own only while a frame is incomplete, or while it waits (a login, a full ring) with more
-//!   input already read;
-//! - output is framed into the shard's send buffer and written at once; a session keeps bytes
-//!   only while its socket is full;
+//!   its own only while a unit (frame, line) is incomplete, or while it waits (a login, a full
+//!   ring) with more input already read;
+//! - output is put together in the shard's send buffer and written at once; a session keeps
+//!   bytes only while its socket is full;
 //! - the connection's task is its `Conn` plus the small state of what it waits for; steps that
 //!   are rare or slow (a login, a full ring or socket, the close) are boxed so that they do not
 //!   make every session's future bigger.
@@ -17,87 +20,71 @@
 //! take at once (nothing else happens meanwhile), shutdown or queued events (the hub's slot),
 //! input, the login/idle deadline.
 
-use crate::framing::{self, close_code, Decoded, Decoder, Incoming, WireError};
-use crate::handshake::{self, Verdict};
-use crate::hub::{ReceiveView, Routed, RoutedEvent, Slot, Wake};
-use crate::shard::{ClientSlot, ShardCtx};
+use crate::context::{ShardCtx, WRITE_BATCH};
+use crate::credentials::LoginFailure;
+use crate::hub::{Origin, ReceiveView, Routed, RoutedEvent, Slot, Wake};
+use crate::listener::ClientSlot;
 use crate::stats::{DropReason, RejectReason, ShardStats};
 use futures::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
-use std::cell::RefCell;
 use std::future::{poll_fn, Future};
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
-use tracing::debug;
+use tracing::{debug, field, Instrument};
 use vscp_proto::session::{stamp_event, Action, EventRejection, PublishOutcome, State};
 use vscp_proto::{Dialect, Session};
+use vscp_transport::{
+    Close, Decoded, Framing, Handshake, HandshakeLimits, Incoming, Transport, WireError,
+};
 
-/// How long a client has to complete the HTTP upgrade.
+/// How long a client has to complete the handshake (the HTTP upgrade).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long we wait for the client's half of a closing handshake or a stalled write at close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Events written per batch (one write) before the socket and the slot are looked at again.
-const WRITE_BATCH: usize = 64;
 /// A batch stops growing past this many bytes: what a client that reads slowly leaves in its
 /// session's `output` stays small.
 const WRITE_BATCH_BYTES: usize = 8 * 1024;
-/// The shard's receive buffer: one read takes up to this much of a client's input. VSCP
-/// messages are a few hundred bytes; a flooding client's pipelined events come in by the dozen.
-const READ_CHUNK: usize = 16 * 1024;
 
-/// Buffers shared by every connection of a shard, used in turn: a connection borrows them only
-/// between two awaits, never across one.
-#[derive(Debug)]
-pub struct IoBuffers {
-    /// Where input is read and handled (unmasked and parsed in place).
-    rx: RefCell<Box<[u8]>>,
-    /// Where output frames are put together for one write.
-    tx: RefCell<Vec<u8>>,
-    /// The events of one outbox batch.
-    batch: RefCell<Vec<Arc<RoutedEvent>>>,
-}
-
-impl IoBuffers {
-    pub fn new() -> IoBuffers {
-        IoBuffers {
-            rx: RefCell::new(vec![0; READ_CHUNK].into_boxed_slice()),
-            tx: RefCell::new(Vec::with_capacity(4096)),
-            batch: RefCell::new(Vec::with_capacity(WRITE_BATCH)),
-        }
-    }
-}
-
-impl Default for IoBuffers {
-    fn default() -> Self {
-        IoBuffers::new()
-    }
-}
-
-/// Serves one accepted TCP connection: the HTTP upgrade, then the session. `held` (a client
-/// slot and the shard gate's pass) is given back when it ends.
+/// Serves one accepted TCP connection with `transport`: its handshake, then the session.
+/// `held` (a client slot and the shard gate's pass) is given back when it ends.
 ///
 /// The returned future is the connection plus the state of what it is waiting for, and nothing
 /// else: the connection is built here and captured by the `async` block, which borrows it in
 /// place. (An `async fn` would keep its arguments for the whole session next to the connection
-/// they were moved into, and a wrapper future around this one would hold it twice.)
-pub fn serve(
+/// they were moved into, and a wrapper future around this one would hold it twice.) Its
+/// tracing span carries the shard, connection id, peer, transport, and once known the dialect
+/// and user, so log lines inside it repeat none of them.
+pub fn serve<T: Transport>(
     stream: TcpStream,
     peer: SocketAddr,
+    transport: Rc<T>,
     ctx: Rc<ShardCtx>,
     conn_id: u32,
     held: ClientSlot,
 ) -> impl Future<Output = ()> {
+    // A debug span: at the default level it is disabled, costs no allocation and records
+    // nothing; with debug logging on, every line of the connection carries its fields.
+    let span = tracing::debug_span!(
+        "conn",
+        shard = ctx.shard,
+        conn = conn_id,
+        %peer,
+        transport = transport.name(),
+        dialect = field::Empty,
+        user = field::Empty,
+    );
     let mut conn = Conn {
         slot: ctx.hub.register(conn_id),
         stream,
-        // Replaced once the upgrade chose the dialect; no message is handled before that.
-        session: Session::new(Dialect::Ws1, ctx.random_sid()),
-        decoder: Decoder::default(),
+        // Replaced once the handshake chose the dialect; no message is handled before that.
+        session: Session::new(Dialect::Ws1, [0; 16]),
+        framing: T::Framing::default(),
         input: Vec::new(),
         input_at: 0,
         output: Vec::new(),
@@ -107,7 +94,7 @@ pub fn serve(
         ctx,
     };
     async move {
-        match conn.handshake().await {
+        match conn.handshake(&*transport).await {
             Some(dialect) => {
                 conn.open(dialect);
                 let end = conn.run().await;
@@ -118,28 +105,33 @@ pub fn serve(
         conn.ctx.hub.unregister(&conn.slot);
         drop(held);
     }
+    .instrument(span)
 }
 
 /// Why a session ended (for the debug log line).
-#[derive(Debug)]
-#[allow(dead_code)] // fields are read through `Debug` in the log line
+#[derive(Debug, thiserror::Error)]
 enum End {
-    ClientClosed,
+    #[error("closed by the client")]
+    PeerClosed,
+    #[error("server shutting down")]
     Shutdown,
-    AuthDeadline,
-    Idle,
-    TooBig,
-    BadUtf8,
-    Error(String),
+    #[error("no login within auth-timeout")]
+    LoginTimeout,
+    #[error("idle-timeout")]
+    IdleTimeout,
+    #[error(transparent)]
+    Failed(WireError),
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
 }
 
-struct Conn {
+struct Conn<F> {
     ctx: Rc<ShardCtx>,
     slot: Rc<Slot>,
     stream: TcpStream,
     session: Session,
-    decoder: Decoder,
-    /// Input read but not handled yet: an incomplete frame, or frames after one whose handling
+    framing: F,
+    /// Input read but not handled yet: an incomplete unit, or units after one whose handling
     /// had to wait. Unallocated otherwise.
     input: Vec<u8>,
     /// Where the unhandled part of `input` starts.
@@ -163,15 +155,15 @@ enum Step {
     Blocked,
     /// The shard closes while output waits for a client that does not read: give up at once.
     Abandon,
-    /// The client sent a close frame; the answer is written or in `output`.
-    ClientClosed,
-    /// The client broke RFC 6455 or a limit.
+    /// The client closed; the transport's answer is written or in `output`.
+    PeerClosed,
+    /// The client broke the transport's protocol or a limit.
     Failed(WireError),
     /// The socket failed.
-    Error(String),
+    Error(io::Error),
 }
 
-/// How input is handled: served, or (after our close frame) skipped until the client's close.
+/// How input is handled: served, or (after our close) skipped until the client's close.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Serve,
@@ -183,7 +175,7 @@ enum Wrote {
     All,
     /// The rest is in `output`.
     Queued,
-    Failed(String),
+    Failed(io::Error),
 }
 
 impl Wrote {
@@ -201,102 +193,102 @@ enum Batch {
     Written,
     /// Part of it waits in `output`: the events (for the delivery statistics) and their bytes.
     Queued(Vec<Arc<RoutedEvent>>, u64),
-    Failed(String),
+    Failed(io::Error),
 }
 
-impl Conn {
-    /// The upgrade chose `dialect`: the session starts.
+impl<F: Framing> Conn<F> {
+    /// The handshake chose `dialect`: the session starts.
     fn open(&mut self, dialect: Dialect) {
-        let ctx = &self.ctx;
-        debug!(shard = ctx.shard, conn = self.conn_id, peer = %self.peer, dialect = dialect.as_str(), "session open");
-        self.session = Session::new(dialect, ctx.random_sid());
-        let stats = ctx.hub.stats();
+        tracing::Span::current().record("dialect", dialect.as_str());
+        debug!("session open");
+        self.session = Session::new(dialect, self.ctx.random_sid());
+        let stats = self.ctx.hub.stats();
         ShardStats::gauge_add(&stats.sessions_active, 1);
         ShardStats::add(&stats.sessions_accepted, 1);
     }
 
     fn closed(&self, end: End) {
-        let ctx = &self.ctx;
-        ShardStats::gauge_add(&ctx.hub.stats().sessions_active, -1);
-        debug!(shard = ctx.shard, conn = self.conn_id, peer = %self.peer, reason = ?end, "session closed");
+        ShardStats::gauge_add(&self.ctx.hub.stats().sessions_active, -1);
+        debug!(reason = %end, "session closed");
     }
 
-    /// The HTTP upgrade: the dialect, or `None` when the connection is to be dropped (after the
-    /// refusal is sent, if there is one).
-    async fn handshake(&mut self) -> Option<Dialect> {
+    /// The transport's handshake: the dialect, or `None` when the connection is to be dropped
+    /// (after the refusal is sent, if there is one).
+    async fn handshake<T: Transport<Framing = F>>(&mut self, transport: &T) -> Option<Dialect> {
         let mut timer = Timer::new(HANDSHAKE_TIMEOUT);
-        let mut limits = handshake::ReadLimits::default();
+        let mut limits = HandshakeLimits::default();
         let mut verdict = None;
         poll_fn(|cx| {
             if Pin::new(&mut timer).poll(cx).is_ready() {
                 return Poll::Ready(None);
             }
             if verdict.is_none() {
-                verdict = Some(ready!(self.poll_request(cx, &mut limits)));
+                verdict = Some(ready!(self.poll_handshake(cx, transport, &mut limits)));
             }
             // The answer, if the socket did not take it at once.
             match ready!(self.poll_flush(cx)) {
-                Ok(()) => Poll::Ready(verdict),
+                Ok(()) => Poll::Ready(verdict.flatten()),
                 Err(_) => Poll::Ready(None),
             }
         })
         .await
-        .and_then(|v| match v {
-            Verdict::Accept(dialect) => Some(dialect),
-            Verdict::Incomplete | Verdict::Refuse => None,
-        })
     }
 
-    /// Reads until the request is whole, then writes the answer (or queues it in `output`).
-    fn poll_request(
+    /// Reads until the transport has decided, then writes its answer (or queues it in
+    /// `output`). A transport without a handshake decides on no input at all.
+    fn poll_handshake<T: Transport<Framing = F>>(
         &mut self,
         cx: &mut Context<'_>,
-        limits: &mut handshake::ReadLimits,
-    ) -> Poll<Verdict> {
-        loop {
-            let ctx = self.ctx.clone();
+        transport: &T,
+        limits: &mut HandshakeLimits,
+    ) -> Poll<Option<Dialect>> {
+        let ctx = self.ctx.clone();
+        let mut tx = ctx.io.tx.borrow_mut();
+        tx.clear();
+        let mut verdict = transport.handshake(&self.input, &mut tx);
+        while let Handshake::Incomplete = verdict {
             let mut rx = ctx.io.rx.borrow_mut();
             let n = match Pin::new(&mut self.stream).poll_read(cx, &mut rx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Verdict::Refuse),
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
                 Poll::Ready(Ok(n)) => n,
             };
             if !limits.allow(n) {
-                return Poll::Ready(Verdict::Refuse);
+                return Poll::Ready(None);
             }
-            let endpoints = handshake::Endpoints {
-                ws1: ctx.url_ws1.as_deref(),
-                ws2: ctx.url_ws2.as_deref(),
-            };
-            let mut tx = ctx.io.tx.borrow_mut();
             tx.clear();
-            // Nearly always the whole request comes in one read and is parsed where it is.
-            let verdict = if self.input.is_empty() {
-                handshake::answer(&rx[..n], endpoints, &mut tx)
+            // Nearly always the whole request comes in one read and is looked at where it is.
+            verdict = if self.input.is_empty() {
+                transport.handshake(&rx[..n], &mut tx)
             } else {
                 self.input.extend_from_slice(&rx[..n]);
-                handshake::answer(&self.input, endpoints, &mut tx)
+                transport.handshake(&self.input, &mut tx)
             };
-            if verdict == Verdict::Incomplete {
+            if let Handshake::Incomplete = verdict {
                 if self.input.is_empty() {
                     self.input.extend_from_slice(&rx[..n]);
                 }
-                continue;
             }
-            self.input = Vec::new();
-            if !tx.is_empty() {
-                if let Wrote::Failed(_) = write_now(&mut self.stream, &mut self.output, cx, &tx) {
-                    return Poll::Ready(Verdict::Refuse);
-                }
-            }
-            return Poll::Ready(verdict);
         }
+        self.input = Vec::new();
+        if !tx.is_empty() {
+            if let Wrote::Failed(_) = write_now(&mut self.stream, &mut self.output, cx, &tx) {
+                return Poll::Ready(None);
+            }
+        }
+        Poll::Ready(match verdict {
+            Handshake::Accept { dialect, framing } => {
+                self.framing = framing;
+                Some(dialect)
+            }
+            Handshake::Incomplete | Handshake::Refuse => None,
+        })
     }
 
     async fn run(&mut self) -> End {
         let greeting = self.session.greeting();
         if let Wrote::Failed(e) = poll_fn(|cx| Poll::Ready(self.write_text(cx, &greeting))).await {
-            return End::Error(e);
+            return End::Io(e);
         }
         drop(greeting);
         let started = Instant::now();
@@ -308,8 +300,7 @@ impl Conn {
             let step = poll_fn(|cx| self.poll_step(cx, started, &mut timer)).await;
             let reply = match step {
                 Step::Wake(Wake::Closing) => {
-                    self.close(close_code::AWAY, "server shutting down", true)
-                        .await;
+                    self.close(Close::Shutdown).await;
                     return End::Shutdown;
                 }
                 Step::Abandon => return End::Shutdown,
@@ -324,7 +315,7 @@ impl Conn {
                         }
                         Batch::Failed(e) => {
                             Box::pin(self.publish_what_was_read()).await;
-                            return End::Error(e);
+                            return End::Io(e);
                         }
                     }
                     continue;
@@ -335,11 +326,11 @@ impl Conn {
                         .is_some_and(|at| Instant::now() >= at)
                     {
                         self.ctx.hub.stats().reject(RejectReason::AuthDeadline);
-                        self.close(close_code::POLICY, "login timeout", true).await;
-                        return End::AuthDeadline;
+                        self.close(Close::LoginTimeout).await;
+                        return End::LoginTimeout;
                     }
-                    self.close(close_code::NORMAL, "idle timeout", true).await;
-                    return End::Idle;
+                    self.close(Close::IdleTimeout).await;
+                    return End::IdleTimeout;
                 }
                 Step::Login(creds) => {
                     let reply = Box::pin(self.login(*creds)).await;
@@ -350,29 +341,31 @@ impl Conn {
                     self.publish(ev).await;
                     self.session.event_reply(PublishOutcome::Accepted)
                 }
-                Step::ClientClosed => {
+                Step::PeerClosed => {
                     // Send the answer to the client's close, or it sees an abnormal closure
                     // (1006) instead of a completed close handshake.
                     if !self.output.is_empty() {
                         Box::pin(self.flush_within(CLOSE_TIMEOUT)).await;
                     }
-                    return End::ClientClosed;
+                    return End::PeerClosed;
                 }
                 Step::Failed(e) => {
-                    let end = self.failure(e);
-                    self.close(e.close_code(), failure_reason(e), false).await;
-                    return end;
+                    if e == WireError::TooBig {
+                        self.ctx.hub.stats().drop_event(DropReason::Oversized, 1);
+                    }
+                    self.close(Close::Failed(e)).await;
+                    return End::Failed(e);
                 }
                 Step::Blocked => continue,
                 Step::Error(e) => {
                     Box::pin(self.publish_what_was_read()).await;
-                    return End::Error(e);
+                    return End::Io(e);
                 }
             };
             // Written now, or left in `output` for the next step to finish.
             if let Wrote::Failed(e) = poll_fn(|cx| Poll::Ready(self.write_text(cx, &reply))).await {
                 Box::pin(self.publish_what_was_read()).await;
-                return End::Error(e);
+                return End::Io(e);
             }
         }
     }
@@ -422,29 +415,32 @@ impl Conn {
         Poll::Pending
     }
 
-    /// Routes an event the client sent: to the local sessions and into every ring to another
-    /// shard, waiting only when a ring is full.
     /// The peer is gone (a reply could not be written), but events it sent before it went
     /// are already in our buffer: a device that sends and drops the connection without reading
-    /// the acks (its kernel then resets) must not lose them. Whole frames left in the input are
-    /// handled for their events only; replies and everything else are dropped with the peer.
+    /// the acks (its kernel then resets) must not lose them. Whole messages left in the input
+    /// are handled for their events only; replies and everything else are dropped with the
+    /// peer (refused events are counted as usual).
     async fn publish_what_was_read(&mut self) {
         let max = self.ctx.max_message_bytes;
         let mut input = std::mem::take(&mut self.input);
         let mut at = self.input_at;
+        // Whatever the transport would answer (pongs) goes nowhere.
+        let mut discarded = Vec::new();
         while at < input.len() {
-            let Ok(Decoded::Frame { used, msg }) = self.decoder.decode(&mut input[at..], max)
+            let Ok(Decoded::Unit { used, msg }) =
+                self.framing.decode(&mut input[at..], max, &mut discarded)
             else {
                 break;
             };
             at += used;
-            let Some(Incoming::Text(mut text)) = msg else {
+            discarded.clear();
+            let Some(Incoming::Message(mut text)) = msg else {
                 continue;
             };
             let action = self
                 .session
                 .handle_message(&mut text, &self.ctx.session_cfg);
-            let _ = self.session.take_rejection();
+            self.count_rejection();
             if let Action::Publish(ev) = action {
                 let routed = self.route(ev);
                 self.publish(routed).await;
@@ -452,6 +448,8 @@ impl Conn {
         }
     }
 
+    /// Routes an event the client sent: to the local sessions and into every ring to another
+    /// shard, waiting only when a ring is full.
     async fn publish(&mut self, ev: Arc<RoutedEvent>) {
         let hub = &self.ctx.hub;
         match hub.publish(&ev) {
@@ -489,7 +487,7 @@ impl Conn {
         loop {
             if self.input_at < self.input.len() {
                 let mut input = std::mem::take(&mut self.input);
-                let (used, step) = self.handle_frames(cx, &mut input[self.input_at..], mode);
+                let (used, step) = self.handle_units(cx, &mut input[self.input_at..], mode);
                 self.input = input;
                 self.input_at += used;
                 if self.input_at == self.input.len() {
@@ -511,11 +509,11 @@ impl Conn {
                     )))
                 }
                 Poll::Ready(Ok(n)) => n,
-                Poll::Ready(Err(e)) => return Poll::Ready(Step::Error(e.to_string())),
+                Poll::Ready(Err(e)) => return Poll::Ready(Step::Error(e)),
             };
             if self.input.is_empty() {
                 // The usual case: handled where it was read; only what is left is kept.
-                let (used, step) = self.handle_frames(cx, &mut rx[..n], mode);
+                let (used, step) = self.handle_units(cx, &mut rx[..n], mode);
                 if used < n {
                     self.input.extend_from_slice(&rx[used..n]);
                     self.input_at = 0;
@@ -524,7 +522,7 @@ impl Conn {
                     return Poll::Ready(step);
                 }
             } else {
-                // The rest of a frame begun earlier: gather it with its start.
+                // The rest of a unit begun earlier: gather it with its start.
                 self.input.drain(..self.input_at);
                 self.input_at = 0;
                 self.input.extend_from_slice(&rx[..n]);
@@ -532,15 +530,16 @@ impl Conn {
         }
     }
 
-    /// Handles the whole frames at the front of `buf`; returns how many bytes it used and what
-    /// made it stop, if anything but the end of the frames did.
-    fn handle_frames(
+    /// Handles the whole units at the front of `buf`; returns how many bytes it used and what
+    /// made it stop, if anything but the end of the units did.
+    fn handle_units(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut [u8],
         mode: Mode,
     ) -> (usize, Option<Step>) {
-        let max = self.ctx.max_message_bytes;
+        let ctx = self.ctx.clone();
+        let max = ctx.max_message_bytes;
         let mut used = 0;
         while used < buf.len() {
             // Shutdown and queued events come before the next message, as they always did.
@@ -549,43 +548,38 @@ impl Conn {
                     return (used, Some(Step::Wake(w)));
                 }
             }
-            let msg = match self.decoder.decode(&mut buf[used..], max) {
+            let mut answer = ctx.io.tx.borrow_mut();
+            answer.clear();
+            let msg = match self.framing.decode(&mut buf[used..], max, &mut answer) {
                 Err(e) => return (used, Some(Step::Failed(e))),
                 Ok(Decoded::Incomplete) => break,
-                Ok(Decoded::Frame { used: n, msg }) => {
+                Ok(Decoded::Unit { used: n, msg }) => {
                     used += n;
                     msg
                 }
             };
-            let Some(msg) = msg else { continue };
             if mode == Mode::Drain {
-                // After our close frame only the client's close matters; no pongs either.
-                if let Incoming::Close(_) = msg {
-                    return (used, Some(Step::ClientClosed));
+                // After our close only the client's close matters; nothing is answered.
+                if let Some(Incoming::Close) = msg {
+                    return (used, Some(Step::PeerClosed));
                 }
                 continue;
             }
             self.last_activity = Instant::now();
-            let step = match msg {
-                Incoming::Text(mut text) => self.on_text(cx, &mut text),
-                // ws1.md §1: binary frames carry nothing in either dialect.
-                Incoming::Binary | Incoming::Pong => None,
-                Incoming::Ping(data) => self
-                    .write_frame(cx, |out| framing::encode(out, framing::OP_PONG, data))
-                    .step(),
-                Incoming::Close(close) => {
-                    // Echo the client's close, unless its code is not one a client may send.
-                    let answer = match close {
-                        Some((code, _)) if !framing::close_code_allowed(code) => {
-                            Some((close_code::PROTOCOL, "Protocol violation"))
-                        }
-                        other => other,
-                    };
-                    match self.write_frame(cx, |out| framing::encode_close(out, answer)) {
-                        Wrote::Failed(e) => Some(Step::Error(e)),
-                        Wrote::All | Wrote::Queued => Some(Step::ClientClosed),
-                    }
+            // What the transport answers by itself (a pong, the echo of a close) goes first.
+            let wrote = if answer.is_empty() {
+                Wrote::All
+            } else {
+                write_now(&mut self.stream, &mut self.output, cx, &answer)
+            };
+            drop(answer);
+            let step = match (msg, wrote) {
+                (_, Wrote::Failed(e)) => Some(Step::Error(e)),
+                (Some(Incoming::Close), _) => Some(Step::PeerClosed),
+                (Some(Incoming::Message(mut text)), wrote) => {
+                    self.on_message(cx, &mut text).or(wrote.step())
                 }
+                (None, wrote) => wrote.step(),
             };
             if step.is_some() {
                 return (used, step);
@@ -594,20 +588,12 @@ impl Conn {
         (used, None)
     }
 
-    /// One text message through the session; replies are written at once.
-    fn on_text(&mut self, cx: &mut Context<'_>, text: &mut [u8]) -> Option<Step> {
+    /// One message through the session; replies are written at once.
+    fn on_message(&mut self, cx: &mut Context<'_>, text: &mut [u8]) -> Option<Step> {
         ShardStats::add(&self.ctx.hub.stats().bytes_in, text.len() as u64);
         // ws2 is parsed in place: the message is in a buffer of ours, unmasked, so no copy.
         let action = self.session.handle_message(text, &self.ctx.session_cfg);
-        if let Some(why) = self.session.take_rejection() {
-            self.ctx.hub.stats().drop_event(
-                match why {
-                    EventRejection::Rights => DropReason::Rights,
-                    EventRejection::Malformed => DropReason::Malformed,
-                },
-                1,
-            );
-        }
+        self.count_rejection();
         let reply = match action {
             Action::None => None,
             Action::Reply(r) | Action::Opened(r) => Some(r),
@@ -622,11 +608,22 @@ impl Conn {
         reply.and_then(|r| self.write_text(cx, &r).step())
     }
 
+    /// Counts the event the session refused last, if it did.
+    fn count_rejection(&mut self) {
+        if let Some(why) = self.session.take_rejection() {
+            let reason = match why {
+                EventRejection::Rights => DropReason::Rights,
+                EventRejection::Malformed => DropReason::Malformed,
+            };
+            self.ctx.hub.stats().drop_event(reason, 1);
+        }
+    }
+
     async fn login(&mut self, creds: vscp_proto::auth::Credentials) -> String {
         let stats = self.ctx.hub.stats();
         let started = Instant::now();
         let verdict = if creds.user.is_empty() {
-            Err(crate::credentials::LoginFailure::Credentials)
+            Err(LoginFailure::Credentials)
         } else {
             self.ctx.auth.login(creds, self.peer.ip()).await
         };
@@ -634,11 +631,12 @@ impl Conn {
         match verdict {
             Ok(user) => {
                 ShardStats::add(&stats.logins_ok, 1);
+                tracing::Span::current().record("user", user.name.as_str());
                 self.session.finish_auth(Some(user), self.ctx.random_sid())
             }
             Err(why) => {
                 ShardStats::add(&stats.logins_failed, 1);
-                if why == crate::credentials::LoginFailure::Remote {
+                if why == LoginFailure::Remote {
                     stats.reject(RejectReason::Remotes);
                 }
                 self.session.finish_auth(None, self.ctx.random_sid())
@@ -654,10 +652,7 @@ impl Conn {
             .unwrap_or(0);
         stamp_event(&mut ev, self.conn_id, now_us, &self.ctx.interface_guid);
         self.ctx.hub.stats().received(self.session.dialect());
-        Arc::new(RoutedEvent::new(
-            ev,
-            crate::hub::Origin::Client(self.conn_id),
-        ))
+        Arc::new(RoutedEvent::new(ev, Origin::Client(self.conn_id)))
     }
 
     fn sync_view(&self) {
@@ -691,10 +686,10 @@ impl Conn {
         let mut bytes = 0u64;
         while batch.len() < WRITE_BATCH && tx.len() < WRITE_BATCH_BYTES {
             let Some(ev) = self.slot.pop() else { break };
-            // Encoded once for the whole server; only the frame header is ours.
+            // Encoded once for the whole server; only the transport's framing is ours.
             let text = ev.encoded(dialect);
             bytes += text.len() as u64;
-            framing::encode(&mut tx, framing::OP_TEXT, text.as_bytes());
+            self.framing.encode(&mut tx, &text);
             batch.push(ev);
         }
         ctx.hub.taken(batch.len());
@@ -715,18 +710,13 @@ impl Conn {
         }
     }
 
+    /// Writes one reply (or the greeting) through the transport.
     fn write_text(&mut self, cx: &mut Context<'_>, text: &str) -> Wrote {
         ShardStats::add(&self.ctx.hub.stats().bytes_out, text.len() as u64);
-        self.write_frame(cx, |out| {
-            framing::encode(out, framing::OP_TEXT, text.as_bytes())
-        })
-    }
-
-    /// Frames into the shard's send buffer and writes at once.
-    fn write_frame(&mut self, cx: &mut Context<'_>, frame: impl FnOnce(&mut Vec<u8>)) -> Wrote {
-        let mut tx = self.ctx.io.tx.borrow_mut();
+        let ctx = self.ctx.clone();
+        let mut tx = ctx.io.tx.borrow_mut();
         tx.clear();
-        frame(&mut tx);
+        self.framing.encode(&mut tx, text.as_bytes());
         write_now(&mut self.stream, &mut self.output, cx, &tx)
     }
 
@@ -736,19 +726,21 @@ impl Conn {
             if self.slot.poll_closed(cx).is_ready() {
                 return Poll::Ready(Err(End::Shutdown));
             }
-            self.poll_flush(cx).map_err(End::Error)
+            self.poll_flush(cx).map_err(End::Io)
         })
         .await
     }
 
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.output.is_empty() {
             match Pin::new(&mut self.stream).poll_write(cx, &self.output) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err("socket closed".into())),
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
                 Poll::Ready(Ok(n)) => {
                     self.output.drain(..n);
                 }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.to_string())),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -767,33 +759,27 @@ impl Conn {
         .await;
     }
 
-    /// Counts a failure; the session is then closed without waiting for the client's answer,
-    /// as before: its input cannot be trusted any more.
-    fn failure(&self, e: WireError) -> End {
-        match e {
-            WireError::TooBig => {
-                self.ctx.hub.stats().drop_event(DropReason::Oversized, 1);
-                End::TooBig
-            }
-            WireError::BadUtf8 => End::BadUtf8,
-            WireError::Protocol(what) => End::Error(what.to_string()),
-        }
-    }
-
-    /// Sends a close frame and, with `await_reply`, gives the client a moment to answer; a
-    /// client that does not read cannot hold us here.
-    async fn close(&mut self, code: u16, reason: &'static str, await_reply: bool) {
+    /// Tells the client we close and why and, when the transport says so, gives it a moment to
+    /// answer; a client that does not read cannot hold us here.
+    async fn close(&mut self, why: Close) {
         // Boxed: happens once per session, and its timeout future would otherwise be part of
         // every session's task.
-        Box::pin(self.close_inner(code, reason, await_reply)).await
+        Box::pin(self.close_inner(why)).await
     }
 
-    async fn close_inner(&mut self, code: u16, reason: &'static str, await_reply: bool) {
+    async fn close_inner(&mut self, why: Close) {
         let _ = glommio::timer::timeout(CLOSE_TIMEOUT, async {
-            let wrote = poll_fn(|cx| {
-                Poll::Ready(
-                    self.write_frame(cx, |out| framing::encode_close(out, Some((code, reason)))),
-                )
+            let (wrote, await_reply) = poll_fn(|cx| {
+                let ctx = self.ctx.clone();
+                let mut tx = ctx.io.tx.borrow_mut();
+                tx.clear();
+                let await_reply = self.framing.encode_close(&mut tx, why);
+                let wrote = if tx.is_empty() {
+                    Wrote::All
+                } else {
+                    write_now(&mut self.stream, &mut self.output, cx, &tx)
+                };
+                Poll::Ready((wrote, await_reply))
             })
             .await;
             let sent = match wrote {
@@ -808,15 +794,6 @@ impl Conn {
             Ok(())
         })
         .await;
-    }
-}
-
-/// The reason sent with the close frame for a failure.
-fn failure_reason(e: WireError) -> &'static str {
-    match e {
-        WireError::TooBig => "message too big",
-        WireError::BadUtf8 => "invalid UTF-8",
-        WireError::Protocol(_) => "protocol error",
     }
 }
 
@@ -842,7 +819,7 @@ fn write_now(
             output.extend_from_slice(bytes);
             Wrote::Queued
         }
-        Poll::Ready(Err(e)) => Wrote::Failed(e.to_string()),
+        Poll::Ready(Err(e)) => Wrote::Failed(e),
     }
 }
 

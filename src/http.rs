@@ -4,7 +4,7 @@
 //! more and every extra feature is attack surface on an ingest node.
 
 use crate::metrics::Exporter;
-use crate::uplink::UplinkStats;
+use crate::stats::UplinkStats;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use std::rc::Rc;

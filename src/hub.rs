@@ -15,6 +15,7 @@
 //!   cannot form a cycle.
 
 use crate::stats::{DropReason, ShardStats};
+use bytes::Bytes;
 use glommio::channels::shared_channel::ConnectedSender;
 use glommio::GlommioError;
 use std::cell::{Cell, RefCell};
@@ -23,13 +24,12 @@ use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
-use tungstenite::Utf8Bytes;
 use vscp_proto::{Dialect, Event, Filter};
 
 /// Where an event entered the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
-    /// A websocket client, by connection id.
+    /// A client, by connection id.
     Client(u32),
     /// The uplink (MQTT bridge or vscpd host).
     Uplink,
@@ -42,8 +42,8 @@ pub struct RoutedEvent {
     pub origin: Origin,
     /// When the server accepted it (for delivery latency).
     pub accepted_at: Instant,
-    ws1: OnceLock<Utf8Bytes>,
-    ws2: OnceLock<Utf8Bytes>,
+    /// The wire text in each dialect, indexed by [`Dialect::index`].
+    encoded: [OnceLock<Bytes>; Dialect::COUNT],
 }
 
 impl RoutedEvent {
@@ -52,23 +52,19 @@ impl RoutedEvent {
             event,
             origin,
             accepted_at: Instant::now(),
-            ws1: OnceLock::new(),
-            ws2: OnceLock::new(),
+            encoded: Default::default(),
         }
     }
 
     /// The event's wire text in `dialect`, encoded at most once for the whole server.
-    pub fn encoded(&self, dialect: Dialect) -> Utf8Bytes {
-        let cell = match dialect {
-            Dialect::Ws1 => &self.ws1,
-            Dialect::Ws2 => &self.ws2,
-        };
-        cell.get_or_init(|| {
-            let mut s = String::with_capacity(96 + self.event.data.len() * 5);
-            dialect.encode_event(&self.event, &mut s);
-            Utf8Bytes::from(s)
-        })
-        .clone()
+    pub fn encoded(&self, dialect: Dialect) -> Bytes {
+        self.encoded[dialect.index()]
+            .get_or_init(|| {
+                let mut s = String::with_capacity(96 + self.event.data.len() * 5);
+                dialect.encode_event(&self.event, &mut s);
+                Bytes::from(s)
+            })
+            .clone()
     }
 }
 
@@ -157,10 +153,6 @@ impl Slot {
         }
     }
 
-    pub fn is_closing(&self) -> bool {
-        self.closing.get()
-    }
-
     fn wake(&self) {
         if let Some(w) = self.waker.borrow().as_ref() {
             w.wake_by_ref();
@@ -170,10 +162,6 @@ impl Slot {
     /// Takes the oldest queued event.
     pub fn pop(&self) -> Option<Arc<RoutedEvent>> {
         self.outbox.borrow_mut().pop_front()
-    }
-
-    fn queued(&self) -> usize {
-        self.outbox.borrow().len()
     }
 }
 
@@ -381,10 +369,5 @@ impl Hub {
 
     pub fn session_count(&self) -> usize {
         self.slots.borrow().len()
-    }
-
-    /// Total events queued on this shard (for tests and gauges).
-    pub fn queued(&self) -> usize {
-        self.slots.borrow().iter().map(|s| s.queued()).sum()
     }
 }

@@ -2,35 +2,41 @@
 //! wire- and config-compatible with the VSCP project's `vscpl2drv-websocksrv` driver.
 //!
 //! # Architecture
-//! One glommio executor per shard, pinned to a core, each with its own SO_REUSEPORT listener.
+//! One glommio executor per shard, pinned to a core, each with its own SO_REUSEPORT listeners.
 //! A connection lives and dies on the shard that accepted it. Protocol logic is sans-IO in the
-//! `vscp-proto` crate; this crate is the glue:
+//! `vscp-proto` crate (sessions, codecs) and the transport crates (`vscp-ws`: the HTTP upgrade
+//! and RFC 6455 framing, behind the `vscp-transport` seam); this crate is the glue
+//! (docs/architecture.md has the picture and the path of one event):
 //! - [`server`]: starts the shards and the rings between them, stops them;
-//! - [`shard`]: a shard's accept loop, its [`hub`] and shared per-shard context;
-//! - [`conn`]: one websocket connection driving a `vscp_proto::Session`;
-//! - [`handshake`]: the HTTP upgrade (tungstenite parses and answers; no I/O);
-//! - [`framing`]: RFC 6455 frames after the upgrade (decode client frames, encode ours);
+//! - [`settings`]: what the shards read from the config, including the list of listeners;
+//! - [`shard`]: a shard's executor: listeners, ring readers, drain at shutdown;
+//! - [`listener`]: the accept loop of one listener (client slots, back-off);
+//! - [`conn`]: one connection of any transport driving a `vscp_proto::Session`;
+//! - [`context`]: what a connection gets from its shard (hub, credentials, buffers);
 //! - [`hub`]: fan-out of events to local sessions and to the other shards' rings;
 //! - [`credentials`]: password checks off the hot path with a verified-credential cache;
+//! - [`shutdown`]: the stop signal from the starter to every executor;
 //! - [`config`]: the driver configuration file;
-//! - [`stats`]: per-shard counters; [`metrics`] renders them for [`http`] (`/metrics`);
-//! - [`uplink`]: the interface the MQTT bridge and the vscpd host sit behind.
+//! - [`stats`]: per-shard and uplink counters; [`metrics`] renders them for [`http`];
+//! - [`uplink`]: the interface the MQTT bridge and the vscpd host sit behind;
 //! - [`mqtt`]: the MQTT bridge (crate `vscp-mqtt`) as an uplink.
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod config;
 pub mod conn;
+pub mod context;
 pub mod credentials;
-pub mod framing;
-pub mod handshake;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod mqtt;
 pub mod server;
+pub mod settings;
 pub mod shard;
+pub mod shutdown;
 pub mod stats;
 pub mod uplink;
 

@@ -10,13 +10,15 @@
 //! Labels are low-cardinality only: `core`, `dialect`, `reason`, `result`, `direction`,
 //! `uplink`. Never user names, GUIDs or topics.
 
-use crate::stats::{HistogramSnapshot, ShardStats, Stats, LATENCY_BUCKETS};
-use crate::uplink::UplinkStats;
+use crate::stats::{
+    DropReason, HistogramSnapshot, RejectReason, ShardStats, Stats, UplinkStats, LATENCY_BUCKETS,
+};
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use vscp_proto::Dialect;
 
 /// Metric names (Prometheus style: `_total` counters, base units).
 pub mod names {
@@ -135,36 +137,25 @@ impl Exporter {
             let core = i.to_string();
             gauge!(SESSIONS_ACTIVE, "core" => core.clone()).set(s.sessions_active as f64);
             counter!(SESSIONS_ACCEPTED, "core" => core.clone()).absolute(s.sessions_accepted);
-            for (reason, v) in [
-                ("max_clients", s.rejected_max_clients),
-                ("remotes", s.rejected_remotes),
-                ("auth_deadline", s.rejected_auth_deadline),
-                ("handshake", s.rejected_handshake),
-            ] {
-                counter!(SESSIONS_REJECTED, "core" => core.clone(), "reason" => reason).absolute(v);
+            for reason in RejectReason::ALL {
+                counter!(SESSIONS_REJECTED, "core" => core.clone(), "reason" => reason.as_str())
+                    .absolute(s.rejected(reason));
             }
             counter!(LOGINS, "core" => core.clone(), "result" => "ok").absolute(s.logins_ok);
             counter!(LOGINS, "core" => core.clone(), "result" => "failed")
                 .absolute(s.logins_failed);
             counter!(LOGIN_SLOW_CHECKS, "core" => core.clone()).absolute(s.login_slow_checks);
             counter!(LOGIN_CACHE_HITS, "core" => core.clone()).absolute(s.login_cache_hits);
-            for (dialect, rx, tx) in [
-                ("ws1", s.received_ws1, s.delivered_ws1),
-                ("ws2", s.received_ws2, s.delivered_ws2),
-            ] {
-                counter!(EVENTS_RECEIVED, "core" => core.clone(), "dialect" => dialect)
-                    .absolute(rx);
-                counter!(EVENTS_DELIVERED, "core" => core.clone(), "dialect" => dialect)
-                    .absolute(tx);
+            for dialect in Dialect::ALL {
+                let label = dialect.as_str();
+                counter!(EVENTS_RECEIVED, "core" => core.clone(), "dialect" => label)
+                    .absolute(s.received(dialect));
+                counter!(EVENTS_DELIVERED, "core" => core.clone(), "dialect" => label)
+                    .absolute(s.delivered(dialect));
             }
-            for (reason, v) in [
-                ("queue_full", s.dropped_queue_full),
-                ("filter", s.dropped_filter),
-                ("rights", s.dropped_rights),
-                ("malformed", s.dropped_malformed),
-                ("oversized", s.dropped_oversized),
-            ] {
-                counter!(EVENTS_DROPPED, "core" => core.clone(), "reason" => reason).absolute(v);
+            for reason in DropReason::ALL {
+                counter!(EVENTS_DROPPED, "core" => core.clone(), "reason" => reason.as_str())
+                    .absolute(s.dropped(reason));
             }
             gauge!(OUTBOX_EVENTS, "core" => core.clone()).set(s.outbox_depth as f64);
             counter!(BYTES_RECEIVED, "core" => core.clone()).absolute(s.bytes_in);

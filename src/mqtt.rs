@@ -13,7 +13,8 @@ use vscp_proto::{Event, Guid};
 
 use crate::config::Config;
 use crate::hub::RoutedEvent;
-use crate::uplink::{Uplink, UplinkPorts, UplinkStats};
+use crate::stats::UplinkStats;
+use crate::uplink::{Uplink, UplinkPorts};
 
 /// The MQTT bridge, ready to be handed to [`crate::start_with_uplink`].
 #[derive(Debug)]

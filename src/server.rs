@@ -1,26 +1,29 @@
 //! Starting and stopping the sharded server.
 //!
 //! [`start`] builds the rings between shards, starts one pinned glommio executor per shard and
-//! returns once every shard listens. The first shard binds the configured address (port 0 picks
-//! one); the others bind the address it got, and the kernel spreads connections across them
-//! (SO_REUSEPORT, which glommio always sets).
+//! returns once every shard listens. The first shard binds the configured addresses (port 0
+//! picks one); the others bind the addresses it got, and the kernel spreads connections across
+//! them (SO_REUSEPORT). [`ServerHandle::shutdown`] (or dropping the handle) tells every
+//! executor to stop through a [`ShutdownTrigger`] and joins them.
 
 use crate::config::Config;
+use crate::context::Shared;
 use crate::credentials::{new_cache_key, Users};
 use crate::http::Readiness;
 use crate::hub::RoutedEvent;
+use crate::listener::ListenError;
 use crate::metrics::{Exporter, Limits};
-use crate::shard::{self, ShardSetup, Shared};
-use crate::stats::{ShardStats, Stats};
-use crate::uplink::{self, Uplink, UplinkRings, UplinkStats};
+use crate::settings::Settings;
+use crate::shard::{self, ShardSetup};
+use crate::shutdown::ShutdownTrigger;
+use crate::stats::{ShardStats, Stats, UplinkStats};
+use crate::uplink::{self, Uplink, UplinkRings};
 use glommio::channels::shared_channel;
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-use vscp_proto::session::SessionConfig;
-use vscp_proto::{Filter, Guid, UserDb};
+use vscp_proto::UserDb;
 
 /// glommio's registered I/O memory per executor. Kept at 1 MiB so the server also starts
 /// without CAP_IPC_LOCK under a small memlock limit (the default 8 MiB holds several shards).
@@ -29,63 +32,22 @@ const IO_MEMORY: usize = 1 << 20;
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0}")]
-    Listen(String),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     #[error("address {addr} is already in use (is another server running on it?)")]
     InUse { addr: SocketAddr },
     #[error("cannot start shard {shard}: {reason}")]
     Executor { shard: usize, reason: String },
-}
-
-/// The resolved, immutable settings every shard reads.
-#[derive(Debug)]
-pub struct Settings {
-    pub session: SessionConfig,
-    pub url_ws1: Option<String>,
-    pub url_ws2: Option<String>,
-    pub max_out_queue: usize,
-    pub max_in_queue: usize,
-    pub max_message_bytes: usize,
-    pub auth_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub receive_sent_events: bool,
-    pub in_filter: Filter,
-    pub out_filter: Filter,
-    pub interface_guid: Guid,
-}
-
-impl Settings {
-    pub fn from_config(cfg: &Config) -> Settings {
-        Settings {
-            session: SessionConfig {
-                key: cfg.key,
-                ws2_accept_client_iv: cfg.ws2_accept_client_iv,
-                software_version: env!("CARGO_PKG_VERSION").to_string(),
-                copyright:
-                    "Copyright (C) the vscp-websocksrv authors, MIT licence, https://www.vscp.org"
-                        .into(),
-            },
-            url_ws1: cfg.enable_ws1.then(|| cfg.url_ws1.clone()),
-            url_ws2: cfg.enable_ws2.then(|| cfg.url_ws2.clone()),
-            max_out_queue: cfg.max_out_queue,
-            max_in_queue: cfg.max_in_queue,
-            max_message_bytes: cfg.max_message_bytes,
-            auth_timeout: cfg.auth_timeout,
-            idle_timeout: cfg.idle_timeout,
-            receive_sent_events: cfg.receive_sent_events,
-            in_filter: cfg.in_filter,
-            out_filter: cfg.out_filter,
-            // The configured `guid`, or one derived from the listen address (ws1.md Q9).
-            interface_guid: Guid(cfg.interface_guid()),
-        }
-    }
+    #[error("cannot create the shutdown signal: {0}")]
+    Signal(#[source] std::io::Error),
 }
 
 /// A running server.
 #[derive(Debug)]
 pub struct ServerHandle {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
+    /// Bound listener addresses, in the order of `Settings::listeners` (websockets first).
+    addrs: Vec<SocketAddr>,
+    shutdown: ShutdownTrigger,
     users: Arc<Users>,
     stats: Vec<Arc<ShardStats>>,
     uplink_stats: Arc<UplinkStats>,
@@ -94,9 +56,14 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// The address the shards listen on.
+    /// The address the websocket listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// Every listener's bound address, websockets first.
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     /// Where `/metrics`, `/healthz` and `/readyz` are served, if enabled.
@@ -139,7 +106,7 @@ impl ServerHandle {
     }
 
     fn stop_and_join(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
+        self.shutdown.trigger();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -169,20 +136,16 @@ pub fn start_with_uplink(
         .map(|n| n.get())
         .unwrap_or(1);
     let n = cfg.shards.unwrap_or(cpus).max(1);
-    if cfg.listen.port() != 0 {
-        // glommio sets SO_REUSEPORT, so a second server on the same port would silently take
-        // half the connections. A plain bind (no SO_REUSEPORT) fails if anyone listens there.
-        if let Err(e) = std::net::TcpListener::bind(cfg.listen) {
-            return Err(if e.kind() == std::io::ErrorKind::AddrInUse {
-                StartError::InUse { addr: cfg.listen }
-            } else {
-                StartError::Listen(format!("cannot listen on {}: {e}", cfg.listen))
-            });
+    let settings = Arc::new(Settings::from_config(cfg));
+    for spec in &settings.listeners {
+        if spec.addr.port() != 0 {
+            // Listeners set SO_REUSEPORT, so a second server on the same port would silently
+            // take half the connections. A plain bind (no SO_REUSEPORT) fails if anyone
+            // listens there.
+            plain_bind(spec.addr, spec.kind.config_key())?;
         }
     }
-    let settings = Arc::new(Settings::from_config(cfg));
     let shared = Arc::new(Shared {
-        stop: AtomicBool::new(false),
         clients: AtomicUsize::new(0),
         max_clients: cfg.max_clients,
         next_conn_id: AtomicU32::new(1),
@@ -222,8 +185,8 @@ pub fn start_with_uplink(
     });
 
     let mut handle = ServerHandle {
-        addr: cfg.listen,
-        shared: shared.clone(),
+        addrs: settings.listeners.iter().map(|l| l.addr).collect(),
+        shutdown: ShutdownTrigger::default(),
         users: users.clone(),
         stats: stats.clone(),
         uplink_stats: Arc::new(UplinkStats::default()),
@@ -239,13 +202,7 @@ pub fn start_with_uplink(
         Some(at) => {
             // A plain bind (no SO_REUSEPORT) so a second server on the port is an error, not a
             // silent split of the scrapes.
-            let listener = std::net::TcpListener::bind(at).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AddrInUse {
-                    StartError::InUse { addr: at }
-                } else {
-                    StartError::Listen(format!("cannot listen on {at} (metrics-interface): {e}"))
-                }
-            })?;
+            let listener = plain_bind(at, "metrics-interface")?;
             handle.metrics_addr = listener.local_addr().ok();
             let exporter = Arc::new(Exporter::new(
                 stats.clone(),
@@ -262,12 +219,12 @@ pub fn start_with_uplink(
             Some((listener, exporter, readiness.clone()))
         }
     };
-    let mut addr = cfg.listen;
+    let mut listeners = settings.listeners.clone();
     for (shard, (to_peers, from_peers)) in senders.into_iter().zip(receivers).enumerate() {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let setup = ShardSetup {
             shard,
-            listen: addr,
+            listeners: listeners.clone(),
             stats: stats[shard].clone(),
             shared: shared.clone(),
             users: users.clone(),
@@ -277,6 +234,7 @@ pub fn start_with_uplink(
             from_peers,
             shard_rings: n - 1,
             metrics: if shard == 0 { metrics.take() } else { None },
+            shutdown: handle.shutdown.signal().map_err(StartError::Signal)?,
             ready: ready_tx,
         };
         let builder = LocalExecutorBuilder::new(Placement::Fixed(shard % cpus))
@@ -292,8 +250,13 @@ pub fn start_with_uplink(
                 })?;
         handle.threads.push(thread);
         match ready_rx.recv() {
-            Ok(Ok(bound)) => addr = bound,
-            Ok(Err(reason)) => return Err(StartError::Listen(reason)),
+            Ok(Ok(bound)) => {
+                // The other shards bind what the first one got (port 0 picked a port).
+                for (spec, addr) in listeners.iter_mut().zip(bound) {
+                    spec.addr = addr;
+                }
+            }
+            Ok(Err(e)) => return Err(e.into()),
             Err(_) => {
                 return Err(StartError::Executor {
                     shard,
@@ -304,12 +267,12 @@ pub fn start_with_uplink(
     }
     if let (Some(uplink), Some(rings)) = (uplink, uplink_rings) {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let shared = handle.shared.clone();
+        let shutdown = handle.shutdown.signal().map_err(StartError::Signal)?;
         let stats = handle.uplink_stats.clone();
         let thread = LocalExecutorBuilder::new(Placement::Fixed(n % cpus))
             .name("vscp-uplink")
             .io_memory(IO_MEMORY)
-            .spawn(move || uplink::run(uplink, rings, shared, stats, ready_tx))
+            .spawn(move || uplink::run(uplink, rings, shutdown, stats, ready_tx))
             .map_err(|e| StartError::Executor {
                 shard: n,
                 reason: format!("uplink: {e}"),
@@ -322,7 +285,18 @@ pub fn start_with_uplink(
             });
         }
     }
-    handle.addr = addr;
+    handle.addrs = listeners.iter().map(|l| l.addr).collect();
     readiness.listening.store(true, Ordering::Release);
     Ok(handle)
+}
+
+/// Binds `addr` without SO_REUSEPORT: fails when anyone listens there.
+fn plain_bind(addr: SocketAddr, key: &'static str) -> Result<std::net::TcpListener, StartError> {
+    std::net::TcpListener::bind(addr).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            StartError::InUse { addr }
+        } else {
+            StartError::Listen(ListenError { addr, key, source })
+        }
+    })
 }

@@ -1,81 +1,37 @@
-//! One shard: a pinned glommio executor with its own listener (SO_REUSEPORT), its own sessions,
-//! hub and credential cache. Shards share nothing mutable except through the bounded rings.
+//! One shard: a pinned glommio executor with its own listeners (SO_REUSEPORT), its own
+//! sessions, hub and credential cache. Shards share nothing mutable except through the bounded
+//! rings.
 
-use crate::credentials::Authenticator;
+use crate::context::{ShardCtx, Shared};
+use crate::credentials::{Authenticator, Users};
 use crate::hub::{Hub, RoutedEvent};
-use crate::stats::{RejectReason, ShardStats};
+use crate::listener::{self, ListenError};
+use crate::settings::{ListenerKind, ListenerSpec, Settings};
+use crate::shutdown::ShutdownSignal;
+use crate::stats::ShardStats;
 use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
-use glommio::net::TcpListener;
 use glommio::sync::Gate;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
-use vscp_proto::session::SessionConfig;
-use vscp_proto::Guid;
+use vscp_transport::Transport;
 
-/// How often a shard looks at the process-wide stop flag.
-const STOP_POLL: Duration = Duration::from_millis(25);
 /// How long sessions get to finish their close handshakes at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Everything a connection task needs from its shard.
-pub struct ShardCtx {
-    pub shard: usize,
-    pub hub: Hub,
-    pub auth: Authenticator,
-    pub session_cfg: SessionConfig,
-    pub url_ws1: Option<String>,
-    pub url_ws2: Option<String>,
-    pub max_message_bytes: usize,
-    pub auth_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub interface_guid: Guid,
-    /// The shard's receive and send buffers, shared by all its connections.
-    pub io: crate::conn::IoBuffers,
-    rng: ring::rand::SystemRandom,
-}
-
-impl std::fmt::Debug for ShardCtx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShardCtx")
-            .field("shard", &self.shard)
-            .finish()
-    }
-}
-
-impl ShardCtx {
-    /// 16 bytes from the OS CSPRNG for a session challenge.
-    pub fn random_sid(&self) -> [u8; 16] {
-        use ring::rand::SecureRandom;
-        let mut sid = [0u8; 16];
-        // Without OS randomness no challenge would be safe; refuse rather than fall back.
-        self.rng.fill(&mut sid).expect("OS random number generator");
-        sid
-    }
-}
-
-/// Process-wide state the shards share (all of it touched per connection, never per event).
-#[derive(Debug)]
-pub struct Shared {
-    pub stop: AtomicBool,
-    pub clients: AtomicUsize,
-    pub max_clients: usize,
-    pub next_conn_id: AtomicU32,
-}
 
 /// What one shard thread is given at start.
 #[allow(missing_debug_implementations)] // holds channel ends and keys
 pub struct ShardSetup {
     pub shard: usize,
-    pub listen: SocketAddr,
+    /// Where to listen; the first shard may be given port 0, the others the addresses it got.
+    pub listeners: Vec<ListenerSpec>,
     pub stats: Arc<ShardStats>,
     pub shared: Arc<Shared>,
-    pub users: Arc<crate::credentials::Users>,
+    pub users: Arc<Users>,
     pub cache_key: Arc<ring::hmac::Key>,
-    pub settings: Arc<crate::server::Settings>,
+    pub settings: Arc<Settings>,
     /// Rings to every other shard.
     pub to_peers: Vec<SharedSender<Arc<RoutedEvent>>>,
     /// Rings from every other shard.
@@ -89,15 +45,17 @@ pub struct ShardSetup {
         Arc<crate::metrics::Exporter>,
         Arc<crate::http::Readiness>,
     )>,
-    /// Reports the bound address (or why binding failed) to the starter.
-    pub ready: std::sync::mpsc::Sender<Result<SocketAddr, String>>,
+    pub shutdown: ShutdownSignal,
+    /// Reports the bound addresses (in the order of `listeners`), or why binding failed, to
+    /// the starter.
+    pub ready: std::sync::mpsc::Sender<Result<Vec<SocketAddr>, ListenError>>,
 }
 
 /// The body of a shard's executor.
 pub async fn run(setup: ShardSetup) {
     let ShardSetup {
         shard,
-        listen,
+        listeners,
         stats,
         shared,
         users,
@@ -107,22 +65,24 @@ pub async fn run(setup: ShardSetup) {
         from_peers,
         shard_rings,
         metrics,
+        shutdown,
         ready,
     } = setup;
-    let listener = match bind_listener(listen) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = ready.send(Err(format!("cannot listen on {listen}: {e}")));
-            return;
+    let mut bound = Vec::new();
+    for spec in &listeners {
+        let listening = listener::bind(spec.addr).and_then(|l| Ok((l.local_addr()?, l)));
+        match listening {
+            Ok(pair) => bound.push(pair),
+            Err(source) => {
+                let _ = ready.send(Err(ListenError {
+                    addr: spec.addr,
+                    key: spec.kind.config_key(),
+                    source,
+                }));
+                return;
+            }
         }
-    };
-    let local = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = ready.send(Err(format!("cannot read the bound address: {e}")));
-            return;
-        }
-    };
+    }
     let hub = Hub::new(
         stats.clone(),
         settings.max_out_queue,
@@ -130,20 +90,8 @@ pub async fn run(setup: ShardSetup) {
         settings.in_filter,
         settings.out_filter,
     );
-    let ctx = Rc::new(ShardCtx {
-        shard,
-        hub,
-        auth: Authenticator::new(users, cache_key, stats.clone()),
-        session_cfg: settings.session.clone(),
-        url_ws1: settings.url_ws1.clone(),
-        url_ws2: settings.url_ws2.clone(),
-        max_message_bytes: settings.max_message_bytes,
-        auth_timeout: settings.auth_timeout,
-        idle_timeout: settings.idle_timeout,
-        interface_guid: settings.interface_guid,
-        io: crate::conn::IoBuffers::new(),
-        rng: ring::rand::SystemRandom::new(),
-    });
+    let auth = Authenticator::new(users, cache_key, stats.clone());
+    let ctx = Rc::new(ShardCtx::new(shard, hub, auth, &settings));
     let mut ring_tasks = Vec::new();
     for (i, rx) in from_peers.into_iter().enumerate() {
         let ctx = ctx.clone();
@@ -161,31 +109,41 @@ pub async fn run(setup: ShardSetup) {
             }
         }));
     }
-    // Report the address before connecting the rings: a sender's connect waits for its
+    // Report the addresses before connecting the rings: a sender's connect waits for its
     // receiver, and the other shards only start once this one has bound.
-    let _ = ready.send(Ok(local));
+    let _ = ready.send(Ok(bound.iter().map(|(addr, _)| *addr).collect()));
     for (i, tx) in to_peers.into_iter().enumerate() {
         ctx.hub.add_peer(tx.connect().await, i < shard_rings);
     }
-    info!(shard, addr = %local, "listening");
 
     let metrics_task = metrics.map(|(listener, exporter, readiness)| {
         use std::os::fd::{FromRawFd, IntoRawFd};
         // SAFETY: the descriptor comes from a listening std socket we own and give up here.
-        let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+        let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
         glommio::spawn_local(crate::http::serve(listener, exporter, readiness))
     });
     let gate = Rc::new(Gate::new());
-    let acceptor = glommio::spawn_local(accept_loop(
-        listener,
-        ctx.clone(),
-        shared.clone(),
-        gate.clone(),
-    ));
-    while !shared.stop.load(Ordering::Acquire) {
-        glommio::timer::sleep(STOP_POLL).await;
+    let mut acceptors = Vec::new();
+    for ((addr, tcp), spec) in bound.into_iter().zip(listeners) {
+        let (ctx, shared, gate) = (ctx.clone(), shared.clone(), gate.clone());
+        // One arm per transport: each accept loop (and its connections) is compiled for its
+        // transport, so the per-message path has no dynamic dispatch.
+        let (name, task) = match spec.kind {
+            ListenerKind::Ws(ws) => {
+                let ws = Rc::new(ws);
+                let name = ws.name();
+                let accept = listener::accept_loop(tcp, ws, ctx, shared, gate);
+                (name, glommio::spawn_local(accept))
+            }
+        };
+        info!(shard, transport = name, %addr, "listening");
+        acceptors.push(task);
     }
-    acceptor.cancel().await;
+
+    shutdown.recv().await;
+    for task in acceptors {
+        task.cancel().await;
+    }
     if let Some(t) = metrics_task {
         t.cancel().await;
     }
@@ -207,128 +165,4 @@ pub async fn run(setup: ShardSetup) {
         t.cancel().await;
     }
     info!(shard, "stopped");
-}
-
-/// Binds a shard's listener like glommio's `TcpListener::bind` (SO_REUSEPORT, so every shard
-/// listens on the same address and the kernel spreads connections) plus SO_REUSEADDR.
-/// Accepted sockets inherit the listener's flags, and at shutdown the server closes first, so
-/// every session leaves a TIME_WAIT socket on the listen port for a minute. Without
-/// SO_REUSEADDR on those, the plain bind that `start` uses to detect another running server
-/// fails with "address in use" during that minute: a restart (or a vscpd driver's
-/// VSCPClose + VSCPOpen) right after a shutdown with clients connected would not start.
-fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    use std::os::fd::{FromRawFd, IntoRawFd};
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    sock.set_reuse_address(true)?;
-    sock.set_reuse_port(true)?;
-    sock.bind(&addr.into())?;
-    // glommio's own backlog.
-    sock.listen(1024)?;
-    // SAFETY: `into_raw_fd` hands over sole ownership of a bound, listening socket.
-    Ok(unsafe { TcpListener::from_raw_fd(sock.into_raw_fd()) })
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    ctx: Rc<ShardCtx>,
-    shared: Arc<Shared>,
-    gate: Rc<Gate>,
-) {
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let stream = match listener.accept().await {
-            Ok(s) => {
-                backoff = Duration::from_millis(5);
-                s
-            }
-            Err(e) => {
-                // Out of file descriptors or memory: retrying at once would spin; back off.
-                warn!(shard = ctx.shard, error = %e, "accept failed");
-                glommio::timer::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let peer = match stream.peer_addr() {
-            Ok(p) => p,
-            Err(_) => continue,
-        };
-        let _ = stream.set_nodelay(true);
-        if !take_client_slot(&shared) {
-            ctx.hub.stats().reject(RejectReason::MaxClients);
-            // Dropping a glommio `Task` cancels it: detach, or the 503 is never written.
-            if let Ok(task) = gate.spawn(reject_busy(stream)) {
-                task.detach();
-            }
-            continue;
-        }
-        let Ok(pass) = gate.enter() else {
-            // The gate is closing: we are shutting down.
-            shared.clients.fetch_sub(1, Ordering::AcqRel);
-            return;
-        };
-        let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let held = ClientSlot {
-            shared: shared.clone(),
-            _pass: pass,
-        };
-        // Spawned directly rather than with `Gate::spawn`, whose wrapper future would hold the
-        // connection's future twice (the captured one and the one being awaited) for the
-        // session's whole life; the pass in `held` keeps the gate waiting all the same.
-        glommio::spawn_local(crate::conn::serve(stream, peer, ctx.clone(), conn_id, held)).detach();
-    }
-}
-
-/// What a connection holds while it lives: one of the `max-clients` slots and a pass through
-/// the shard's gate (shutdown waits for every pass). Both are given back when it is dropped,
-/// however the connection ends.
-#[derive(Debug)]
-pub struct ClientSlot {
-    shared: Arc<Shared>,
-    _pass: glommio::sync::Pass,
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        self.shared.clients.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Reserves one of `max-clients` slots (0 = unlimited). Exact across shards.
-fn take_client_slot(shared: &Shared) -> bool {
-    let max = if shared.max_clients == 0 {
-        usize::MAX
-    } else {
-        shared.max_clients
-    };
-    shared
-        .clients
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < max).then_some(n + 1)
-        })
-        .is_ok()
-}
-
-/// Answers a connection over `max-clients` with a plain HTTP 503 so the client sees why.
-async fn reject_busy(mut stream: glommio::net::TcpStream) {
-    use futures::{AsyncReadExt, AsyncWriteExt};
-    let _ = glommio::timer::timeout(Duration::from_secs(1), async {
-        // Read the request head first: closing a socket with unread input makes the kernel send
-        // a reset, and the client would see "connection reset" instead of this answer.
-        let mut head = [0u8; 4096];
-        let mut len = 0;
-        while len < head.len() && !head[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut head[len..]).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => len += n,
-            }
-        }
-        let _ = stream
-            .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 23\r\nConnection: close\r\n\r\ntoo many connections.\r\n")
-            .await;
-        let _ = stream.close().await;
-        Ok(())
-    })
-    .await;
 }

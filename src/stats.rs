@@ -3,8 +3,13 @@
 //! Each shard owns one [`ShardStats`] and is the only writer of it, so an increment is an
 //! uncontended relaxed atomic add on a cache line no other core writes. Readers (tests, the
 //! metrics endpoint) sum the shards when they ask; nothing is shared per event between cores.
+//! The uplink's counters ([`UplinkStats`]) are written by the uplink executor alone.
+//!
+//! Per-dialect counters are arrays indexed by [`Dialect::index`], so a new dialect adds no
+//! field here, in the metrics or in the tests' view of them.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use vscp_proto::Dialect;
 
 /// Why an event did not reach a session or the bus. Low-cardinality metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,8 +27,10 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    /// All reasons, in label order.
-    pub const ALL: [DropReason; 5] = [
+    /// How many reasons there are.
+    pub const COUNT: usize = 5;
+    /// All reasons, in label order (`ALL[r as usize] == r`).
+    pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::QueueFull,
         DropReason::Filter,
         DropReason::Rights,
@@ -57,8 +64,10 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    /// All reasons, in label order.
-    pub const ALL: [RejectReason; 4] = [
+    /// How many reasons there are.
+    pub const COUNT: usize = 4;
+    /// All reasons, in label order (`ALL[r as usize] == r`).
+    pub const ALL: [RejectReason; Self::COUNT] = [
         RejectReason::MaxClients,
         RejectReason::Remotes,
         RejectReason::AuthDeadline,
@@ -82,14 +91,14 @@ impl RejectReason {
 pub struct ShardStats {
     pub sessions_active: AtomicI64,
     pub sessions_accepted: AtomicU64,
-    rejected: [AtomicU64; 4],
+    rejected: [AtomicU64; RejectReason::COUNT],
     pub logins_ok: AtomicU64,
     pub logins_failed: AtomicU64,
-    /// Events accepted from clients, per dialect (ws1, ws2).
-    received: [AtomicU64; 2],
-    /// Events written to client sockets, per dialect (ws1, ws2).
-    delivered: [AtomicU64; 2],
-    dropped: [AtomicU64; 5],
+    /// Events accepted from clients, per dialect.
+    received: [AtomicU64; Dialect::COUNT],
+    /// Events written to client sockets, per dialect.
+    delivered: [AtomicU64; Dialect::COUNT],
+    dropped: [AtomicU64; DropReason::COUNT],
     /// Events currently waiting in this shard's session outboxes.
     pub outbox_depth: AtomicI64,
     pub bytes_in: AtomicU64,
@@ -159,14 +168,6 @@ impl HistogramSnapshot {
     }
 }
 
-/// Index of a dialect in the per-dialect arrays.
-fn dialect_index(d: vscp_proto::Dialect) -> usize {
-    match d {
-        vscp_proto::Dialect::Ws1 => 0,
-        vscp_proto::Dialect::Ws2 => 1,
-    }
-}
-
 impl ShardStats {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
@@ -180,12 +181,12 @@ impl ShardStats {
         Self::add(&self.dropped[r as usize], n);
     }
 
-    pub(crate) fn received(&self, d: vscp_proto::Dialect) {
-        Self::add(&self.received[dialect_index(d)], 1);
+    pub(crate) fn received(&self, d: Dialect) {
+        Self::add(&self.received[d.index()], 1);
     }
 
-    pub(crate) fn delivered(&self, d: vscp_proto::Dialect, n: u64) {
-        Self::add(&self.delivered[dialect_index(d)], n);
+    pub(crate) fn delivered(&self, d: Dialect, n: u64) {
+        Self::add(&self.delivered[d.index()], n);
     }
 
     pub(crate) fn gauge_add(g: &AtomicI64, n: i64) {
@@ -198,21 +199,16 @@ impl ShardStats {
 pub struct Stats {
     pub sessions_active: i64,
     pub sessions_accepted: u64,
-    pub rejected_max_clients: u64,
-    pub rejected_remotes: u64,
-    pub rejected_auth_deadline: u64,
-    pub rejected_handshake: u64,
+    /// Connections turned away, by [`RejectReason`] (see [`Stats::rejected`]).
+    pub rejected: [u64; RejectReason::COUNT],
     pub logins_ok: u64,
     pub logins_failed: u64,
-    pub received_ws1: u64,
-    pub received_ws2: u64,
-    pub delivered_ws1: u64,
-    pub delivered_ws2: u64,
-    pub dropped_queue_full: u64,
-    pub dropped_filter: u64,
-    pub dropped_rights: u64,
-    pub dropped_malformed: u64,
-    pub dropped_oversized: u64,
+    /// Events accepted from clients, by dialect (see [`Stats::received`]).
+    pub received: [u64; Dialect::COUNT],
+    /// Events written to client sockets, by dialect (see [`Stats::delivered`]).
+    pub delivered: [u64; Dialect::COUNT],
+    /// Events not delivered, by [`DropReason`] (see [`Stats::dropped`]).
+    pub dropped: [u64; DropReason::COUNT],
     pub outbox_depth: i64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -227,26 +223,21 @@ pub struct Stats {
 impl Stats {
     /// Sums the shards' counters.
     pub fn sum<'a>(shards: impl IntoIterator<Item = &'a ShardStats>) -> Stats {
+        fn add_all<const N: usize>(acc: &mut [u64; N], from: &[AtomicU64; N]) {
+            for (a, c) in acc.iter_mut().zip(from) {
+                *a += c.load(Relaxed);
+            }
+        }
         let mut s = Stats::default();
         for sh in shards {
             s.sessions_active += sh.sessions_active.load(Relaxed);
             s.sessions_accepted += sh.sessions_accepted.load(Relaxed);
-            s.rejected_max_clients += sh.rejected[RejectReason::MaxClients as usize].load(Relaxed);
-            s.rejected_remotes += sh.rejected[RejectReason::Remotes as usize].load(Relaxed);
-            s.rejected_auth_deadline +=
-                sh.rejected[RejectReason::AuthDeadline as usize].load(Relaxed);
-            s.rejected_handshake += sh.rejected[RejectReason::Handshake as usize].load(Relaxed);
+            add_all(&mut s.rejected, &sh.rejected);
             s.logins_ok += sh.logins_ok.load(Relaxed);
             s.logins_failed += sh.logins_failed.load(Relaxed);
-            s.received_ws1 += sh.received[0].load(Relaxed);
-            s.received_ws2 += sh.received[1].load(Relaxed);
-            s.delivered_ws1 += sh.delivered[0].load(Relaxed);
-            s.delivered_ws2 += sh.delivered[1].load(Relaxed);
-            s.dropped_queue_full += sh.dropped[DropReason::QueueFull as usize].load(Relaxed);
-            s.dropped_filter += sh.dropped[DropReason::Filter as usize].load(Relaxed);
-            s.dropped_rights += sh.dropped[DropReason::Rights as usize].load(Relaxed);
-            s.dropped_malformed += sh.dropped[DropReason::Malformed as usize].load(Relaxed);
-            s.dropped_oversized += sh.dropped[DropReason::Oversized as usize].load(Relaxed);
+            add_all(&mut s.received, &sh.received);
+            add_all(&mut s.delivered, &sh.delivered);
+            add_all(&mut s.dropped, &sh.dropped);
             s.outbox_depth += sh.outbox_depth.load(Relaxed);
             s.bytes_in += sh.bytes_in.load(Relaxed);
             s.bytes_out += sh.bytes_out.load(Relaxed);
@@ -259,4 +250,51 @@ impl Stats {
         }
         s
     }
+
+    /// Connections turned away for `r`.
+    pub fn rejected(&self, r: RejectReason) -> u64 {
+        self.rejected[r as usize]
+    }
+
+    /// Events not delivered for `r`.
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.dropped[r as usize]
+    }
+
+    /// Events accepted from clients speaking `d`.
+    pub fn received(&self, d: Dialect) -> u64 {
+        self.received[d.index()]
+    }
+
+    /// Events written to clients speaking `d`.
+    pub fn delivered(&self, d: Dialect) -> u64 {
+        self.delivered[d.index()]
+    }
+}
+
+/// Counters of the uplink, written only by the uplink executor (and, for the fields an
+/// implementation owns, by that implementation on the same executor). They are exported as
+/// `vscp_uplink_*` metrics; an uplink leaves the ones it has no use for at zero.
+#[derive(Debug, Default)]
+pub struct UplinkStats {
+    /// Events the uplink received from the shards.
+    pub from_sessions: AtomicU64,
+    /// Events the uplink handed to the shards.
+    pub to_sessions: AtomicU64,
+    /// The far side (broker, host) is connected; `/readyz` waits for it.
+    pub connected: AtomicBool,
+    /// Successful reconnections after the first connection.
+    pub reconnects: AtomicU64,
+    /// Messages handed to the far side (MQTT PUBLISH packets sent, host queue pushes).
+    pub published: AtomicU64,
+    /// Acknowledgements received (MQTT PUBACK).
+    pub acked: AtomicU64,
+    /// Messages sent and not yet acknowledged.
+    pub in_flight: AtomicI64,
+    /// Messages held while the far side is away or slow.
+    pub buffered: AtomicI64,
+    /// Messages dropped because that buffer was full.
+    pub dropped_buffer_full: AtomicU64,
+    /// Messages from the far side that could not be decoded.
+    pub malformed: AtomicU64,
 }

@@ -13,14 +13,14 @@
 //! never held up by a stuck uplink for longer than the rings absorb.
 
 use crate::hub::{Origin, RoutedEvent};
-use crate::shard::Shared;
+use crate::shutdown::ShutdownSignal;
+use crate::stats::UplinkStats;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 use vscp_proto::Event;
 
 /// How many events may wait between the per-shard readers and the uplink's own loop.
@@ -31,43 +31,15 @@ pub trait Uplink: Send + 'static {
     /// Short name for logs and metric labels (`mqtt`, `vscpd`, …).
     fn name(&self) -> &'static str;
 
-    /// Runs on the uplink executor until the server stops ([`UplinkPorts::stopping`]). The
-    /// future is dropped at shutdown, so anything it holds is released then.
+    /// Runs on the uplink executor until the server stops: the future is then dropped, so
+    /// anything it holds is released.
     fn run(self: Box<Self>, ports: UplinkPorts) -> Pin<Box<dyn Future<Output = ()>>>;
-}
-
-/// Counters of the uplink, written only by the uplink executor (and, for the fields an
-/// implementation owns, by that implementation on the same executor). They are exported as
-/// `vscp_uplink_*` metrics; an uplink leaves the ones it has no use for at zero.
-#[derive(Debug, Default)]
-pub struct UplinkStats {
-    /// Events the uplink received from the shards.
-    pub from_sessions: AtomicU64,
-    /// Events the uplink handed to the shards.
-    pub to_sessions: AtomicU64,
-    /// The far side (broker, host) is connected; `/readyz` waits for it.
-    pub connected: AtomicBool,
-    /// Successful reconnections after the first connection.
-    pub reconnects: AtomicU64,
-    /// Messages handed to the far side (MQTT PUBLISH packets sent, host queue pushes).
-    pub published: AtomicU64,
-    /// Acknowledgements received (MQTT PUBACK).
-    pub acked: AtomicU64,
-    /// Messages sent and not yet acknowledged.
-    pub in_flight: AtomicI64,
-    /// Messages held while the far side is away or slow.
-    pub buffered: AtomicI64,
-    /// Messages dropped because that buffer was full.
-    pub dropped_buffer_full: AtomicU64,
-    /// Messages from the far side that could not be decoded.
-    pub malformed: AtomicU64,
 }
 
 /// The uplink's ends of the rings.
 pub struct UplinkPorts {
     merged: LocalReceiver<Arc<RoutedEvent>>,
     to_shards: Vec<ConnectedSender<Arc<RoutedEvent>>>,
-    shared: Arc<Shared>,
     stats: Arc<UplinkStats>,
 }
 
@@ -102,11 +74,6 @@ impl UplinkPorts {
     pub fn stats(&self) -> &Arc<UplinkStats> {
         &self.stats
     }
-
-    /// True once shutdown has begun.
-    pub fn stopping(&self) -> bool {
-        self.shared.stop.load(Ordering::Acquire)
-    }
 }
 
 /// The uplink's side of the rings before its executor has connected them.
@@ -119,7 +86,7 @@ pub(crate) struct UplinkRings {
 pub(crate) async fn run(
     uplink: Box<dyn Uplink>,
     rings: UplinkRings,
-    shared: Arc<Shared>,
+    shutdown: ShutdownSignal,
     stats: Arc<UplinkStats>,
     ready: std::sync::mpsc::Sender<()>,
 ) {
@@ -148,14 +115,11 @@ pub(crate) async fn run(
     let ports = UplinkPorts {
         merged: merge_rx,
         to_shards,
-        shared: shared.clone(),
         stats,
     };
     let name = uplink.name();
     let task = glommio::spawn_local(uplink.run(ports));
-    while !shared.stop.load(Ordering::Acquire) {
-        glommio::timer::sleep(Duration::from_millis(25)).await;
-    }
+    shutdown.recv().await;
     task.cancel().await;
     for r in readers {
         r.cancel().await;

@@ -485,7 +485,7 @@ fn oversized_messages_close_with_1009() {
         assert_eq!(a.read_close_code(), Some(1009), "{path}");
         assert!(eventually(Duration::from_secs(2), || srv
             .stats()
-            .dropped_oversized
+            .dropped(vscp_websocksrv::stats::DropReason::Oversized)
             == dropped));
         by.check();
     }
@@ -498,7 +498,7 @@ fn oversized_messages_close_with_1009() {
     assert_eq!(a.read_close_code(), Some(1009));
     assert!(eventually(Duration::from_secs(2), || srv
         .stats()
-        .dropped_oversized
+        .dropped(vscp_websocksrv::stats::DropReason::Oversized)
         == 3));
     // The same limit holds across fragments.
     let mut b = connect(addr, "/ws2");

@@ -290,10 +290,13 @@ fn run_flood(tag: &str, f_dialect: &str, n: usize, t_on_other_shard: bool) {
         "outbox depth {max_depth} exceeded {sessions} sessions x {MAX_OUT}"
     );
     assert!(
-        st.dropped_queue_full > 0,
+        st.dropped(vscp_websocksrv::stats::DropReason::QueueFull) > 0,
         "drops at the stalled clients are counted: {st:?}"
     );
-    assert_eq!(st.received_ws1 + st.received_ws2, n as u64 + 2);
+    assert_eq!(
+        st.received(vscp_proto::Dialect::Ws1) + st.received(vscp_proto::Dialect::Ws2),
+        n as u64 + 2
+    );
     // Nothing more arrives at the readers (no duplicates).
     for c in [&mut t1, &mut t2] {
         if let Some(m) = c.try_recv_text(Duration::from_millis(300)) {

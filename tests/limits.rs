@@ -46,7 +46,11 @@ fn max_clients_is_enforced_exactly() {
     for path in ["/ws1", "/ws2", "/ws1"] {
         assert_eq!(try_connect(addr, path).err(), Some(503), "over the limit");
     }
-    assert_eq!(srv.stats().rejected_max_clients, 3);
+    assert_eq!(
+        srv.stats()
+            .rejected(vscp_websocksrv::stats::RejectReason::MaxClients),
+        3
+    );
     assert_eq!(srv.stats().sessions_active, 3);
     // The sessions that got in work normally.
     b.login_open("user", "secret");
@@ -122,7 +126,11 @@ fn auth_deadline_closes_only_unauthenticated_sessions() {
     assert_eq!(ok1.cmd("C;NOOP"), "+;NOOP");
     let v = ok2.cmd2(json!({"type":"CMD","command":"NOOP","args":null}));
     assert_eq!(v["type"], "+");
-    assert_eq!(srv.stats().rejected_auth_deadline, 3);
+    assert_eq!(
+        srv.stats()
+            .rejected(vscp_websocksrv::stats::RejectReason::AuthDeadline),
+        3
+    );
     assert!(
         eventually(Duration::from_secs(2), || srv.stats().sessions_active == 2),
         "{:?}",

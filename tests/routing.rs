@@ -285,16 +285,18 @@ fn fanout_across_shards_reaches_every_other_client_exactly_once() {
             .collect();
         assert_all_quiet(&mut all);
         let after = srv.stats();
-        let delivered = (after.delivered_ws1 + after.delivered_ws2)
-            - (before.delivered_ws1 + before.delivered_ws2);
+        let delivered = (after.delivered(vscp_proto::Dialect::Ws1)
+            + after.delivered(vscp_proto::Dialect::Ws2))
+            - (before.delivered(vscp_proto::Dialect::Ws1)
+                + before.delivered(vscp_proto::Dialect::Ws2));
         assert_eq!(delivered, 2 * (n as u64 - 1), "delivered count");
         assert!(after.ring_sent >= before.ring_sent + 2, "{after:?}");
         assert!(after.ring_received >= before.ring_received + 2, "{after:?}");
     }
     let st = srv.stats();
-    assert_eq!(st.received_ws1, 2);
-    assert_eq!(st.received_ws2, 2);
-    assert_eq!(st.dropped_queue_full, 0);
+    assert_eq!(st.received(vscp_proto::Dialect::Ws1), 2);
+    assert_eq!(st.received(vscp_proto::Dialect::Ws2), 2);
+    assert_eq!(st.dropped(vscp_websocksrv::stats::DropReason::QueueFull), 0);
     stop(srv, clients.into_iter().map(|(c, _)| c).collect());
 }
 
@@ -676,7 +678,9 @@ fn session_filter_ws1_and_ws2() {
         nofilter.cmd("C;SF;0,10,6,-;0,0xFFFF,0xFFFF,-"),
         "-;SF;7;Not allowed to do that (check privileges)"
     );
-    let dropped_before = srv.stats().dropped_filter;
+    let dropped_before = srv
+        .stats()
+        .dropped(vscp_websocksrv::stats::DropReason::Filter);
     let sent = [(10, 5), (20, 6), (10, 6), (10, 7), (11, 6), (10, 6)];
     for (i, (class, t)) in sent.iter().enumerate() {
         send_simple(&mut s, *class, *t, &[i as u8]);
@@ -706,7 +710,12 @@ fn session_filter_ws1_and_ws2() {
         assert_eq!(got, sent.map(|(c, t)| (c as u64, t as u64)).to_vec());
     }
     // Four events were filtered out for each of the two filtered sessions.
-    assert_eq!(srv.stats().dropped_filter - dropped_before, 8);
+    assert_eq!(
+        srv.stats()
+            .dropped(vscp_websocksrv::stats::DropReason::Filter)
+            - dropped_before,
+        8
+    );
     // An all-zero filter lets everything through again.
     assert_eq!(f1.cmd("C;SF;0,0,0,-;0,0,0,-"), "+;SF");
     send_simple(&mut s, 20, 6, &[]);
@@ -761,7 +770,9 @@ fn driver_out_filter_drops_client_events_after_the_ack() {
     for c in [&mut s1, &mut s2, &mut r1, &mut r2] {
         c.login_open("user", "secret");
     }
-    let before = srv.stats().dropped_filter;
+    let before = srv
+        .stats()
+        .dropped(vscp_websocksrv::stats::DropReason::Filter);
     // Acked (the sender is not told about filters), but nobody gets them.
     send_simple(&mut s1, 10, 6, &[1]);
     send_simple(&mut s2, 10, 6, &[2]);
@@ -772,16 +783,29 @@ fn driver_out_filter_drops_client_events_after_the_ack() {
         (&mut s1, "s1"),
         (&mut s2, "s2"),
     ]);
-    assert_eq!(srv.stats().dropped_filter - before, 3);
+    assert_eq!(
+        srv.stats()
+            .dropped(vscp_websocksrv::stats::DropReason::Filter)
+            - before,
+        3
+    );
     // Class 20 passes to everyone but the sender.
     send_simple(&mut s1, 20, 6, &[4]);
     assert_eq!(next_ev(&mut r1).data, vec![4]);
     assert_eq!(next_ev(&mut r2).data, vec![4]);
     assert_eq!(next_ev(&mut s2).data, vec![4]);
     assert_quiet(&mut s1, "s1 sender");
-    assert_eq!(srv.stats().dropped_filter - before, 3);
+    assert_eq!(
+        srv.stats()
+            .dropped(vscp_websocksrv::stats::DropReason::Filter)
+            - before,
+        3
+    );
     let st = srv.stats();
-    assert_eq!(st.received_ws1 + st.received_ws2, 4);
+    assert_eq!(
+        st.received(vscp_proto::Dialect::Ws1) + st.received(vscp_proto::Dialect::Ws2),
+        4
+    );
     stop(srv, vec![s1, s2, r1, r2]);
 }
 
@@ -904,7 +928,11 @@ fn remotes_allow_and_deny_ipv4() {
         }
     }
     let st = srv.stats();
-    assert_eq!(st.rejected_remotes, denied, "{st:?}");
+    assert_eq!(
+        st.rejected(vscp_websocksrv::stats::RejectReason::Remotes),
+        denied,
+        "{st:?}"
+    );
     assert_eq!(st.logins_failed, denied, "{st:?}");
     srv.shutdown();
 }
@@ -934,6 +962,10 @@ fn remotes_over_ipv6() {
     b.login_open("lo6", "secret");
     send_simple(&mut a, 20, 1, &[6]);
     assert_eq!(next_ev(&mut b).data, vec![6]);
-    assert_eq!(srv.stats().rejected_remotes, 6);
+    assert_eq!(
+        srv.stats()
+            .rejected(vscp_websocksrv::stats::RejectReason::Remotes),
+        6
+    );
     stop(srv, vec![a, b]);
 }

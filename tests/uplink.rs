@@ -200,7 +200,12 @@ fn driver_filters_apply_between_clients_and_the_uplink() {
     let seen = h.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].class, 30);
-    assert!(h.srv.stats().dropped_filter >= 2);
+    assert!(
+        h.srv
+            .stats()
+            .dropped(vscp_websocksrv::stats::DropReason::Filter)
+            >= 2
+    );
     drop(c);
     h.srv.shutdown();
 }

@@ -309,7 +309,7 @@ fn remotes_deny_loopback() {
     assert_eq!(a.cmd("E;0,20,3,0,,0,-"), "-;5;Not authorised.");
     assert!(eventually(Duration::from_secs(2), || srv
         .stats()
-        .rejected_remotes
+        .rejected(vscp_websocksrv::stats::RejectReason::Remotes)
         == 2));
     // The same session can then log in as someone allowed.
     a.sid = challenge(&mut a);

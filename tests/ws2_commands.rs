@@ -174,7 +174,7 @@ fn login_failures() {
     }
     assert!(eventually(Duration::from_secs(2), || srv
         .stats()
-        .rejected_remotes
+        .rejected(vscp_websocksrv::stats::RejectReason::Remotes)
         == 2));
     let sid = a.sid.clone();
     let crypto = a.crypto("admin", "secret");

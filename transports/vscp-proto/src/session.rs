@@ -28,6 +28,17 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// How many dialects there are.
+    pub const COUNT: usize = 2;
+    /// Every dialect, in index order. Per-dialect arrays are indexed by [`Dialect::index`], so a
+    /// new dialect adds no field anywhere.
+    pub const ALL: [Dialect; Self::COUNT] = [Dialect::Ws1, Dialect::Ws2];
+
+    /// This dialect's position in [`Dialect::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// Label for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

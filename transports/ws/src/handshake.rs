@@ -1,6 +1,6 @@
 //! The HTTP upgrade, without I/O: tungstenite parses the client's request and builds the
-//! answer, exactly as its own server handshake would; the connection (`conn.rs`) does the
-//! reading and writing.
+//! answer, exactly as its own server handshake would; the server's connection driver does
+//! the reading and writing.
 //!
 //! Why not tungstenite's handshake future: it keeps a 4 KiB read buffer and its state machine
 //! per connection while it waits for the request. In a connection storm thousands of those
@@ -104,28 +104,6 @@ fn choose(
     Ok((dialect, resp))
 }
 
-/// tungstenite's guard against requests sent in too many or too small pieces.
-#[derive(Debug, Default)]
-pub struct ReadLimits {
-    reads: usize,
-    bytes: usize,
-}
-
-impl ReadLimits {
-    /// Counts one read of `n` bytes; false when the request is to be refused.
-    pub fn allow(&mut self, n: usize) -> bool {
-        const MAX_BYTES: usize = 65536;
-        const MAX_READS: usize = 512;
-        const MIN_AVERAGE: usize = 128;
-        const CHECK_AVERAGE_AFTER: usize = 64;
-        self.reads += 1;
-        self.bytes += n;
-        self.bytes <= MAX_BYTES
-            && self.reads <= MAX_READS
-            && !(self.reads > CHECK_AVERAGE_AFTER && self.reads * MIN_AVERAGE > self.bytes)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,15 +184,5 @@ mod tests {
             answer(request("/ws2", "").as_bytes(), off, &mut out),
             Verdict::Refuse
         );
-    }
-
-    #[test]
-    fn read_limits() {
-        let mut l = ReadLimits::default();
-        assert!(l.allow(600));
-        assert!(!l.allow(65536));
-        let mut l = ReadLimits::default();
-        assert!((0..64).all(|_| l.allow(1)));
-        assert!(!l.allow(1), "many tiny reads");
     }
 }

@@ -5,8 +5,8 @@
 //! formatting); what this module replaces is tungstenite's *connection* (`WebSocket`,
 //! `FrameCodec`), whose read and write buffers (and async-tungstenite's waker proxies) live as
 //! long as the connection. A server holds tens of thousands of sessions that
-//! are silent nearly all the time, so the connection (`conn.rs`) reads into one buffer per shard
-//! and a session keeps bytes of its own only while a frame or a fragmented message is
+//! are silent nearly all the time, so the server's connection driver reads into one buffer per
+//! shard and a session keeps bytes of its own only while a frame or a fragmented message is
 //! incomplete.
 //!
 //! The checks and their close codes are tungstenite's (so clients see the same behaviour as
@@ -14,9 +14,9 @@
 //! anything else RFC 6455 forbids is 1002.
 
 use std::io::Cursor;
-use std::ops::{Deref, DerefMut};
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
+use vscp_transport::{Close, Payload, WireError};
 
 pub const OP_CONTINUE: u8 = 0x0;
 pub const OP_TEXT: u8 = 0x1;
@@ -35,50 +35,29 @@ pub mod close_code {
     pub const SIZE: u16 = 1009;
 }
 
-/// Why the client's input cannot be accepted; the session is closed with [`Self::close_code`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WireError {
-    /// A frame or a message over the size limit.
-    TooBig,
-    /// A text message or a close reason that is not UTF-8.
-    BadUtf8,
-    /// Anything else RFC 6455 forbids (what, for the log).
-    Protocol(&'static str),
-}
-
-impl WireError {
-    pub fn close_code(self) -> u16 {
-        match self {
-            WireError::TooBig => close_code::SIZE,
-            WireError::BadUtf8 => close_code::INVALID,
-            WireError::Protocol(_) => close_code::PROTOCOL,
-        }
+/// The close code a failure is answered with.
+pub fn close_code(e: WireError) -> u16 {
+    match e {
+        WireError::TooBig => close_code::SIZE,
+        WireError::BadUtf8 => close_code::INVALID,
+        WireError::Protocol(_) => close_code::PROTOCOL,
     }
 }
 
-/// A complete text message: in the caller's buffer, or (reassembled from fragments) owned.
-#[derive(Debug)]
-pub enum Payload<'a> {
-    Borrowed(&'a mut [u8]),
-    Owned(Vec<u8>),
-}
-
-impl Deref for Payload<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Payload::Borrowed(b) => b,
-            Payload::Owned(v) => v,
-        }
-    }
-}
-
-impl DerefMut for Payload<'_> {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        match self {
-            Payload::Borrowed(b) => b,
-            Payload::Owned(v) => v,
-        }
+/// The close code and reason of the close frame we send.
+pub fn close_frame(why: Close) -> (u16, &'static str) {
+    match why {
+        Close::Shutdown => (close_code::AWAY, "server shutting down"),
+        Close::LoginTimeout => (close_code::POLICY, "login timeout"),
+        Close::IdleTimeout => (close_code::NORMAL, "idle timeout"),
+        Close::Failed(e) => (
+            close_code(e),
+            match e {
+                WireError::TooBig => "message too big",
+                WireError::BadUtf8 => "invalid UTF-8",
+                WireError::Protocol(_) => "protocol error",
+            },
+        ),
     }
 }
 
@@ -440,9 +419,9 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(decode_all(&input, 1000), Err(want), "{input:02X?}");
         }
-        assert_eq!(WireError::TooBig.close_code(), 1009);
-        assert_eq!(WireError::BadUtf8.close_code(), 1007);
-        assert_eq!(WireError::Protocol("").close_code(), 1002);
+        assert_eq!(close_code(WireError::TooBig), 1009);
+        assert_eq!(close_code(WireError::BadUtf8), 1007);
+        assert_eq!(close_code(WireError::Protocol("")), 1002);
     }
 
     #[test]

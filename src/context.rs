@@ -1,0 +1,108 @@
+//! What a connection task gets from its shard ([`ShardCtx`]) and from the process
+//! ([`Shared`]). Both are built by `shard.rs` and read by `listener.rs` and `conn.rs`.
+
+use crate::credentials::Authenticator;
+use crate::hub::{Hub, RoutedEvent};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, AtomicUsize};
+use std::sync::Arc;
+use std::time::Duration;
+use vscp_proto::session::SessionConfig;
+use vscp_proto::Guid;
+
+/// Events written per batch (one write) before the socket and the slot are looked at again.
+pub const WRITE_BATCH: usize = 64;
+/// The shard's receive buffer: one read takes up to this much of a client's input. VSCP
+/// messages are a few hundred bytes; a flooding client's pipelined events come in by the dozen.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Everything a connection task needs from its shard.
+pub struct ShardCtx {
+    pub shard: usize,
+    pub hub: Hub,
+    pub auth: Authenticator,
+    pub session_cfg: SessionConfig,
+    pub max_message_bytes: usize,
+    pub auth_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub interface_guid: Guid,
+    /// The shard's receive and send buffers, shared by all its connections.
+    pub io: IoBuffers,
+    rng: ring::rand::SystemRandom,
+}
+
+impl std::fmt::Debug for ShardCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardCtx")
+            .field("shard", &self.shard)
+            .finish()
+    }
+}
+
+impl ShardCtx {
+    /// A shard's context; `io` buffers are created here.
+    pub fn new(
+        shard: usize,
+        hub: Hub,
+        auth: Authenticator,
+        settings: &crate::settings::Settings,
+    ) -> ShardCtx {
+        ShardCtx {
+            shard,
+            hub,
+            auth,
+            session_cfg: settings.session.clone(),
+            max_message_bytes: settings.max_message_bytes,
+            auth_timeout: settings.auth_timeout,
+            idle_timeout: settings.idle_timeout,
+            interface_guid: settings.interface_guid,
+            io: IoBuffers::new(),
+            rng: ring::rand::SystemRandom::new(),
+        }
+    }
+
+    /// 16 bytes from the OS CSPRNG for a session challenge.
+    pub fn random_sid(&self) -> [u8; 16] {
+        use ring::rand::SecureRandom;
+        let mut sid = [0u8; 16];
+        // Without OS randomness no challenge would be safe; refuse rather than fall back.
+        self.rng.fill(&mut sid).expect("OS random number generator");
+        sid
+    }
+}
+
+/// Process-wide state the shards share (touched per connection, never per event).
+#[derive(Debug)]
+pub struct Shared {
+    pub clients: AtomicUsize,
+    pub max_clients: usize,
+    pub next_conn_id: AtomicU32,
+}
+
+/// Buffers shared by every connection of a shard, used in turn: a connection borrows them only
+/// between two awaits, never across one.
+#[derive(Debug)]
+pub struct IoBuffers {
+    /// Where input is read and handled (unmasked and parsed in place).
+    pub rx: RefCell<Box<[u8]>>,
+    /// Where output is put together for one write.
+    pub tx: RefCell<Vec<u8>>,
+    /// The events of one outbox batch.
+    pub batch: RefCell<Vec<Arc<RoutedEvent>>>,
+}
+
+impl IoBuffers {
+    pub fn new() -> IoBuffers {
+        IoBuffers {
+            rx: RefCell::new(vec![0; READ_CHUNK].into_boxed_slice()),
+            tx: RefCell::new(Vec::with_capacity(4096)),
+            batch: RefCell::new(Vec::with_capacity(WRITE_BATCH)),
+        }
+    }
+}
+
+impl Default for IoBuffers {
+    fn default() -> Self {
+        IoBuffers::new()
+    }
+}
