@@ -5,6 +5,7 @@
 //! metrics endpoint) sum the shards when they ask; nothing is shared per event between cores.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use vscp_proto::Dialect;
 
 /// Why an event did not reach a session or the bus. Low-cardinality metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -85,10 +86,10 @@ pub struct ShardStats {
     rejected: [AtomicU64; 4],
     pub logins_ok: AtomicU64,
     pub logins_failed: AtomicU64,
-    /// Events accepted from clients, per dialect (ws1, ws2).
-    received: [AtomicU64; 2],
-    /// Events written to client sockets, per dialect (ws1, ws2).
-    delivered: [AtomicU64; 2],
+    /// Events accepted from clients, per dialect (indexed by `Dialect::index`).
+    received: [AtomicU64; Dialect::COUNT],
+    /// Events written to client sockets, per dialect (indexed by `Dialect::index`).
+    delivered: [AtomicU64; Dialect::COUNT],
     dropped: [AtomicU64; 5],
     /// Events currently waiting in this shard's session outboxes.
     pub outbox_depth: AtomicI64,
@@ -159,14 +160,6 @@ impl HistogramSnapshot {
     }
 }
 
-/// Index of a dialect in the per-dialect arrays.
-fn dialect_index(d: vscp_proto::Dialect) -> usize {
-    match d {
-        vscp_proto::Dialect::Ws1 => 0,
-        vscp_proto::Dialect::Ws2 => 1,
-    }
-}
-
 impl ShardStats {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
@@ -180,12 +173,12 @@ impl ShardStats {
         Self::add(&self.dropped[r as usize], n);
     }
 
-    pub(crate) fn received(&self, d: vscp_proto::Dialect) {
-        Self::add(&self.received[dialect_index(d)], 1);
+    pub(crate) fn received(&self, d: Dialect) {
+        Self::add(&self.received[d.index()], 1);
     }
 
-    pub(crate) fn delivered(&self, d: vscp_proto::Dialect, n: u64) {
-        Self::add(&self.delivered[dialect_index(d)], n);
+    pub(crate) fn delivered(&self, d: Dialect, n: u64) {
+        Self::add(&self.delivered[d.index()], n);
     }
 
     pub(crate) fn gauge_add(g: &AtomicI64, n: i64) {
@@ -238,10 +231,11 @@ impl Stats {
             s.rejected_handshake += sh.rejected[RejectReason::Handshake as usize].load(Relaxed);
             s.logins_ok += sh.logins_ok.load(Relaxed);
             s.logins_failed += sh.logins_failed.load(Relaxed);
-            s.received_ws1 += sh.received[0].load(Relaxed);
-            s.received_ws2 += sh.received[1].load(Relaxed);
-            s.delivered_ws1 += sh.delivered[0].load(Relaxed);
-            s.delivered_ws2 += sh.delivered[1].load(Relaxed);
+            let (ws1, ws2) = (Dialect::Ws1.index(), Dialect::Ws2.index());
+            s.received_ws1 += sh.received[ws1].load(Relaxed);
+            s.received_ws2 += sh.received[ws2].load(Relaxed);
+            s.delivered_ws1 += sh.delivered[ws1].load(Relaxed);
+            s.delivered_ws2 += sh.delivered[ws2].load(Relaxed);
             s.dropped_queue_full += sh.dropped[DropReason::QueueFull as usize].load(Relaxed);
             s.dropped_filter += sh.dropped[DropReason::Filter as usize].load(Relaxed);
             s.dropped_rights += sh.dropped[DropReason::Rights as usize].load(Relaxed);

@@ -28,6 +28,22 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// Every dialect, in [`Dialect::index`] order.
+    pub const ALL: [Dialect; 2] = [Dialect::Ws1, Dialect::Ws2];
+
+    /// Number of dialects.
+    pub const COUNT: usize = Dialect::ALL.len();
+
+    /// The dialect's position in [`Dialect::ALL`] (`ALL[d.index()] == d`). Per-dialect arrays
+    /// (encode caches, counters, metric labels) are indexed by this, so a new dialect adds no
+    /// field anywhere: only a variant, its entry in `ALL` and its arms here.
+    pub const fn index(self) -> usize {
+        match self {
+            Dialect::Ws1 => 0,
+            Dialect::Ws2 => 1,
+        }
+    }
+
     /// Label for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,6 +60,15 @@ impl Dialect {
         }
     }
 }
+
+// `ALL` and `index` must agree; checked when the crate is built.
+const _: () = {
+    let mut i = 0;
+    while i < Dialect::COUNT {
+        assert!(Dialect::ALL[i].index() == i);
+        i += 1;
+    }
+};
 
 /// Where a session is in its life (ws1.md §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
