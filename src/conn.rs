@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use tracing::debug;
-use vscp_proto::session::{stamp_event, Action, EventRejection, PublishOutcome, State};
+use vscp_proto::session::{stamp_event, Action, EventRejection, PublishOutcome, State, Timeout};
 use vscp_proto::{Dialect, Session};
 
 /// How long a client has to complete the HTTP upgrade.
@@ -96,14 +96,13 @@ pub fn serve(
         slot: ctx.hub.register(conn_id),
         stream,
         // Replaced once the upgrade chose the dialect; no message is handled before that.
-        session: Session::new(Dialect::Ws1, ctx.random_sid()),
+        session: Session::new(Dialect::Ws1, ctx.random_sid(), Instant::now()),
         decoder: Decoder::default(),
         input: Vec::new(),
         input_at: 0,
         output: Vec::new(),
         peer,
         conn_id,
-        last_activity: Instant::now(),
         ctx,
     };
     async move {
@@ -148,7 +147,6 @@ struct Conn {
     output: Vec<u8>,
     peer: SocketAddr,
     conn_id: u32,
-    last_activity: Instant,
 }
 
 /// What the connection has to do next.
@@ -209,7 +207,7 @@ impl Conn {
     fn open(&mut self, dialect: Dialect) {
         let ctx = &self.ctx;
         debug!(shard = ctx.shard, conn = self.conn_id, peer = %self.peer, dialect = dialect.as_str(), "session open");
-        self.session = Session::new(dialect, ctx.random_sid());
+        self.session = Session::new(dialect, ctx.random_sid(), Instant::now());
         let stats = ctx.hub.stats();
         ShardStats::gauge_add(&stats.sessions_active, 1);
         ShardStats::add(&stats.sessions_accepted, 1);
@@ -299,13 +297,12 @@ impl Conn {
             return End::Error(e);
         }
         drop(greeting);
-        let started = Instant::now();
         let mut timer: Option<(Instant, Timer)> = None;
         loop {
             // Steps that are frequent complete without allocating; what they keep across an
             // await is part of every session's future, so it is kept small. Rare or slow ones
             // are boxed.
-            let step = poll_fn(|cx| self.poll_step(cx, started, &mut timer)).await;
+            let step = poll_fn(|cx| self.poll_step(cx, &mut timer)).await;
             let reply = match step {
                 Step::Wake(Wake::Closing) => {
                     self.close(close_code::AWAY, "server shutting down", true)
@@ -330,16 +327,23 @@ impl Conn {
                     continue;
                 }
                 Step::Deadline => {
-                    if self
-                        .login_deadline(started)
-                        .is_some_and(|at| Instant::now() >= at)
-                    {
-                        self.ctx.hub.stats().reject(RejectReason::AuthDeadline);
-                        self.close(close_code::POLICY, "login timeout", true).await;
-                        return End::AuthDeadline;
+                    let now = Instant::now();
+                    match self.session.handle_timeout(now, &self.ctx.session_cfg) {
+                        Some(Timeout::Login) => {
+                            self.ctx.hub.stats().reject(RejectReason::AuthDeadline);
+                            self.close(close_code::POLICY, "login timeout", true).await;
+                            return End::AuthDeadline;
+                        }
+                        Some(Timeout::Idle) => {
+                            self.close(close_code::NORMAL, "idle timeout", true).await;
+                            return End::Idle;
+                        }
+                        // Nothing due after all: set the timer again.
+                        None => {
+                            timer = None;
+                            continue;
+                        }
                     }
-                    self.close(close_code::NORMAL, "idle timeout", true).await;
-                    return End::Idle;
                 }
                 Step::Login(creds) => {
                     let reply = Box::pin(self.login(*creds)).await;
@@ -383,7 +387,6 @@ impl Conn {
     fn poll_step(
         &mut self,
         cx: &mut Context<'_>,
-        started: Instant,
         timer: &mut Option<(Instant, Timer)>,
     ) -> Poll<Step> {
         loop {
@@ -404,7 +407,7 @@ impl Conn {
                 Poll::Pending => break,
             }
         }
-        match self.deadline(started) {
+        match self.session.poll_timeout(&self.ctx.session_cfg) {
             // Logged-in sessions without an idle timeout have no timer at all.
             None => *timer = None,
             Some(at) => {
@@ -441,9 +444,9 @@ impl Conn {
             let Some(Incoming::Text(mut text)) = msg else {
                 continue;
             };
-            let action = self
-                .session
-                .handle_message(&mut text, &self.ctx.session_cfg);
+            let action =
+                self.session
+                    .handle_message(&mut text, &self.ctx.session_cfg, Instant::now());
             let _ = self.session.take_rejection();
             if let Action::Publish(ev) = action {
                 let routed = self.route(ev);
@@ -464,23 +467,6 @@ impl Conn {
         // otherwise keep the shard until its socket runs dry while the receivers' outboxes
         // overflow. Yielding lets the sessions it just woke write first.
         glommio::executor().yield_now().await;
-    }
-
-    /// The next moment the session must be closed if nothing happens: the earlier of the login
-    /// deadline (while not logged in) and the idle deadline (both optional).
-    fn deadline(&self, started: Instant) -> Option<Instant> {
-        let idle =
-            (!self.ctx.idle_timeout.is_zero()).then(|| self.last_activity + self.ctx.idle_timeout);
-        match (self.login_deadline(started), idle) {
-            (Some(login), Some(idle)) => Some(login.min(idle)),
-            (login, idle) => login.or(idle),
-        }
-    }
-
-    /// When a session that has not logged in yet is closed (`auth-timeout`).
-    fn login_deadline(&self, started: Instant) -> Option<Instant> {
-        (self.session.state() == State::Connected && !self.ctx.auth_timeout.is_zero())
-            .then(|| started + self.ctx.auth_timeout)
     }
 
     /// Handles input until something needs an await (a login, an event to route, a full
@@ -565,9 +551,14 @@ impl Conn {
                 }
                 continue;
             }
-            self.last_activity = Instant::now();
+            // Every frame is activity (moves the idle deadline); text frames tell the session
+            // through `handle_message`.
+            let now = Instant::now();
+            if !matches!(msg, Incoming::Text(_)) {
+                self.session.handle_activity(now);
+            }
             let step = match msg {
-                Incoming::Text(mut text) => self.on_text(cx, &mut text),
+                Incoming::Text(mut text) => self.on_text(cx, &mut text, now),
                 // ws1.md §1: binary frames carry nothing in either dialect.
                 Incoming::Binary | Incoming::Pong => None,
                 Incoming::Ping(data) => self
@@ -595,10 +586,12 @@ impl Conn {
     }
 
     /// One text message through the session; replies are written at once.
-    fn on_text(&mut self, cx: &mut Context<'_>, text: &mut [u8]) -> Option<Step> {
+    fn on_text(&mut self, cx: &mut Context<'_>, text: &mut [u8], now: Instant) -> Option<Step> {
         ShardStats::add(&self.ctx.hub.stats().bytes_in, text.len() as u64);
         // ws2 is parsed in place: the message is in a buffer of ours, unmasked, so no copy.
-        let action = self.session.handle_message(text, &self.ctx.session_cfg);
+        let action = self
+            .session
+            .handle_message(text, &self.ctx.session_cfg, now);
         if let Some(why) = self.session.take_rejection() {
             self.ctx.hub.stats().drop_event(
                 match why {

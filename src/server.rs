@@ -18,7 +18,6 @@ use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use vscp_proto::session::SessionConfig;
 use vscp_proto::{Filter, Guid, UserDb};
 
@@ -46,8 +45,6 @@ pub struct Settings {
     pub max_out_queue: usize,
     pub max_in_queue: usize,
     pub max_message_bytes: usize,
-    pub auth_timeout: Duration,
-    pub idle_timeout: Duration,
     pub receive_sent_events: bool,
     pub in_filter: Filter,
     pub out_filter: Filter,
@@ -64,14 +61,14 @@ impl Settings {
                 copyright:
                     "Copyright (C) the vscp-websocksrv authors, MIT licence, https://www.vscp.org"
                         .into(),
+                auth_timeout: cfg.auth_timeout,
+                idle_timeout: cfg.idle_timeout,
             },
             url_ws1: cfg.enable_ws1.then(|| cfg.url_ws1.clone()),
             url_ws2: cfg.enable_ws2.then(|| cfg.url_ws2.clone()),
             max_out_queue: cfg.max_out_queue,
             max_in_queue: cfg.max_in_queue,
             max_message_bytes: cfg.max_message_bytes,
-            auth_timeout: cfg.auth_timeout,
-            idle_timeout: cfg.idle_timeout,
             receive_sent_events: cfg.receive_sent_events,
             in_filter: cfg.in_filter,
             out_filter: cfg.out_filter,

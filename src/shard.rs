@@ -30,8 +30,6 @@ pub struct ShardCtx {
     pub url_ws1: Option<String>,
     pub url_ws2: Option<String>,
     pub max_message_bytes: usize,
-    pub auth_timeout: Duration,
-    pub idle_timeout: Duration,
     pub interface_guid: Guid,
     /// The shard's receive and send buffers, shared by all its connections.
     pub io: crate::conn::IoBuffers,
@@ -138,8 +136,6 @@ pub async fn run(setup: ShardSetup) {
         url_ws1: settings.url_ws1.clone(),
         url_ws2: settings.url_ws2.clone(),
         max_message_bytes: settings.max_message_bytes,
-        auth_timeout: settings.auth_timeout,
-        idle_timeout: settings.idle_timeout,
         interface_guid: settings.interface_guid,
         io: crate::conn::IoBuffers::new(),
         rng: ring::rand::SystemRandom::new(),
