@@ -20,10 +20,9 @@
 //! take at once (nothing else happens meanwhile), shutdown or queued events (the hub's slot),
 //! input, the login/idle deadline.
 
-use crate::context::{ShardCtx, WRITE_BATCH};
+use crate::context::{ClientSlot, ShardCtx, WRITE_BATCH};
 use crate::credentials::LoginFailure;
 use crate::hub::{Origin, ReceiveView, Routed, RoutedEvent, Slot, Wake};
-use crate::listener::ClientSlot;
 use crate::stats::{DropReason, RejectReason, ShardStats};
 use futures::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
@@ -37,7 +36,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, field, Instrument};
-use vscp_proto::session::{stamp_event, Action, EventRejection, PublishOutcome, State};
+use vscp_proto::session::{stamp_event, Action, EventRejection, PublishOutcome, State, Timeout};
 use vscp_proto::{Dialect, Session};
 use vscp_transport::{
     Close, Decoded, Framing, Handshake, HandshakeLimits, Incoming, Transport, WireError,
@@ -83,14 +82,13 @@ pub fn serve<T: Transport>(
         slot: ctx.hub.register(conn_id),
         stream,
         // Replaced once the handshake chose the dialect; no message is handled before that.
-        session: Session::new(Dialect::Ws1, [0; 16]),
+        session: Session::new(Dialect::Ws1, [0; 16], Instant::now()),
         framing: T::Framing::default(),
         input: Vec::new(),
         input_at: 0,
         output: Vec::new(),
         peer,
         conn_id,
-        last_activity: Instant::now(),
         ctx,
     };
     async move {
@@ -140,7 +138,6 @@ struct Conn<F> {
     output: Vec<u8>,
     peer: SocketAddr,
     conn_id: u32,
-    last_activity: Instant,
 }
 
 /// What the connection has to do next.
@@ -201,7 +198,7 @@ impl<F: Framing> Conn<F> {
     fn open(&mut self, dialect: Dialect) {
         tracing::Span::current().record("dialect", dialect.as_str());
         debug!("session open");
-        self.session = Session::new(dialect, self.ctx.random_sid());
+        self.session = Session::new(dialect, self.ctx.random_sid(), Instant::now());
         let stats = self.ctx.hub.stats();
         ShardStats::gauge_add(&stats.sessions_active, 1);
         ShardStats::add(&stats.sessions_accepted, 1);
@@ -291,13 +288,12 @@ impl<F: Framing> Conn<F> {
             return End::Io(e);
         }
         drop(greeting);
-        let started = Instant::now();
         let mut timer: Option<(Instant, Timer)> = None;
         loop {
             // Steps that are frequent complete without allocating; what they keep across an
             // await is part of every session's future, so it is kept small. Rare or slow ones
             // are boxed.
-            let step = poll_fn(|cx| self.poll_step(cx, started, &mut timer)).await;
+            let step = poll_fn(|cx| self.poll_step(cx, &mut timer)).await;
             let reply = match step {
                 Step::Wake(Wake::Closing) => {
                     self.close(Close::Shutdown).await;
@@ -321,16 +317,25 @@ impl<F: Framing> Conn<F> {
                     continue;
                 }
                 Step::Deadline => {
-                    if self
-                        .login_deadline(started)
-                        .is_some_and(|at| Instant::now() >= at)
+                    match self
+                        .session
+                        .handle_timeout(Instant::now(), &self.ctx.session_cfg)
                     {
-                        self.ctx.hub.stats().reject(RejectReason::AuthDeadline);
-                        self.close(Close::LoginTimeout).await;
-                        return End::LoginTimeout;
+                        Some(Timeout::Login) => {
+                            self.ctx.hub.stats().reject(RejectReason::AuthDeadline);
+                            self.close(Close::LoginTimeout).await;
+                            return End::LoginTimeout;
+                        }
+                        Some(Timeout::Idle) => {
+                            self.close(Close::IdleTimeout).await;
+                            return End::IdleTimeout;
+                        }
+                        // Nothing due after all (activity moved the deadline): set it again.
+                        None => {
+                            timer = None;
+                            continue;
+                        }
                     }
-                    self.close(Close::IdleTimeout).await;
-                    return End::IdleTimeout;
                 }
                 Step::Login(creds) => {
                     let reply = Box::pin(self.login(*creds)).await;
@@ -376,7 +381,6 @@ impl<F: Framing> Conn<F> {
     fn poll_step(
         &mut self,
         cx: &mut Context<'_>,
-        started: Instant,
         timer: &mut Option<(Instant, Timer)>,
     ) -> Poll<Step> {
         loop {
@@ -397,7 +401,7 @@ impl<F: Framing> Conn<F> {
                 Poll::Pending => break,
             }
         }
-        match self.deadline(started) {
+        match self.session.poll_timeout(&self.ctx.session_cfg) {
             // Logged-in sessions without an idle timeout have no timer at all.
             None => *timer = None,
             Some(at) => {
@@ -437,9 +441,9 @@ impl<F: Framing> Conn<F> {
             let Some(Incoming::Message(mut text)) = msg else {
                 continue;
             };
-            let action = self
-                .session
-                .handle_message(&mut text, &self.ctx.session_cfg);
+            let action =
+                self.session
+                    .handle_message(&mut text, &self.ctx.session_cfg, Instant::now());
             self.count_rejection();
             if let Action::Publish(ev) = action {
                 let routed = self.route(ev);
@@ -462,23 +466,6 @@ impl<F: Framing> Conn<F> {
         // otherwise keep the shard until its socket runs dry while the receivers' outboxes
         // overflow. Yielding lets the sessions it just woke write first.
         glommio::executor().yield_now().await;
-    }
-
-    /// The next moment the session must be closed if nothing happens: the earlier of the login
-    /// deadline (while not logged in) and the idle deadline (both optional).
-    fn deadline(&self, started: Instant) -> Option<Instant> {
-        let idle =
-            (!self.ctx.idle_timeout.is_zero()).then(|| self.last_activity + self.ctx.idle_timeout);
-        match (self.login_deadline(started), idle) {
-            (Some(login), Some(idle)) => Some(login.min(idle)),
-            (login, idle) => login.or(idle),
-        }
-    }
-
-    /// When a session that has not logged in yet is closed (`auth-timeout`).
-    fn login_deadline(&self, started: Instant) -> Option<Instant> {
-        (self.session.state() == State::Connected && !self.ctx.auth_timeout.is_zero())
-            .then(|| started + self.ctx.auth_timeout)
     }
 
     /// Handles input until something needs an await (a login, an event to route, a full
@@ -565,7 +552,7 @@ impl<F: Framing> Conn<F> {
                 }
                 continue;
             }
-            self.last_activity = Instant::now();
+            let now = Instant::now();
             // What the transport answers by itself (a pong, the echo of a close) goes first.
             let wrote = if answer.is_empty() {
                 Wrote::All
@@ -577,9 +564,13 @@ impl<F: Framing> Conn<F> {
                 (_, Wrote::Failed(e)) => Some(Step::Error(e)),
                 (Some(Incoming::Close), _) => Some(Step::PeerClosed),
                 (Some(Incoming::Message(mut text)), wrote) => {
-                    self.on_message(cx, &mut text).or(wrote.step())
+                    self.on_message(cx, &mut text, now).or(wrote.step())
                 }
-                (None, wrote) => wrote.step(),
+                (None, wrote) => {
+                    // Pings and the like count as activity for the idle deadline too.
+                    self.session.handle_activity(now);
+                    wrote.step()
+                }
             };
             if step.is_some() {
                 return (used, step);
@@ -589,10 +580,12 @@ impl<F: Framing> Conn<F> {
     }
 
     /// One message through the session; replies are written at once.
-    fn on_message(&mut self, cx: &mut Context<'_>, text: &mut [u8]) -> Option<Step> {
+    fn on_message(&mut self, cx: &mut Context<'_>, text: &mut [u8], now: Instant) -> Option<Step> {
         ShardStats::add(&self.ctx.hub.stats().bytes_in, text.len() as u64);
         // ws2 is parsed in place: the message is in a buffer of ours, unmasked, so no copy.
-        let action = self.session.handle_message(text, &self.ctx.session_cfg);
+        let action = self
+            .session
+            .handle_message(text, &self.ctx.session_cfg, now);
         self.count_rejection();
         let reply = match action {
             Action::None => None,

@@ -4,9 +4,8 @@
 use crate::credentials::Authenticator;
 use crate::hub::{Hub, RoutedEvent};
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU32, AtomicUsize};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use vscp_proto::session::SessionConfig;
 use vscp_proto::Guid;
 
@@ -23,8 +22,6 @@ pub struct ShardCtx {
     pub auth: Authenticator,
     pub session_cfg: SessionConfig,
     pub max_message_bytes: usize,
-    pub auth_timeout: Duration,
-    pub idle_timeout: Duration,
     pub interface_guid: Guid,
     /// The shard's receive and send buffers, shared by all its connections.
     pub io: IoBuffers,
@@ -53,8 +50,6 @@ impl ShardCtx {
             auth,
             session_cfg: settings.session.clone(),
             max_message_bytes: settings.max_message_bytes,
-            auth_timeout: settings.auth_timeout,
-            idle_timeout: settings.idle_timeout,
             interface_guid: settings.interface_guid,
             io: IoBuffers::new(),
             rng: ring::rand::SystemRandom::new(),
@@ -77,6 +72,31 @@ pub struct Shared {
     pub clients: AtomicUsize,
     pub max_clients: usize,
     pub next_conn_id: AtomicU32,
+}
+
+/// What a connection holds while it lives: one of the `max-clients` slots and a pass through
+/// the shard's gate (shutdown waits for every pass). Both are given back when it is dropped,
+/// however the connection ends.
+#[derive(Debug)]
+pub struct ClientSlot {
+    shared: Arc<Shared>,
+    _pass: glommio::sync::Pass,
+}
+
+impl ClientSlot {
+    /// Holds a slot already counted in `shared.clients` and a gate pass.
+    pub fn new(shared: Arc<Shared>, pass: glommio::sync::Pass) -> ClientSlot {
+        ClientSlot {
+            shared,
+            _pass: pass,
+        }
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Buffers shared by every connection of a shard, used in turn: a connection borrows them only

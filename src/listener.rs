@@ -2,7 +2,7 @@
 //! (the handshake runs inside its task, under a deadline, so a slow client never stalls the
 //! listener), back off on accept errors.
 
-use crate::context::{ShardCtx, Shared};
+use crate::context::{ClientSlot, ShardCtx, Shared};
 use crate::stats::RejectReason;
 use glommio::net::TcpListener;
 use glommio::sync::Gate;
@@ -87,10 +87,7 @@ pub async fn accept_loop<T: Transport>(
             return;
         };
         let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let held = ClientSlot {
-            shared: shared.clone(),
-            _pass: pass,
-        };
+        let held = ClientSlot::new(shared.clone(), pass);
         // Spawned directly rather than with `Gate::spawn`, whose wrapper future would hold the
         // connection's future twice (the captured one and the one being awaited) for the
         // session's whole life; the pass in `held` keeps the gate waiting all the same.
@@ -103,21 +100,6 @@ pub async fn accept_loop<T: Transport>(
             held,
         ))
         .detach();
-    }
-}
-
-/// What a connection holds while it lives: one of the `max-clients` slots and a pass through
-/// the shard's gate (shutdown waits for every pass). Both are given back when it is dropped,
-/// however the connection ends.
-#[derive(Debug)]
-pub struct ClientSlot {
-    shared: Arc<Shared>,
-    _pass: glommio::sync::Pass,
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        self.shared.clients.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

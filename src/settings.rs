@@ -41,8 +41,6 @@ pub struct Settings {
     pub max_out_queue: usize,
     pub max_in_queue: usize,
     pub max_message_bytes: usize,
-    pub auth_timeout: std::time::Duration,
-    pub idle_timeout: std::time::Duration,
     pub receive_sent_events: bool,
     pub in_filter: Filter,
     pub out_filter: Filter,
@@ -63,6 +61,8 @@ impl Settings {
                 copyright:
                     "Copyright (C) the vscp-websocksrv authors, MIT licence, https://www.vscp.org"
                         .into(),
+                auth_timeout: cfg.auth_timeout,
+                idle_timeout: cfg.idle_timeout,
             },
             listeners: vec![ListenerSpec {
                 kind: ListenerKind::Ws(ws),
@@ -71,8 +71,6 @@ impl Settings {
             max_out_queue: cfg.max_out_queue,
             max_in_queue: cfg.max_in_queue,
             max_message_bytes: cfg.max_message_bytes,
-            auth_timeout: cfg.auth_timeout,
-            idle_timeout: cfg.idle_timeout,
             receive_sent_events: cfg.receive_sent_events,
             in_filter: cfg.in_filter,
             out_filter: cfg.out_filter,

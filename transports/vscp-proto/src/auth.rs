@@ -10,7 +10,7 @@ use aes::Aes128;
 use cbc::cipher::{Array, BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 use thiserror::Error;
 
-use crate::password::{decode_hex, hex_val};
+use crate::hex;
 
 type Aes128CbcDec = cbc::Decryptor<Aes128>;
 type Aes128CbcEnc = cbc::Encryptor<Aes128>;
@@ -36,7 +36,7 @@ pub fn parse_key_file(text: &str) -> Result<[u8; 16], KeyError> {
         .take_while(|b| b.is_ascii_hexdigit())
         .count();
     text.get(..32)
-        .and_then(decode_hex::<16>)
+        .and_then(hex::decode::<16>)
         .ok_or(KeyError::TooShort { hex_digits })
 }
 
@@ -87,7 +87,7 @@ pub fn decrypt_credentials(
     }
     let mut buf = Vec::with_capacity(hex.len() / 2);
     for pair in hex.chunks_exact(2) {
-        match (hex_val(pair[0]), hex_val(pair[1])) {
+        match (hex::digit(pair[0]), hex::digit(pair[1])) {
             (Some(h), Some(l)) => buf.push((h << 4) | l),
             _ => return Err(AuthError::Syntax),
         }
@@ -145,18 +145,12 @@ pub fn encrypt_credentials(key: &[u8; 16], iv: &[u8; 16], user: &str, password: 
 
 /// Decodes a SID/IV: exactly 32 hex digits, either case.
 pub fn hex_decode_16(s: &str) -> Option<[u8; 16]> {
-    decode_hex::<16>(s)
+    hex::decode::<16>(s)
 }
 
 /// Upper-case hex without separators.
 pub fn hex_upper(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0F)]));
-    }
-    out
+    hex::upper(bytes)
 }
 
 /// C `isspace` trimming (space, TAB, LF, VT, FF, CR), as REF's `vscp_trim`. Rust's `trim` would

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use crate::codec::push_hex_byte;
 use crate::error::ParseError;
+use crate::hex;
 
 /// A VSCP GUID, byte 0 most significant. Output form is 16 upper-case hex pairs joined by `:`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
@@ -57,10 +57,10 @@ impl Guid {
     /// Appends the 47-character upper-case colon form.
     pub fn write_to(&self, out: &mut String) {
         out.reserve(Self::TEXT_LEN);
-        push_hex_byte(out, self.0[0]);
+        hex::push_byte(out, self.0[0]);
         for &b in &self.0[1..] {
             out.push(':');
-            push_hex_byte(out, b);
+            hex::push_byte(out, b);
         }
     }
 }

@@ -9,8 +9,10 @@
 //! - [`filter`]: filter/mask model, matching rule and its string/JSON forms (events.md §8).
 //! - [`users`], [`password`], [`rights`], [`remotes`], [`allow`]: the users.json database (users.md).
 //! - [`auth`]: AES-128-CBC credential decryption for AUTH (ws1.md §4).
+//! - `hex` (private): hex digits for [`auth`], [`password`], [`guid`] and [`codec`].
 //! - [`ws1`], [`ws2`]: message grammar and reply formatting of the two dialects.
-//! - [`session`]: the per-connection state machine shared by both dialects.
+//! - [`session`]: the per-connection state machine shared by both dialects, with its login and
+//!   idle deadlines (`now` in, `poll_timeout` out).
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod allow;
@@ -21,6 +23,7 @@ pub mod error;
 pub mod event;
 pub mod filter;
 pub mod guid;
+mod hex;
 pub mod number;
 pub mod password;
 pub mod remotes;
@@ -34,5 +37,5 @@ pub use error::ParseError;
 pub use event::{DateTime, Event, MAX_DATA};
 pub use filter::Filter;
 pub use guid::Guid;
-pub use session::{Action, Dialect, Session};
+pub use session::{Action, Dialect, Session, Timeout};
 pub use users::{User, UserDb};

@@ -16,7 +16,7 @@ use md5::{Digest, Md5};
 use ring::pbkdf2;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::auth::hex_upper;
+use crate::hex;
 
 /// PBKDF2 rounds of the `SALT;HASH` format.
 pub const PBKDF2_ITERATIONS: u32 = 70_000;
@@ -51,8 +51,8 @@ impl PasswordHash {
     pub fn parse(stored: &str) -> Result<Self, String> {
         let stored = stored.trim();
         if let Some((salt_hex, hash_hex)) = stored.split_once(';') {
-            let salt = decode_hex::<16>(salt_hex);
-            let hash = decode_hex::<32>(hash_hex);
+            let salt = hex::decode::<16>(salt_hex);
+            let hash = hex::decode::<32>(hash_hex);
             return match (salt, hash) {
                 (Some(salt), Some(hash)) => Ok(PasswordHash::Pbkdf2 { salt, hash }),
                 _ => Err(
@@ -60,7 +60,7 @@ impl PasswordHash {
                 ),
             };
         }
-        decode_hex::<16>(stored)
+        hex::decode::<16>(stored)
             .map(PasswordHash::Md5)
             .ok_or_else(|| {
                 format!(
@@ -120,7 +120,7 @@ pub fn mkpasswd(user: &str, password: &str, salt: [u8; 16]) -> String {
         format!("{user}:{password}").as_bytes(),
         &mut dk,
     );
-    format!("{};{}", hex_upper(&salt), hex_upper(&dk))
+    format!("{};{}", hex::upper(&salt), hex::upper(&dk))
 }
 
 /// A fresh salt from the OS CSPRNG. Fails only when the OS cannot provide randomness, which the
@@ -129,28 +129,6 @@ pub fn random_salt() -> Result<[u8; 16], ring::error::Unspecified> {
     let mut salt = [0u8; 16];
     SystemRandom::new().fill(&mut salt)?;
     Ok(salt)
-}
-
-/// Exactly `2 * N` hex digits, either case.
-pub(crate) fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        *o = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
-    }
-    Some(out)
-}
-
-pub(crate) fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Constant-time equality of equal-length byte arrays. `black_box` keeps the optimiser from
@@ -197,7 +175,7 @@ mod tests {
         let stored = format!("487636FDE3637C7C853AAC9EAF6FA062;{H5_HASH}");
         assert!(!pbkdf2_ok("admin", "secret", &stored));
         // …and it is what hashing the password alone yields (vscp-mkpasswd style).
-        let salt = decode_hex::<16>("487636FDE3637C7C853AAC9EAF6FA062").unwrap();
+        let salt = hex::decode::<16>("487636FDE3637C7C853AAC9EAF6FA062").unwrap();
         let mut dk = [0u8; 32];
         pbkdf2::derive(
             pbkdf2::PBKDF2_HMAC_SHA256,
@@ -206,12 +184,12 @@ mod tests {
             b"secret",
             &mut dk,
         );
-        assert_eq!(hex_upper(&dk), H5_HASH);
+        assert_eq!(hex::upper(&dk), H5_HASH);
     }
 
     #[test]
     fn mkpasswd_reproduces_samples() {
-        let salt = decode_hex::<16>("487636FDE3637C7C853AAC9EAF6FA062").unwrap();
+        let salt = hex::decode::<16>("487636FDE3637C7C853AAC9EAF6FA062").unwrap();
         assert_eq!(mkpasswd("admin", "secret", salt), H1);
         let salt: [u8; 16] = core::array::from_fn(|i| i as u8);
         assert_eq!(mkpasswd("vscp", "secret", salt), H4);

@@ -5,6 +5,10 @@
 //! outbound queue) is returned as an action; the caller does it and, for AUTH and events,
 //! hands the outcome back (`finish_auth`, `event_reply`) to get the reply text. Nothing here
 //! blocks, reads the clock or touches a socket.
+//!
+//! Time is an input, as in quinn-proto: every input carries `now`, [`Session::poll_timeout`]
+//! says when the driver must call back, and [`Session::handle_timeout`] says which deadline
+//! (login or idle) has passed. Tests move a fake clock instead of sleeping.
 
 use crate::auth::{self, AuthError, Credentials};
 use crate::event::{DateTime, Event};
@@ -14,6 +18,7 @@ use crate::users::{SendDenied, User};
 use crate::ws1::{self, errors, Line};
 use crate::ws2::{self, Args, Message};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Protocol version reported by VERSION (last field), as REF does.
 pub const PROTOCOL_VERSION: &str = "1.0.0.0";
@@ -28,15 +33,20 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// How many dialects there are.
-    pub const COUNT: usize = 2;
-    /// Every dialect, in index order. Per-dialect arrays are indexed by [`Dialect::index`], so a
-    /// new dialect adds no field anywhere.
-    pub const ALL: [Dialect; Self::COUNT] = [Dialect::Ws1, Dialect::Ws2];
+    /// Every dialect, in [`Dialect::index`] order.
+    pub const ALL: [Dialect; 2] = [Dialect::Ws1, Dialect::Ws2];
 
-    /// This dialect's position in [`Dialect::ALL`].
+    /// Number of dialects.
+    pub const COUNT: usize = Dialect::ALL.len();
+
+    /// The dialect's position in [`Dialect::ALL`] (`ALL[d.index()] == d`). Per-dialect arrays
+    /// (encode caches, counters, metric labels) are indexed by this, so a new dialect adds no
+    /// field anywhere: only a variant, its entry in `ALL` and its arms here.
     pub const fn index(self) -> usize {
-        self as usize
+        match self {
+            Dialect::Ws1 => 0,
+            Dialect::Ws2 => 1,
+        }
     }
 
     /// Label for logs and metrics.
@@ -55,6 +65,15 @@ impl Dialect {
         }
     }
 }
+
+// `ALL` and `index` must agree; checked when the crate is built.
+const _: () = {
+    let mut i = 0;
+    while i < Dialect::COUNT {
+        assert!(Dialect::ALL[i].index() == i);
+        i += 1;
+    }
+};
 
 /// Where a session is in its life (ws1.md §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +97,22 @@ pub struct SessionConfig {
     pub software_version: String,
     /// COPYRIGHT text (no `;`).
     pub copyright: String,
+    /// How long a client has from the start of its session to log in (`auth-timeout`); zero
+    /// means no limit. Connections that never log in must not hold client slots for ever.
+    pub auth_timeout: Duration,
+    /// How long a session may go without any input (any websocket frame) before it is closed
+    /// (`idle-timeout`); zero means no limit.
+    pub idle_timeout: Duration,
+}
+
+/// Which deadline of a session has passed (see [`Session::handle_timeout`]). Either way the
+/// driver closes the connection; the variant decides the close code and the counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// Not logged in within `auth_timeout` of the session's start.
+    Login,
+    /// No input for `idle_timeout`.
+    Idle,
 }
 
 /// What the caller must do after a message.
@@ -129,11 +164,16 @@ pub struct Session {
     user: Option<Arc<User>>,
     filter: Filter,
     rejection: Option<EventRejection>,
+    /// When the session started: the login deadline counts from here.
+    started: Instant,
+    /// When the last input arrived: the idle deadline counts from here.
+    last_activity: Instant,
 }
 
 impl Session {
-    /// A new session with the challenge `sid` (16 random bytes from a CSPRNG).
-    pub fn new(dialect: Dialect, sid: [u8; 16]) -> Session {
+    /// A new session with the challenge `sid` (16 random bytes from a CSPRNG), starting at
+    /// `now`: the login and idle deadlines count from here.
+    pub fn new(dialect: Dialect, sid: [u8; 16], now: Instant) -> Session {
         Session {
             dialect,
             state: State::Connected,
@@ -141,7 +181,54 @@ impl Session {
             user: None,
             filter: Filter::ALL_PASS,
             rejection: None,
+            started: now,
+            last_activity: now,
         }
+    }
+
+    /// Input that carries no message arrived at `now` (a websocket ping, pong or binary frame):
+    /// it moves the idle deadline like a message does.
+    pub fn handle_activity(&mut self, now: Instant) {
+        self.last_activity = now;
+    }
+
+    /// When the driver must call [`Session::handle_timeout`] if no input comes first: the
+    /// earlier of the login deadline and the idle deadline, `None` when neither applies (a
+    /// logged-in session without an idle timeout needs no timer at all).
+    ///
+    /// The login deadline is `start + auth_timeout` while the session is not logged in
+    /// ([`State::Connected`]). It always counts from the start, so a session that logged in
+    /// and later drops back to `Connected` (a failed re-AUTH) after that moment is closed at
+    /// the next check: a failed re-AUTH gives no new grace period.
+    pub fn poll_timeout(&self, cfg: &SessionConfig) -> Option<Instant> {
+        match (self.login_deadline(cfg), self.idle_deadline(cfg)) {
+            (Some(login), Some(idle)) => Some(login.min(idle)),
+            (login, idle) => login.or(idle),
+        }
+    }
+
+    /// The clock reached `now` (the driver's timer for [`Session::poll_timeout`] fired): which
+    /// deadline has passed, the login one first when both have, or `None` when none is due yet
+    /// (input moved the idle deadline, or a login cancelled the login deadline, since the timer
+    /// was set). The session is over once this returns `Some`: the driver closes the
+    /// connection.
+    pub fn handle_timeout(&mut self, now: Instant, cfg: &SessionConfig) -> Option<Timeout> {
+        if self.login_deadline(cfg).is_some_and(|at| now >= at) {
+            Some(Timeout::Login)
+        } else if self.idle_deadline(cfg).is_some_and(|at| now >= at) {
+            Some(Timeout::Idle)
+        } else {
+            None
+        }
+    }
+
+    fn login_deadline(&self, cfg: &SessionConfig) -> Option<Instant> {
+        (self.state == State::Connected && !cfg.auth_timeout.is_zero())
+            .then(|| self.started + cfg.auth_timeout)
+    }
+
+    fn idle_deadline(&self, cfg: &SessionConfig) -> Option<Instant> {
+        (!cfg.idle_timeout.is_zero()).then(|| self.last_activity + cfg.idle_timeout)
     }
 
     /// Why the last event was refused, if it was; cleared by the call.
@@ -186,10 +273,11 @@ impl Session {
         }
     }
 
-    /// Handles one text message. `msg` is the message bytes (valid UTF-8, as the websocket
-    /// layer guarantees for text frames); ws2 parses it in place, so its content is undefined
-    /// afterwards.
-    pub fn handle_message(&mut self, msg: &mut [u8], cfg: &SessionConfig) -> Action {
+    /// Handles one text message that arrived at `now` (which moves the idle deadline). `msg`
+    /// is the message bytes (valid UTF-8, as the websocket layer guarantees for text frames);
+    /// ws2 parses it in place, so its content is undefined afterwards.
+    pub fn handle_message(&mut self, msg: &mut [u8], cfg: &SessionConfig, now: Instant) -> Action {
+        self.last_activity = now;
         match self.dialect {
             Dialect::Ws1 => match std::str::from_utf8(msg) {
                 Ok(text) => self.handle_ws1(text, cfg),

@@ -3,8 +3,9 @@
 
 use proptest::prelude::*;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use vscp_proto::auth::{self, Credentials};
-use vscp_proto::session::{Action, PublishOutcome, SessionConfig, State};
+use vscp_proto::session::{Action, PublishOutcome, SessionConfig, State, Timeout};
 use vscp_proto::{Dialect, Session, UserDb};
 
 const KEY_W1: [u8; 16] = [
@@ -27,6 +28,8 @@ fn cfg(key: [u8; 16]) -> SessionConfig {
         ws2_accept_client_iv: false,
         software_version: "9.8.7".into(),
         copyright: "test copyright".into(),
+        auth_timeout: Duration::ZERO,
+        idle_timeout: Duration::ZERO,
     }
 }
 
@@ -38,8 +41,19 @@ fn verdict(db: &UserDb, c: &Credentials) -> Option<Arc<vscp_proto::User>> {
 
 /// Feeds one message and resolves Authenticate/Publish the way the server glue does.
 fn step(s: &mut Session, db: &UserDb, cfg: &SessionConfig, msg: &str) -> Option<String> {
+    step_at(s, db, cfg, msg, Instant::now())
+}
+
+/// [`step`] with the message arriving at `now`.
+fn step_at(
+    s: &mut Session,
+    db: &UserDb,
+    cfg: &SessionConfig,
+    msg: &str,
+    now: Instant,
+) -> Option<String> {
     let mut buf = msg.as_bytes().to_vec();
-    match s.handle_message(&mut buf, cfg) {
+    match s.handle_message(&mut buf, cfg, now) {
         Action::None => None,
         Action::Reply(r) | Action::Opened(r) | Action::ClearQueue(r) => Some(r),
         Action::Authenticate(c) => Some(s.finish_auth(verdict(db, &c), [0x11; 16])),
@@ -55,7 +69,11 @@ fn sid(hex: &str) -> [u8; 16] {
 fn w1_complete_ws1_session() {
     let db = UserDb::from_json(USERS).unwrap();
     let cfg = cfg(KEY_W1);
-    let mut s = Session::new(Dialect::Ws1, sid("55BCA4DC7C1FD9C3E6967F37C8747698"));
+    let mut s = Session::new(
+        Dialect::Ws1,
+        sid("55BCA4DC7C1FD9C3E6967F37C8747698"),
+        Instant::now(),
+    );
     assert_eq!(s.greeting(), "+;AUTH0;55BCA4DC7C1FD9C3E6967F37C8747698");
     let mut t = |m: &str| step(&mut s, &db, &cfg, m);
     assert_eq!(t("C;OPEN").as_deref(), Some("-;OPEN;5;Not authorised."));
@@ -92,7 +110,11 @@ fn w1_complete_ws1_session() {
 fn w2_complete_ws2_session() {
     let db = UserDb::from_json(USERS).unwrap();
     let cfg = cfg(KEY_W2);
-    let mut s = Session::new(Dialect::Ws2, sid("5A475C082C80DCDF7F2DFBD976253B24"));
+    let mut s = Session::new(
+        Dialect::Ws2,
+        sid("5A475C082C80DCDF7F2DFBD976253B24"),
+        Instant::now(),
+    );
     assert_eq!(
         s.greeting(),
         r#"{    "type" : "+",     "args" : ["AUTH0","5A475C082C80DCDF7F2DFBD976253B24"]}"#
@@ -137,7 +159,7 @@ fn failed_auth_rotates_sid_and_closes_channel() {
     let db = UserDb::from_json(USERS).unwrap();
     let cfg = cfg(KEY_W1);
     let first = sid("55BCA4DC7C1FD9C3E6967F37C8747698");
-    let mut s = Session::new(Dialect::Ws1, first);
+    let mut s = Session::new(Dialect::Ws1, first, Instant::now());
     let good = auth::encrypt_credentials(&KEY_W1, &first, "admin", "secret");
     assert!(step(
         &mut s,
@@ -176,7 +198,7 @@ fn user_rights_decide_what_may_be_sent() {
     let db = UserDb::from_json(USERS).unwrap();
     let cfg = cfg(KEY_W1);
     let id = [7u8; 16];
-    let mut s = Session::new(Dialect::Ws1, id);
+    let mut s = Session::new(Dialect::Ws1, id, Instant::now());
     let c = auth::encrypt_credentials(&KEY_W1, &id, "user", "secret");
     let hex = auth::hex_upper(&id);
     assert!(step(&mut s, &db, &cfg, &format!("C;AUTH;{hex};{c}"))
@@ -205,7 +227,7 @@ fn any_session(dialect: Dialect, logged_in: bool) -> (Session, UserDb, SessionCo
     let db = UserDb::from_json(USERS).unwrap();
     let cfg = cfg(KEY_W1);
     let id = [3u8; 16];
-    let mut s = Session::new(dialect, id);
+    let mut s = Session::new(dialect, id, Instant::now());
     if logged_in {
         let c = auth::encrypt_credentials(&KEY_W1, &id, "admin", "secret");
         let hex = auth::hex_upper(&id);
@@ -219,6 +241,224 @@ fn any_session(dialect: Dialect, logged_in: bool) -> (Session, UserDb, SessionCo
         assert_ne!(s.state(), State::Connected);
     }
     (s, db, cfg)
+}
+
+// Deadlines with a fake clock: `t(s)` is `s` seconds after the session started; nothing sleeps.
+
+fn timed_cfg(auth_secs: u64, idle_secs: u64) -> SessionConfig {
+    SessionConfig {
+        auth_timeout: Duration::from_secs(auth_secs),
+        idle_timeout: Duration::from_secs(idle_secs),
+        ..cfg(KEY_W1)
+    }
+}
+
+/// An AUTH message for `user`/`password` against the challenge `id`.
+fn auth_msg(dialect: Dialect, id: &[u8; 16], user: &str, password: &str) -> String {
+    let c = auth::encrypt_credentials(&KEY_W1, id, user, password);
+    let hex = auth::hex_upper(id);
+    match dialect {
+        Dialect::Ws1 => format!("C;AUTH;{hex};{c}"),
+        Dialect::Ws2 => {
+            format!(r#"{{"type":"CMD","command":"AUTH","args":{{"iv":"{hex}","crypto":"{c}"}}}}"#)
+        }
+    }
+}
+
+const ID: [u8; 16] = [9u8; 16];
+
+/// A fresh session started at `t0`, the user database and a clock relative to `t0`.
+fn timed_session(dialect: Dialect) -> (Session, UserDb, impl Fn(f64) -> Instant) {
+    let t0 = Instant::now();
+    let db = UserDb::from_json(USERS).unwrap();
+    (Session::new(dialect, ID, t0), db, move |secs| {
+        t0 + Duration::from_secs_f64(secs)
+    })
+}
+
+#[test]
+fn login_deadline_fires_only_while_not_logged_in() {
+    for dialect in Dialect::ALL {
+        let cfg = timed_cfg(5, 0);
+        let (mut s, db, t) = timed_session(dialect);
+        assert_eq!(s.poll_timeout(&cfg), Some(t(5.0)));
+        // Input does not move the login deadline: only logging in ends it.
+        step_at(&mut s, &db, &cfg, "C;NOOP", t(3.0));
+        assert_eq!(s.poll_timeout(&cfg), Some(t(5.0)));
+        assert_eq!(s.handle_timeout(t(4.999), &cfg), None);
+        assert_eq!(s.handle_timeout(t(5.0), &cfg), Some(Timeout::Login));
+        assert_eq!(s.handle_timeout(t(60.0), &cfg), Some(Timeout::Login));
+    }
+}
+
+#[test]
+fn successful_auth_cancels_the_login_deadline() {
+    for dialect in Dialect::ALL {
+        let cfg = timed_cfg(5, 0);
+        let (mut s, db, t) = timed_session(dialect);
+        step_at(
+            &mut s,
+            &db,
+            &cfg,
+            &auth_msg(dialect, &ID, "admin", "secret"),
+            t(1.0),
+        );
+        assert_eq!(s.state(), State::Authenticated, "{dialect:?}");
+        // No idle timeout either: a logged-in session needs no timer at all.
+        assert_eq!(s.poll_timeout(&cfg), None);
+        assert_eq!(s.handle_timeout(t(5.0), &cfg), None);
+        assert_eq!(s.handle_timeout(t(3600.0), &cfg), None);
+    }
+}
+
+#[test]
+fn failed_auth_keeps_the_login_deadline() {
+    let cfg = timed_cfg(5, 0);
+    let (mut s, db, t) = timed_session(Dialect::Ws1);
+    let reply = step_at(
+        &mut s,
+        &db,
+        &cfg,
+        &auth_msg(Dialect::Ws1, &ID, "admin", "wrong"),
+        t(1.0),
+    );
+    assert_eq!(reply.as_deref(), Some("-;AUTH;5;Not authorised."));
+    assert_eq!(s.poll_timeout(&cfg), Some(t(5.0)));
+    assert_eq!(s.handle_timeout(t(5.0), &cfg), Some(Timeout::Login));
+}
+
+/// A failed re-AUTH drops a logged-in session back to `Connected`. The login deadline still
+/// counts from the session's start, so no new grace period begins: before that moment the
+/// session gets what is left of it, after it the session is closed at the next check.
+#[test]
+fn failed_reauth_brings_back_the_deadline_from_the_start() {
+    for dialect in Dialect::ALL {
+        let cfg = timed_cfg(5, 0);
+        let (mut s, db, t) = timed_session(dialect);
+        step_at(
+            &mut s,
+            &db,
+            &cfg,
+            &auth_msg(dialect, &ID, "admin", "secret"),
+            t(1.0),
+        );
+        assert_eq!(s.poll_timeout(&cfg), None);
+        // Before the original deadline: it applies again, unchanged.
+        step_at(
+            &mut s,
+            &db,
+            &cfg,
+            &auth_msg(dialect, &ID, "admin", "wrong"),
+            t(2.0),
+        );
+        assert_eq!(s.state(), State::Connected);
+        assert_eq!(s.poll_timeout(&cfg), Some(t(5.0)));
+        assert_eq!(s.handle_timeout(t(4.0), &cfg), None);
+        assert_eq!(s.handle_timeout(t(5.0), &cfg), Some(Timeout::Login));
+
+        // After the original deadline: due at once.
+        let (mut s, db, t) = timed_session(dialect);
+        step_at(
+            &mut s,
+            &db,
+            &cfg,
+            &auth_msg(dialect, &ID, "admin", "secret"),
+            t(1.0),
+        );
+        step_at(
+            &mut s,
+            &db,
+            &cfg,
+            &auth_msg(dialect, &ID, "admin", "wrong"),
+            t(30.0),
+        );
+        assert_eq!(s.state(), State::Connected);
+        assert_eq!(s.poll_timeout(&cfg), Some(t(5.0)));
+        assert_eq!(s.handle_timeout(t(30.0), &cfg), Some(Timeout::Login));
+    }
+}
+
+#[test]
+fn idle_deadline_moves_with_activity() {
+    let cfg = timed_cfg(0, 10);
+    let (mut s, db, t) = timed_session(Dialect::Ws1);
+    assert_eq!(s.poll_timeout(&cfg), Some(t(10.0)));
+    step_at(&mut s, &db, &cfg, "C;NOOP", t(4.0));
+    assert_eq!(s.poll_timeout(&cfg), Some(t(14.0)));
+    // A timer set for the old deadline fires: nothing is due yet.
+    assert_eq!(s.handle_timeout(t(10.0), &cfg), None);
+    // Frames without a message (ping, pong, binary) count as activity too.
+    s.handle_activity(t(12.0));
+    assert_eq!(s.poll_timeout(&cfg), Some(t(22.0)));
+    assert_eq!(s.handle_timeout(t(21.9), &cfg), None);
+    assert_eq!(s.handle_timeout(t(22.0), &cfg), Some(Timeout::Idle));
+    // Messages the session ignores or refuses are activity as well.
+    step_at(&mut s, &db, &cfg, "garbage", t(25.0));
+    assert_eq!(s.poll_timeout(&cfg), Some(t(35.0)));
+}
+
+#[test]
+fn idle_deadline_applies_after_login() {
+    let cfg = timed_cfg(5, 10);
+    let (mut s, db, t) = timed_session(Dialect::Ws2);
+    step_at(
+        &mut s,
+        &db,
+        &cfg,
+        &auth_msg(Dialect::Ws2, &ID, "admin", "secret"),
+        t(1.0),
+    );
+    assert_eq!(s.poll_timeout(&cfg), Some(t(11.0)));
+    assert_eq!(s.handle_timeout(t(5.0), &cfg), None);
+    assert_eq!(s.handle_timeout(t(11.0), &cfg), Some(Timeout::Idle));
+}
+
+#[test]
+fn zero_timeouts_are_off() {
+    for dialect in Dialect::ALL {
+        let cfg = timed_cfg(0, 0);
+        let (mut s, db, t) = timed_session(dialect);
+        assert_eq!(s.poll_timeout(&cfg), None);
+        assert_eq!(s.handle_timeout(t(365.0 * 86400.0), &cfg), None);
+        step_at(
+            &mut s,
+            &db,
+            &cfg,
+            &auth_msg(dialect, &ID, "admin", "secret"),
+            t(1.0),
+        );
+        assert_eq!(s.poll_timeout(&cfg), None);
+        assert_eq!(s.handle_timeout(t(365.0 * 86400.0), &cfg), None);
+    }
+}
+
+#[test]
+fn the_earlier_deadline_wins() {
+    // Login first.
+    let cfg = timed_cfg(5, 10);
+    let (mut s, _db, t) = timed_session(Dialect::Ws1);
+    assert_eq!(s.poll_timeout(&cfg), Some(t(5.0)));
+    assert_eq!(s.handle_timeout(t(5.0), &cfg), Some(Timeout::Login));
+
+    // Idle first, until activity pushes it past the login deadline.
+    let cfg = timed_cfg(10, 3);
+    let (mut s, _db, t) = timed_session(Dialect::Ws1);
+    assert_eq!(s.poll_timeout(&cfg), Some(t(3.0)));
+    assert_eq!(s.handle_timeout(t(3.0), &cfg), Some(Timeout::Idle));
+    let (mut s, _db, t) = timed_session(Dialect::Ws1);
+    s.handle_activity(t(2.0));
+    assert_eq!(s.poll_timeout(&cfg), Some(t(5.0)));
+    s.handle_activity(t(4.0));
+    assert_eq!(s.poll_timeout(&cfg), Some(t(7.0)));
+    s.handle_activity(t(8.0));
+    assert_eq!(s.poll_timeout(&cfg), Some(t(10.0)));
+    assert_eq!(s.handle_timeout(t(10.0), &cfg), Some(Timeout::Login));
+
+    // Both due: the login deadline is reported (it decides the close code and the counter).
+    let cfg = timed_cfg(5, 5);
+    let (mut s, _db, t) = timed_session(Dialect::Ws2);
+    assert_eq!(s.poll_timeout(&cfg), Some(t(5.0)));
+    assert_eq!(s.handle_timeout(t(6.0), &cfg), Some(Timeout::Login));
 }
 
 /// Fragments that make random input more likely to reach deep code paths.
@@ -254,6 +494,6 @@ proptest! {
     fn ws2_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let (mut s, _db, cfg) = any_session(Dialect::Ws2, true);
         let mut b = bytes;
-        let _ = s.handle_message(&mut b, &cfg);
+        let _ = s.handle_message(&mut b, &cfg, Instant::now());
     }
 }

@@ -10,32 +10,6 @@ pub mod json;
 pub mod string;
 pub mod xml;
 
-/// Two upper-case hex digits for every byte value, `"000102…FEFF"`.
-const HEX_PAIRS: &str = {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    const BYTES: [u8; 512] = {
-        let mut out = [0u8; 512];
-        let mut i = 0;
-        while i < 256 {
-            out[2 * i] = DIGITS[i >> 4];
-            out[2 * i + 1] = DIGITS[i & 0xF];
-            i += 1;
-        }
-        out
-    };
-    match std::str::from_utf8(&BYTES) {
-        Ok(s) => s,
-        Err(_) => panic!("hex table is ASCII"),
-    }
-};
-
-/// Appends `b` as two upper-case hex digits.
-#[inline]
-pub(crate) fn push_hex_byte(out: &mut String, b: u8) {
-    let i = usize::from(b) * 2;
-    out.push_str(&HEX_PAIRS[i..i + 2]);
-}
-
 /// Appends `v` in decimal.
 #[inline]
 pub(crate) fn push_u64(out: &mut String, mut v: u64) {
@@ -72,15 +46,6 @@ pub(crate) fn push_padded(out: &mut String, v: u16, width: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_table_covers_all_bytes() {
-        for b in 0..=255u8 {
-            let mut s = String::new();
-            push_hex_byte(&mut s, b);
-            assert_eq!(s, format!("{b:02X}"));
-        }
-    }
 
     #[test]
     fn decimal_writers() {

@@ -1,10 +1,11 @@
 //! The comma-separated string form of an event (events.md §5), used by ws1:
 //! `head,class,type,obid,datetime,timestamp,GUID[,d0,d1,…]`.
 
-use crate::codec::{push_hex_byte, push_u64};
+use crate::codec::push_u64;
 use crate::error::ParseError;
 use crate::event::{DateTime, Event, MAX_DATA};
 use crate::guid::Guid;
+use crate::hex;
 use crate::number::{read_u16, read_u32, read_u64, read_u8};
 
 /// Number of mandatory fields, head through GUID.
@@ -87,7 +88,7 @@ pub fn write_event(ev: &Event, out: &mut String) {
     ev.guid.write_to(out);
     for &b in &ev.data {
         out.push_str(",0x");
-        push_hex_byte(out, b);
+        hex::push_byte(out, b);
     }
 }
 

@@ -51,7 +51,7 @@ pub fn write_event(ev: &Event, out: &mut String) {
             out.push(',');
         }
         out.push_str("0x");
-        crate::codec::push_hex_byte(out, b);
+        crate::hex::push_byte(out, b);
     }
     out.push_str("\" />");
 }
