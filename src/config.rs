@@ -12,7 +12,7 @@
 //! the config file. See `docs/config.md` for the key reference and the value rules.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -720,32 +720,7 @@ fn parse_address(text: &str, default_port: u16) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
     }
 
-    let (host, port): (&str, Option<&str>) = if let Some(inner) = rest.strip_prefix('[') {
-        let Some(close) = inner.find(']') else {
-            return Err(format!("{text:?}: missing ']' after the IPv6 address"));
-        };
-        let after = &inner[close + 1..];
-        let port = match after {
-            "" => None,
-            _ => match after.strip_prefix(':') {
-                Some(p) => Some(p),
-                None => return Err(format!("{text:?}: expected ':PORT' after ']'")),
-            },
-        };
-        let host = &inner[..close];
-        if host.parse::<Ipv6Addr>().is_err() {
-            return Err(format!("{text:?}: {host:?} is not an IPv6 address"));
-        }
-        (host, port)
-    } else if rest.parse::<Ipv6Addr>().is_ok() {
-        (rest, None)
-    } else {
-        match rest.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        }
-    };
-
+    let (host, port) = vscp_config::split_host_port(rest)?;
     let port = match port {
         None => default_port,
         Some(p) => parse_port(p, text)?,
@@ -1114,6 +1089,30 @@ mod tests {
         assert_eq!(key, "logging.console-log-level");
         let (_, key, _) = key_error(inline(&dir, "[1,2]"));
         assert_eq!(key, "<root>");
+    }
+
+    /// The value rules shared with the mqtt block (docs/config.md "Value types").
+    #[test]
+    fn unified_value_rules() {
+        let dir = TempDir::new("rules");
+        // Booleans: 1/0 as well as true/false; other numbers are refused.
+        let (cfg, _) = inline(&dir, r#"{"debug":1,"enable-ws2":0}"#).unwrap();
+        assert!(cfg.debug && !cfg.enable_ws2);
+        let (_, key, reason) = key_error(inline(&dir, r#"{"debug":2}"#));
+        assert_eq!(key, "debug");
+        assert!(reason.contains("expected true or false"), "{reason}");
+        // null is the same as absent, for every key.
+        let (cfg, w) = inline(&dir, r#"{"max-clients":null,"url-ws1":null}"#).unwrap();
+        assert_eq!(
+            (cfg.max_clients, cfg.url_ws1.as_str(), w.len()),
+            (100, "/ws1", 0)
+        );
+        // A block must be an object, not its fields in an array.
+        let (_, key, _) = key_error(inline(&dir, r#"{"logging":[true]}"#));
+        assert_eq!(key, "logging");
+        // Wrong values are quoted as written.
+        let (_, _, reason) = key_error(inline(&dir, r#"{"max-clients":"ten"}"#));
+        assert!(reason.contains("found \"ten\""), "{reason}");
     }
 
     #[test]

@@ -191,6 +191,26 @@ impl Reader {
     }
 }
 
+/// Splits `host[:port]`, `[IPv6][:port]` or a bare IPv6 address, the address forms both
+/// readers take (after their own scheme rules). The port stays text: each reader has its own
+/// range and default.
+pub fn split_host_port(text: &str) -> Result<(&str, Option<&str>), String> {
+    if let Some(inner) = text.strip_prefix('[') {
+        let (host, after) = (inner.split_once(']'))
+            .ok_or_else(|| format!("{text:?}: missing ']' after the IPv6 address"))?;
+        return match after {
+            "" => Ok((host, None)),
+            _ => (after.strip_prefix(':').map(|port| (host, Some(port))))
+                .ok_or_else(|| format!("{text:?}: expected ':PORT' after ']'")),
+        };
+    }
+    // More than one colon without brackets is a bare IPv6 address.
+    Ok(match text.split_once(':') {
+        Some((host, port)) if !port.contains(':') => (host, Some(port)),
+        _ => (text, None),
+    })
+}
+
 /// A block that must be a JSON object: a derived struct alone would also take an array, its
 /// fields in order, which no config file means.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -179,35 +179,36 @@ pub struct MqttConfig {
     pub max_offline_events: usize,
 }
 
-/// The block as written; every key optional (`null` is the same as absent).
+/// The block as written, in the order of the vscpd sample; every key optional (`null` is the
+/// same as absent).
 #[derive(Deserialize)]
 #[serde(rename_all = "kebab-case")]
 struct RawMqtt {
+    bind: Option<String>,
     host: Option<String>,
     port: Option<Int<1, 65535>>,
-    bind: Option<String>,
+    mqtt_options: Option<Block<RawOptions>>,
     user: Option<String>,
     password: Option<String>,
     clientid: Option<String>,
+    publish_format: Option<PublishFormat>,
+    subscribe_format: Option<SubscribeFormat>,
+    qos: Option<Int<0, 2>>,
+    bcleansession: Option<Flag>,
+    bretain: Option<Flag>,
     keepalive: Option<Int<0, 65535>>,
     connection_timeout: Option<Int<100, 300_000>>,
-    bcleansession: Option<Flag>,
     bjsonmeasurementblock: Option<Flag>,
     #[serde(rename = "bUseTopicForEventDefaults")]
     topic_event_defaults: Option<Flag>,
     bescape_pub_topics: Option<Flag>,
     user_escapes: Option<BTreeMap<String, Text>>,
-    mqtt_options: Option<Block<RawOptions>>,
     reconnect: Option<Block<RawReconnect>>,
     tls: Option<Block<RawTls>>,
     filter: Option<Block<RawFilter>>,
     will: Option<Block<RawWill>>,
     subscribe: Option<Vec<Entry<RawSubscribe>>>,
     publish: Option<Vec<Entry<RawPublish>>>,
-    publish_format: Option<PublishFormat>,
-    subscribe_format: Option<SubscribeFormat>,
-    qos: Option<Int<0, 2>>,
-    bretain: Option<Flag>,
     v5: Option<Block<RawV5>>,
     max_offline_events: Option<Int<0, 1_000_000>>,
 }
@@ -320,29 +321,68 @@ parsed_by!(
 );
 
 /// A `subscribe[]`/`publish[]` item. REF skips plain strings; a string is taken as a topic with
-/// the defaults instead, because that is what someone who writes one means.
-enum Entry<T> {
-    Topic(String),
-    Full(T),
+/// the defaults instead (`bare`), because that is what someone who writes one means.
+struct Entry<T> {
+    fields: T,
+    bare: bool,
 }
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Entry<T> {
+/// The item types of both lists, so one reader serves both.
+trait HasTopic: Default {
+    fn topic(&mut self) -> &mut Option<String>;
+}
+
+impl HasTopic for RawSubscribe {
+    fn topic(&mut self) -> &mut Option<String> {
+        &mut self.topic
+    }
+}
+
+impl HasTopic for RawPublish {
+    fn topic(&mut self) -> &mut Option<String> {
+        &mut self.topic
+    }
+}
+
+impl<'de, T: HasTopic + Deserialize<'de>> Deserialize<'de> for Entry<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+        impl<'de, T: HasTopic + Deserialize<'de>> Visitor<'de> for V<T> {
             type Value = Entry<T>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("an object or a topic string")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Entry<T>, E> {
-                Ok(Entry::Topic(s.to_owned()))
+                let mut fields = T::default();
+                *fields.topic() = Some(s.to_owned());
+                Ok(Entry { fields, bare: true })
             }
             // Through the caller's `MapAccess`, so paths and unknown keys are still tracked.
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Entry<T>, A::Error> {
-                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Entry::Full)
+                let fields = T::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Entry {
+                    fields,
+                    bare: false,
+                })
             }
         }
         d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// Item `at` of a list, its topic, and the key topic errors name (`at` itself when bare).
+fn item<T: HasTopic>(
+    r: &Reader,
+    e: Entry<T>,
+    at: String,
+) -> Result<(T, Template, String), ConfigError> {
+    let (mut fields, key) = match e.bare {
+        true => (e.fields, at),
+        false => (e.fields, format!("{at}.topic")),
+    };
+    match fields.topic().take() {
+        Some(t) if !t.trim().is_empty() => Ok((fields, Template::parse(&t), key)),
+        _ => Err(r.err(&key, "a topic is required")),
     }
 }
 
@@ -368,13 +408,6 @@ fn qos(n: Option<Int<0, 2>>, default: QoS) -> QoS {
         Some(0) => QoS::AtMostOnce,
         Some(1) => QoS::AtLeastOnce,
         Some(_) => QoS::ExactlyOnce,
-    }
-}
-
-fn topic(r: &Reader, text: Option<String>, key: &str) -> Result<Template, ConfigError> {
-    match text.as_deref().map(str::trim) {
-        None | Some("") => Err(r.err(key, "a topic is required")),
-        Some(_) => Ok(Template::parse(text.as_deref().unwrap_or_default())),
     }
 }
 
@@ -438,39 +471,18 @@ impl RawMqtt {
         let pub_format = self.publish_format.unwrap_or(PublishFormat::Json);
         let sub_format = self.subscribe_format.unwrap_or(SubscribeFormat::Auto);
         let mut subscribe = Vec::new();
-        for (i, item) in self.subscribe.unwrap_or_default().into_iter().enumerate() {
-            let at = format!("subscribe[{i}]");
-            let (e, topic_key) = match item {
-                Entry::Topic(t) => (
-                    RawSubscribe {
-                        topic: Some(t),
-                        ..RawSubscribe::default()
-                    },
-                    at.clone(),
-                ),
-                Entry::Full(e) => (e, format!("{at}.topic")),
-            };
+        for (i, e) in self.subscribe.unwrap_or_default().into_iter().enumerate() {
+            let (e, topic, _) = item(r, e, format!("subscribe[{i}]"))?;
             subscribe.push(SubscribeEntry {
-                topic: topic(r, e.topic, &topic_key)?,
+                topic,
                 qos: qos(e.qos, default_qos),
                 v5_options: e.v5_options.map_or(0, |o| o.0),
                 format: e.format.unwrap_or(sub_format),
             });
         }
         let mut publish = Vec::new();
-        for (i, item) in self.publish.unwrap_or_default().into_iter().enumerate() {
-            let at = format!("publish[{i}]");
-            let (e, topic_key) = match item {
-                Entry::Topic(t) => (
-                    RawPublish {
-                        topic: Some(t),
-                        ..RawPublish::default()
-                    },
-                    at.clone(),
-                ),
-                Entry::Full(e) => (e, format!("{at}.topic")),
-            };
-            let topic = topic(r, e.topic, &topic_key)?;
+        for (i, e) in self.publish.unwrap_or_default().into_iter().enumerate() {
+            let (e, topic, topic_key) = item(r, e, format!("publish[{i}]"))?;
             if topic.is_literal() && topic.source().contains(['+', '#']) {
                 return Err(r.err(
                     &topic_key,
@@ -480,7 +492,7 @@ impl RawMqtt {
             if let (Some(b), Some(x)) = (e.bretain, e.retain) {
                 if b != x {
                     return Err(r.err(
-                        &format!("{at}.retain"),
+                        &format!("publish[{i}].retain"),
                         "both bretain and retain are given and they differ; keep one",
                     ));
                 }
@@ -689,22 +701,7 @@ fn parse_host(text: &str) -> Result<(String, Option<u16>), String> {
             "unsupported scheme in {text:?}; use tcp://, mqtt:// or (TLS) mqtts://, ssl://"
         ));
     }
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("unterminated [IPv6] address in {text:?}"))?;
-        match after.strip_prefix(':') {
-            Some(p) => (h, Some(p)),
-            None if after.is_empty() => (h, None),
-            None => return Err(format!("unexpected text after the address in {text:?}")),
-        }
-    } else if rest.matches(':').count() == 1 {
-        let (h, p) = rest.split_once(':').unwrap_or((rest, ""));
-        (h, Some(p))
-    } else {
-        (rest, None)
-    };
+    let (host, port) = vscp_config::split_host_port(rest.trim_end_matches('/'))?;
     if host.is_empty() {
         return Err("no host name or address".into());
     }
@@ -1256,6 +1253,27 @@ mod tests {
         assert_eq!(c.publish[0].qos, QoS::ExactlyOnce);
         assert!(c.will.is_none(), "a will needs topic and payload");
         assert!(c.clean_session);
+    }
+
+    /// The value rules shared with the driver config (docs/config.md "Value types").
+    #[test]
+    fn unified_value_rules() {
+        let e = parse(json!({"reconnect": [1, 30, true]})).unwrap_err();
+        assert_eq!(e.key(), Some("mqtt.reconnect"));
+        assert!(
+            e.to_string().starts_with("<test>: key \"mqtt.reconnect\""),
+            "{e}"
+        );
+        let (c, _) =
+            parse(json!({"host": null, "will": null, "bcleansession": 1, "clientid": "c"}))
+                .unwrap();
+        assert_eq!(c.host, "localhost");
+        assert!(c.clean_session);
+        let (_, w) = parse(json!({"publish": [{"topic": "a", "colour": 1}]})).unwrap();
+        assert_eq!(
+            w,
+            ["<test>: unknown key \"mqtt.publish[0].colour\" ignored"]
+        );
     }
 
     #[test]
