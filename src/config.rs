@@ -1,25 +1,27 @@
 //! Driver configuration: the REF driver's JSON file layout, read once at start-up.
 //!
 //! The file format belongs to the user (seed README, spec ws1.md §9): a flat JSON object with a
-//! `logging` and a `filter` block. It is parsed by hand from a [`serde_json::Value`] instead of
-//! through derived structs so that every error can name the offending key (as a dotted path, e.g.
-//! `logging.file-max-size`) and the file it came from, and so that unknown keys can be reported
-//! one by one instead of being silently dropped or rejected wholesale. Real deployments carry keys
-//! from other VSCP versions, so unknown keys only produce warnings; wrong types and out-of-range
-//! values fail start-up.
+//! `logging` and a `filter` block. Serde structs mirror it ([`RawConfig`]); `vscp_config::Reader`
+//! reads them so that every error names the file and the dotted key (`logging.file-max-size`)
+//! and every unknown key gets one warning: real deployments carry keys from other VSCP versions,
+//! so unknown keys only warn, while wrong types and out-of-range values fail start-up.
 //!
 //! After [`Config::load`] / [`Config::from_json_str`] / [`Config::samples`] return, the rest of
-//! the server only ever sees a validated [`Config`]: addresses parsed, ranges checked, the shared
-//! key read, the users file known to be readable and relative paths resolved against the folder
-//! of the config file. See `docs/config.md` for the key reference.
+//! the server only sees a validated [`Config`]: addresses parsed, ranges checked, the shared key
+//! read, the users file known to be readable and relative paths resolved against the folder of
+//! the config file. See `docs/config.md` for the key reference and the value rules.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
+use vscp_config::{Block, Flag, Int, Reader, ValueOr};
 use vscp_proto::{Filter, Guid};
+
+pub use vscp_config::ConfigError;
 
 /// Port used when `interface` names no port (SPEC and REF default).
 pub const DEFAULT_PORT: u16 = 8884;
@@ -30,90 +32,25 @@ pub const DEFAULT_LISTEN: SocketAddr =
 /// Default `metrics-interface`: loopback, so metrics are not exposed by accident.
 pub const DEFAULT_METRICS_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9884);
-/// Default ws1 path.
-pub const DEFAULT_URL_WS1: &str = "/ws1";
-/// Default ws2 path.
-pub const DEFAULT_URL_WS2: &str = "/ws2";
-/// Default key file name, relative to the config file's folder (`/etc/vscp/vscp.key` when the
-/// config lives in `/etc/vscp`, which is the vscpd default).
-pub const DEFAULT_KEY_FILE: &str = "vscp.key";
-/// Default users file name, relative to the config file's folder.
-pub const DEFAULT_USERS_FILE: &str = "users.json";
-/// Default capacity (events) of the inter-core rings and the uplink queue.
-pub const DEFAULT_MAX_IN_QUEUE: usize = 32_000;
-/// Default capacity (events) of each session's outbound queue.
-pub const DEFAULT_MAX_OUT_QUEUE: usize = 32_000;
-/// Upper bound for both queue sizes: a ring of a million events per pair of cores is already
+/// Upper bound of both queue sizes: a ring of a million events per pair of cores is already
 /// hundreds of MiB of worst-case memory; anything larger is a typo, not a tuning decision.
-pub const MAX_QUEUE: usize = 1_000_000;
-/// Default session limit (REF default; 0 = unlimited).
-pub const DEFAULT_MAX_CLIENTS: usize = 100;
-/// Upper bound for `max-clients`.
-pub const MAX_MAX_CLIENTS: usize = 1_000_000;
-/// Default largest websocket message we accept (bytes); larger ones close the session with 1009.
-/// A ws2 event with 512 data bytes is about 3 KiB of JSON, so 64 KiB leaves ample room while
-/// keeping a malicious client from making us buffer megabytes per connection.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
-/// Smallest allowed `max-message-size`: below this a legal ws1 event line no longer fits.
-pub const MIN_MAX_MESSAGE_BYTES: usize = 512;
-/// Largest allowed `max-message-size` (tungstenite's own per-frame default).
-pub const MAX_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
-/// Default deadline between upgrade and successful AUTH.
-pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
-/// Upper bound for `auth-timeout` and `idle-timeout` (one day).
-pub const MAX_TIMEOUT_SECS: u64 = 86_400;
-/// Upper bound for `shards`.
-pub const MAX_SHARDS: usize = 1024;
-/// Default log pattern (spdlog syntax, kept for REF compatibility; see [`LoggingConfig`]).
-pub const DEFAULT_LOG_PATTERN: &str = "[vscp-websocksrv %c] [%^%l%$] %v";
-/// Default log file path.
-pub const DEFAULT_LOG_FILE: &str = "/tmp/vscp-websocksrv.log";
-/// Default size at which the log file is rotated (REF: 5 MiB).
-pub const DEFAULT_LOG_MAX_SIZE: u64 = 5_242_880;
-/// Default number of rotated log files to keep (REF: 7).
-pub const DEFAULT_LOG_MAX_FILES: usize = 7;
+const MAX_QUEUE: u64 = 1_000_000;
+/// Upper bound of `auth-timeout` and `idle-timeout` (one day).
+const MAX_TIMEOUT_SECS: u64 = 86_400;
+/// Default log pattern (spdlog syntax, kept for REF compatibility).
+const DEFAULT_LOG_PATTERN: &str = "[vscp-websocksrv %c] [%^%l%$] %v";
 
 /// The shipped sample config (`deploy/websocksrv.json`): every key at its default. Embedded so
 /// the binary can print it (`print-default-config`) without the deploy folder at hand.
 pub const SAMPLE_CONFIG: &str = include_str!("../deploy/websocksrv.json");
 
-/// Origin string used in errors for [`Config::samples`].
-const BUILTIN_ORIGIN: &str = "<built-in defaults>";
-
-/// Top-level keys we read.
-const KNOWN_TOP: &[&str] = &[
-    "debug",
-    "interface",
-    "url-ws1",
-    "url-ws2",
-    "enable-ws1",
-    "enable-ws2",
-    "key-file",
-    "path-users",
-    "guid",
-    "max-in-queue",
-    "max-out-queue",
-    "receive-sent-events",
-    "filter",
-    "max-clients",
-    "max-message-size",
-    "auth-timeout",
-    "idle-timeout",
-    "ws2-accept-client-iv",
-    "shards",
-    "logging",
-    "metrics-interface",
-    "mqtt",
-];
-
-/// REF keys that we accept without acting on them, each with the reason shown to the operator.
-/// They get their own warning so an operator migrating a REF config is told *why* a setting has
-/// no effect instead of being told it is unknown.
+/// REF keys that we accept without acting on them, each with the reason shown to the operator,
+/// so someone migrating a REF config is told *why* a setting has no effect.
 const UNUSED_TOP: &[(&str, &str)] = &[
     ("write", "configuration is never written back to disk"),
     (
         "encryption",
-        "a tcp/ip link interface setting; ws1/ws2 authentication always uses AES-128",
+        "a tcp/ip link interface setting; ws1/ws2 AUTH always uses AES-128",
     ),
     (
         "tls",
@@ -147,53 +84,6 @@ const UNUSED_TOP: &[(&str, &str)] = &[
     ),
 ];
 
-const KNOWN_LOGGING: &[&str] = &[
-    "file-enable-log",
-    "file-enable",
-    "file-log-level",
-    "file-pattern",
-    "file-path",
-    "file-max-size",
-    "file-max-files",
-    "console-enable-log",
-    "console-log-level",
-    "console-pattern",
-];
-
-const KNOWN_FILTER: &[&str] = &["in-filter", "in-mask", "out-filter", "out-mask"];
-
-/// Why a configuration could not be loaded. Every variant names the file (or `<inline>` /
-/// `<built-in defaults>`) and, where one is to blame, the key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The config file itself could not be read.
-    #[error("{}: cannot read: {source}", .file.display())]
-    Io {
-        /// The config file.
-        file: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// The config text is not JSON.
-    #[error("{}: not valid JSON: {source}", .file.display())]
-    Json {
-        /// The config file (or the origin label for inline text).
-        file: PathBuf,
-        /// The parser's complaint, with line and column.
-        source: serde_json::Error,
-    },
-    /// A key has a wrong type or an unacceptable value, or a file it names cannot be used.
-    #[error("{file}: key \"{key}\": {reason}")]
-    Key {
-        /// The config file, `<inline>` or `<built-in defaults>`.
-        file: String,
-        /// Dotted key path, e.g. `logging.file-max-size`.
-        key: String,
-        /// What is wrong and, where useful, what is expected.
-        reason: String,
-    },
-}
-
 /// Log levels of the REF logging block (spdlog names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LogLevel {
@@ -214,32 +104,19 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    /// Reads a level name, case-insensitively. Accepts the spdlog names REF documents plus
-    /// `error` and `warning`, which people write anyway.
+    /// Reads a level name, case-insensitively: the spdlog names REF documents plus `error` and
+    /// `warning`, which people write anyway.
     pub fn parse(text: &str) -> Option<LogLevel> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "trace" => Some(LogLevel::Trace),
-            "debug" => Some(LogLevel::Debug),
-            "info" => Some(LogLevel::Info),
-            "warn" | "warning" => Some(LogLevel::Warn),
-            "err" | "error" => Some(LogLevel::Error),
-            "critical" => Some(LogLevel::Critical),
-            "off" => Some(LogLevel::Off),
-            _ => None,
-        }
-    }
-
-    /// The canonical name (as written in config files).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Trace => "trace",
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "err",
-            LogLevel::Critical => "critical",
-            LogLevel::Off => "off",
-        }
+        Some(match text.trim().to_ascii_lowercase().as_str() {
+            "trace" => LogLevel::Trace,
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "warn" | "warning" => LogLevel::Warn,
+            "err" | "error" => LogLevel::Error,
+            "critical" => LogLevel::Critical,
+            "off" => LogLevel::Off,
+            _ => return None,
+        })
     }
 
     /// The matching `tracing` filter. `Critical` becomes ERROR because tracing has nothing above it.
@@ -256,18 +133,14 @@ impl LogLevel {
     }
 }
 
-// Lets code that treats a level as its name (`&cfg.console_level` where a `&str` is wanted) keep
-// working; the name is always the canonical one from `as_str`.
-impl std::ops::Deref for LogLevel {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl fmt::Display for LogLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LogLevel, D::Error> {
+        let text = String::deserialize(d)?;
+        LogLevel::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown level {text:?}; expected trace, debug, info, warn, err, error, critical or off"
+            ))
+        })
     }
 }
 
@@ -284,9 +157,9 @@ pub struct LoggingConfig {
     /// `file-path`; default `/tmp/vscp-websocksrv.log`, relative paths resolve against the config
     /// file's folder.
     pub file_path: PathBuf,
-    /// `file-max-size` in bytes; rotate past this size. Default 5242880, range 1024..=2^40.
+    /// `file-max-size` in bytes; rotate past this size. Default 5242880 (REF), range 1024..=2^40.
     pub file_max_size: u64,
-    /// `file-max-files`; rotated files to keep. Default 7, range 1..=1000.
+    /// `file-max-files`; rotated files to keep. Default 7 (REF), range 1..=1000.
     pub file_max_files: usize,
     /// `console-enable-log`; default true.
     pub console_enable: bool,
@@ -296,28 +169,14 @@ pub struct LoggingConfig {
     pub console_pattern: String,
 }
 
-impl LoggingConfig {
-    fn defaults(base_dir: &Path) -> LoggingConfig {
-        LoggingConfig {
-            file_enable: false,
-            file_level: LogLevel::Info,
-            file_pattern: DEFAULT_LOG_PATTERN.to_owned(),
-            file_path: resolve(base_dir, DEFAULT_LOG_FILE),
-            file_max_size: DEFAULT_LOG_MAX_SIZE,
-            file_max_files: DEFAULT_LOG_MAX_FILES,
-            console_enable: true,
-            console_level: LogLevel::Info,
-            console_pattern: DEFAULT_LOG_PATTERN.to_owned(),
-        }
-    }
-}
-
 /// The validated driver configuration. Field docs give the config key, default and range;
 /// `docs/config.md` has the full reference.
 #[derive(Clone)]
 pub struct Config {
     /// The file this came from; `None` for built-in defaults and inline JSON.
     pub source: Option<PathBuf>,
+    /// The label errors about this config start with: the file, `<inline>`, ...
+    pub origin: String,
     /// `interface`: where to listen. Default `127.0.0.1:8884`.
     pub listen: SocketAddr,
     /// `url-ws1`: request path of the ws1 endpoint, always starting with `/`. Default `/ws1`.
@@ -330,7 +189,8 @@ pub struct Config {
     pub enable_ws2: bool,
     /// AES-128 key for AUTH: the first 32 hex digits of `key-file` (ws1.md §4.1).
     pub key: [u8; 16],
-    /// `key-file`, resolved. Default `vscp.key` next to the config file.
+    /// `key-file`, resolved. Default `vscp.key` next to the config file (`/etc/vscp/vscp.key`
+    /// for the vscpd layout).
     pub key_file: PathBuf,
     /// `path-users`, resolved; known to be a readable file. Default `users.json` next to the
     /// config file. Its content is parsed by the users module, not here.
@@ -353,10 +213,12 @@ pub struct Config {
     /// `filter.out-filter` / `filter.out-mask`: applied to events accepted from websocket clients
     /// before they are routed anywhere (local bus and uplink). Default all pass.
     pub out_filter: Filter,
-    /// `max-clients`: concurrent sessions; 0 = unlimited. Default 100.
+    /// `max-clients`: concurrent sessions; 0 = unlimited. Default 100 (REF), range 0..=1_000_000.
     pub max_clients: usize,
-    /// `max-message-size`: largest websocket message in bytes (close 1009 past it).
-    /// Default 65536, range 512..=16 MiB.
+    /// `max-message-size`: largest websocket message in bytes (close 1009 past it). Default
+    /// 65536: a ws2 event with 512 data bytes is about 3 KiB of JSON, and a malicious client must
+    /// not make us buffer megabytes per connection. Range 512 (a legal ws1 event line still
+    /// fits) ..= 16 MiB (tungstenite's per-frame default).
     pub max_message_bytes: usize,
     /// `auth-timeout` (seconds): close sessions not authenticated by then; zero = off.
     /// Default 30 s, range 0..=86400.
@@ -370,8 +232,8 @@ pub struct Config {
     /// `metrics-interface`: where `/metrics`, `/healthz` and `/readyz` are served (default
     /// 127.0.0.1:9884; an empty string disables the endpoint).
     pub metrics_listen: Option<SocketAddr>,
-    /// `shards` (our extension): executor threads; `None` (absent, `null` or 0) = one per CPU.
-    /// Range 1..=1024.
+    /// `shards` (our extension): executor threads; `None` (absent or 0) = one per CPU.
+    /// Range 0..=1024.
     pub shards: Option<usize>,
     /// The `logging` block.
     pub logging: LoggingConfig,
@@ -383,7 +245,7 @@ pub struct Config {
     pub mqtt: Option<Value>,
 }
 
-// Hand-written so the shared key never lands in a log line through `{:?}`.
+// Hand-written so the shared key and the broker password never land in a log line through `{:?}`.
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
@@ -410,10 +272,62 @@ impl fmt::Debug for Config {
             .field("shards", &self.shards)
             .field("logging", &self.logging)
             .field("debug", &self.debug)
-            // The block holds the broker password.
             .field("mqtt", &self.mqtt.as_ref().map(|_| "<mqtt block>"))
             .finish()
     }
+}
+
+/// The driver config file as written. Every key is optional (`null` is the same as absent);
+/// keys not listed here reach `Reader::read` as unknown.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawConfig {
+    debug: Option<Flag>,
+    interface: Option<String>,
+    url_ws1: Option<String>,
+    url_ws2: Option<String>,
+    enable_ws1: Option<Flag>,
+    enable_ws2: Option<Flag>,
+    key_file: Option<String>,
+    path_users: Option<String>,
+    guid: Option<String>,
+    max_in_queue: Option<Int<1, MAX_QUEUE>>,
+    max_out_queue: Option<Int<1, MAX_QUEUE>>,
+    receive_sent_events: Option<Flag>,
+    filter: Option<Block<RawFilter>>,
+    max_clients: Option<Int<0, 1_000_000>>,
+    max_message_size: Option<Int<512, { 16 << 20 }>>,
+    auth_timeout: Option<Int<0, MAX_TIMEOUT_SECS>>,
+    idle_timeout: Option<Int<0, MAX_TIMEOUT_SECS>>,
+    ws2_accept_client_iv: Option<Flag>,
+    shards: Option<Int<0, 1024>>,
+    logging: Option<Block<RawLogging>>,
+    metrics_interface: Option<String>,
+    mqtt: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct RawFilter {
+    in_filter: Option<String>,
+    in_mask: Option<String>,
+    out_filter: Option<String>,
+    out_mask: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct RawLogging {
+    file_enable_log: Option<Flag>,
+    file_enable: Option<Flag>,
+    file_log_level: Option<LogLevel>,
+    file_pattern: Option<String>,
+    file_path: Option<String>,
+    file_max_size: Option<Int<1024, { 1 << 40 }>>,
+    file_max_files: Option<Int<1, 1000>>,
+    console_enable_log: Option<Flag>,
+    console_log_level: Option<LogLevel>,
+    console_pattern: Option<String>,
 }
 
 impl Config {
@@ -423,92 +337,69 @@ impl Config {
     /// them to the driver library. The entry's `guid` and `mqtt` win over the same keys in the
     /// driver config.
     pub fn from_vscpd(path: &Path, driver: &str) -> Result<(Config, Vec<String>), ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            file: path.to_path_buf(),
-            source,
-        })?;
-        let root: Value = serde_json::from_str(&text).map_err(|source| ConfigError::Json {
-            file: path.to_path_buf(),
-            source,
-        })?;
-        let err = |key: &str, reason: String| ConfigError::Key {
-            file: file.clone(),
-            key: key.to_string(),
-            reason,
-        };
-        let entries = root
-            .pointer("/drivers/level2")
-            .and_then(Value::as_array)
-            .ok_or_else(|| err("drivers.level2", "missing, or not an array".into()))?;
-        let (index, entry) = entries
-            .iter()
-            .enumerate()
+        let root = vscp_config::read_json_file(path)?;
+        // Not through `Reader::read`: vscpd.conf holds much that is not ours to warn about.
+        let mut r = Reader::new(&path.display().to_string(), "");
+        let entries = root.pointer("/drivers/level2").and_then(Value::as_array);
+        let entries = entries.ok_or_else(|| r.err("drivers.level2", "missing, or not an array"))?;
+        let Some((index, entry)) = (entries.iter().enumerate())
             .find(|(_, e)| e.get("name").and_then(Value::as_str) == Some(driver))
-            .ok_or_else(|| {
-                err(
-                    "drivers.level2",
-                    format!("no entry with \"name\": {driver:?}"),
-                )
-            })?;
+        else {
+            return Err(r.err(
+                "drivers.level2",
+                format!("no entry with \"name\": {driver:?}"),
+            ));
+        };
         let at = |key: &str| format!("drivers.level2[{index}].{key}");
-        let mut warnings = Vec::new();
         if entry.get("enable").and_then(Value::as_bool) == Some(false) {
-            warnings.push(format!(
-                "{file}: {}: the entry is disabled (\"enable\": false); starting it anyway",
-                at("enable")
+            let key = at("enable");
+            r.warn(format_args!(
+                "{key}: the entry is disabled (\"enable\": false); starting it anyway"
             ));
         }
-        let config_ref = entry
-            .get("path-config")
-            .and_then(Value::as_str)
-            .ok_or_else(|| err(&at("path-config"), "missing, or not a string".into()))?
-            .trim();
+        let config_ref = entry.get("path-config").and_then(Value::as_str);
+        let config_ref =
+            config_ref.ok_or_else(|| r.err(&at("path-config"), "missing, or not a string"))?;
         let base_dir = path.parent().unwrap_or_else(|| Path::new(""));
-        let (mut cfg, more) = if config_ref.starts_with('{') {
-            Config::from_json_str(
-                config_ref,
-                base_dir,
-                &format!("{file} ({})", at("path-config")),
-            )?
-        } else {
-            Config::load(&base_dir.join(config_ref))?
+        let (mut cfg, more) = match config_ref.trim() {
+            inline if inline.starts_with('{') => {
+                let origin = format!("{} ({})", r.origin.file, at("path-config"));
+                Config::from_json_str(inline, base_dir, &origin)?
+            }
+            file => Config::load(&base_dir.join(file))?,
         };
-        warnings.extend(more);
+        r.warnings.extend(more);
         if let Some(g) = entry.get("guid") {
             let text = g
                 .as_str()
-                .ok_or_else(|| err(&at("guid"), "expected a string".into()))?;
-            let guid = parse_guid(text).map_err(|reason| err(&at("guid"), reason))?;
+                .ok_or_else(|| r.err(&at("guid"), "expected a string"))?;
+            let guid = parse_guid(text).map_err(|reason| r.err(&at("guid"), reason))?;
             if guid != [0; 16] {
                 cfg.guid = guid;
             }
         }
         if let Some(m) = entry.get("mqtt") {
             if cfg.mqtt.is_some() {
-                warnings.push(format!(
-                    "{file}: {}: replaces the mqtt block of the driver config",
+                r.warn(format_args!(
+                    "{}: replaces the mqtt block of the driver config",
                     at("mqtt")
                 ));
             }
             cfg.mqtt = Some(m.clone());
         }
-        Ok((cfg, warnings))
+        Ok((cfg, r.warnings))
     }
 
     /// Reads and validates the config file at `path`. Relative paths inside it resolve against
     /// the file's folder. Returns the config and the warnings (unknown or unused keys), which the
     /// caller logs once logging is set up.
     pub fn load(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            file: path.to_path_buf(),
-            source,
-        })?;
+        let value = vscp_config::read_json_file(path)?;
         // `parent()` of a bare file name is `Some("")`, which joins to paths relative to the
         // working directory: the same folder the file was found in.
         let base_dir = path.parent().unwrap_or_else(|| Path::new(""));
         let (mut cfg, warnings) =
-            Config::from_json_str(&text, base_dir, &path.display().to_string())?;
+            Config::from_value(&value, base_dir, &path.display().to_string())?;
         cfg.source = Some(path.to_path_buf());
         Ok((cfg, warnings))
     }
@@ -521,16 +412,18 @@ impl Config {
         base_dir: &Path,
         origin: &str,
     ) -> Result<(Config, Vec<String>), ConfigError> {
-        let value: Value = serde_json::from_str(text).map_err(|source| ConfigError::Json {
-            file: PathBuf::from(origin),
-            source,
-        })?;
-        let mut reader = Reader {
-            origin,
-            warnings: Vec::new(),
-        };
-        let cfg = reader.config(&value, base_dir)?;
-        Ok((cfg, reader.warnings))
+        Config::from_value(&vscp_config::parse_json(text, origin)?, base_dir, origin)
+    }
+
+    fn from_value(
+        value: &Value,
+        base_dir: &Path,
+        origin: &str,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut r = Reader::new(origin, "");
+        let raw: RawConfig = r.read(value, UNUSED_TOP)?;
+        let cfg = raw.validate(&mut r, base_dir)?;
+        Ok((cfg, r.warnings))
     }
 
     /// The built-in defaults used when no config file is given: listen on `127.0.0.1:8884`,
@@ -539,7 +432,7 @@ impl Config {
     pub fn samples(deploy_dir: &Path) -> Result<Config, ConfigError> {
         // An empty object yields every default with relative paths anchored at `deploy_dir`,
         // so the defaults are defined in exactly one place.
-        let (cfg, _warnings) = Config::from_json_str("{}", deploy_dir, BUILTIN_ORIGIN)?;
+        let (cfg, _warnings) = Config::from_json_str("{}", deploy_dir, "<built-in defaults>")?;
         Ok(cfg)
     }
 
@@ -561,148 +454,66 @@ impl Config {
     }
 }
 
-/// Walks the JSON value, collecting warnings; every error it builds names `origin`.
-struct Reader<'a> {
-    origin: &'a str,
-    warnings: Vec<String>,
-}
-
-impl Reader<'_> {
-    fn err(&self, key: &str, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Key {
-            file: self.origin.to_owned(),
-            key: key.to_owned(),
-            reason: reason.into(),
-        }
-    }
-
-    fn config(&mut self, value: &Value, base_dir: &Path) -> Result<Config, ConfigError> {
-        let Some(obj) = value.as_object() else {
-            return Err(self.err(
-                "<root>",
-                format!("expected a JSON object, found {}", type_name(value)),
-            ));
-        };
-        self.check_keys(obj, "", KNOWN_TOP, UNUSED_TOP);
-
-        let listen = match obj.get("interface") {
+impl RawConfig {
+    fn validate(self, r: &mut Reader, base_dir: &Path) -> Result<Config, ConfigError> {
+        let listen = match &self.interface {
             None => DEFAULT_LISTEN,
-            Some(v) => {
-                let text = self.string(v, "interface")?;
-                parse_interface(text).map_err(|reason| self.err("interface", reason))?
-            }
+            Some(text) => parse_interface(text).map_err(|reason| r.err("interface", reason))?,
         };
-        let url_ws1 = self.url(obj, "url-ws1", DEFAULT_URL_WS1)?;
-        let url_ws2 = self.url(obj, "url-ws2", DEFAULT_URL_WS2)?;
-        let enable_ws1 = self.bool(obj, "", "enable-ws1", true)?;
-        let enable_ws2 = self.bool(obj, "", "enable-ws2", true)?;
+        let url_ws1 = url(r, self.url_ws1, "url-ws1", "/ws1")?;
+        let url_ws2 = url(r, self.url_ws2, "url-ws2", "/ws2")?;
+        let (enable_ws1, enable_ws2) = (
+            self.enable_ws1.value_or(true),
+            self.enable_ws2.value_or(true),
+        );
         if enable_ws1 && enable_ws2 && url_ws1 == url_ws2 {
-            return Err(self.err(
-                "url-ws2",
-                format!("same path as url-ws1 ({url_ws1}); the two protocols need different paths"),
-            ));
+            let reason =
+                format!("same path as url-ws1 ({url_ws1}); the two protocols need different paths");
+            return Err(r.err("url-ws2", reason));
         }
         if !enable_ws1 && !enable_ws2 {
-            self.warnings.push(format!(
-                "{}: both enable-ws1 and enable-ws2 are false; no websocket session can be opened",
-                self.origin
-            ));
+            r.warn("both enable-ws1 and enable-ws2 are false; no websocket session can be opened");
         }
-
-        let key_file = self.path(obj, "", "key-file", base_dir, DEFAULT_KEY_FILE)?;
-        let key = self.read_key(&key_file, obj.contains_key("key-file"))?;
-        let users_file = self.path(obj, "", "path-users", base_dir, DEFAULT_USERS_FILE)?;
-        self.check_readable(&users_file, "path-users", obj.contains_key("path-users"))?;
-
-        let guid = match obj.get("guid") {
+        let key_file = path(
+            r,
+            self.key_file.as_deref(),
+            "key-file",
+            base_dir,
+            "vscp.key",
+        )?;
+        let key = readable(r, &key_file, "key-file", self.key_file.is_some(), |text| {
+            vscp_proto::auth::parse_key_file(&text).map_err(|e| e.to_string())
+        })?;
+        let users_file = path(
+            r,
+            self.path_users.as_deref(),
+            "path-users",
+            base_dir,
+            "users.json",
+        )?;
+        readable(
+            r,
+            &users_file,
+            "path-users",
+            self.path_users.is_some(),
+            |_| Ok(()),
+        )?;
+        let guid = match &self.guid {
             None => [0; 16],
-            Some(v) => {
-                let text = self.string(v, "guid")?;
-                parse_guid(text).map_err(|reason| self.err("guid", reason))?
-            }
+            Some(text) => parse_guid(text).map_err(|reason| r.err("guid", reason))?,
         };
-
-        let max_in_queue = self.uint(
-            obj,
-            "",
-            "max-in-queue",
-            DEFAULT_MAX_IN_QUEUE as u64,
-            1,
-            MAX_QUEUE as u64,
-        )?;
-        let max_out_queue = self.uint(
-            obj,
-            "",
-            "max-out-queue",
-            DEFAULT_MAX_OUT_QUEUE as u64,
-            1,
-            MAX_QUEUE as u64,
-        )?;
-        let receive_sent_events = self.bool(obj, "", "receive-sent-events", false)?;
-        let (in_filter, out_filter) = self.filters(obj)?;
-        let max_clients = self.uint(
-            obj,
-            "",
-            "max-clients",
-            DEFAULT_MAX_CLIENTS as u64,
-            0,
-            MAX_MAX_CLIENTS as u64,
-        )?;
-        let max_message_bytes = self.uint(
-            obj,
-            "",
-            "max-message-size",
-            DEFAULT_MAX_MESSAGE_BYTES as u64,
-            MIN_MAX_MESSAGE_BYTES as u64,
-            MAX_MAX_MESSAGE_BYTES as u64,
-        )?;
-        let auth_timeout = self.uint(
-            obj,
-            "",
-            "auth-timeout",
-            DEFAULT_AUTH_TIMEOUT.as_secs(),
-            0,
-            MAX_TIMEOUT_SECS,
-        )?;
-        let idle_timeout = self.uint(obj, "", "idle-timeout", 0, 0, MAX_TIMEOUT_SECS)?;
-        let ws2_accept_client_iv = self.bool(obj, "", "ws2-accept-client-iv", false)?;
-        let shards = match obj.get("shards") {
-            None | Some(Value::Null) => None,
-            Some(_) => match self.uint(obj, "", "shards", 0, 0, MAX_SHARDS as u64)? {
-                // 0 reads as "pick for me", like max-clients' 0 = "no limit".
-                0 => None,
-                n => Some(to_usize(n)),
-            },
-        };
-        let logging = self.logging(obj, base_dir)?;
-        let debug = self.bool(obj, "", "debug", false)?;
-        let mqtt = match obj.get("mqtt") {
-            None | Some(Value::Null) => None,
-            Some(v @ Value::Object(_)) => Some(v.clone()),
-            Some(v) => {
-                return Err(self.err(
-                    "mqtt",
-                    format!("expected an object, found {}", type_name(v)),
-                ))
-            }
-        };
-        let metrics_listen = match obj.get("metrics-interface") {
+        let filter = self.filter.unwrap_or_default().0;
+        let metrics_listen = match self.metrics_interface.as_deref().map(str::trim) {
             None => Some(DEFAULT_METRICS_LISTEN),
-            Some(v) => {
-                let text = self.string(v, "metrics-interface")?.trim();
-                if text.is_empty() {
-                    None
-                } else {
-                    Some(
-                        parse_address(text, DEFAULT_METRICS_LISTEN.port())
-                            .map_err(|reason| self.err("metrics-interface", reason))?,
-                    )
-                }
-            }
+            Some("") => None,
+            Some(text) => Some(
+                parse_address(text, DEFAULT_METRICS_LISTEN.port())
+                    .map_err(|reason| r.err("metrics-interface", reason))?,
+            ),
         };
-
         Ok(Config {
             source: None,
+            origin: r.origin.file.clone(),
             listen,
             url_ws1,
             url_ws2,
@@ -712,365 +523,148 @@ impl Reader<'_> {
             key_file,
             users_file,
             guid,
-            max_in_queue: to_usize(max_in_queue),
-            max_out_queue: to_usize(max_out_queue),
-            receive_sent_events,
-            in_filter,
-            out_filter,
-            max_clients: to_usize(max_clients),
-            max_message_bytes: to_usize(max_message_bytes),
-            auth_timeout: Duration::from_secs(auth_timeout),
-            idle_timeout: Duration::from_secs(idle_timeout),
-            ws2_accept_client_iv,
-            shards,
-            logging,
-            debug,
+            max_in_queue: self.max_in_queue.value_or(32_000) as usize,
+            max_out_queue: self.max_out_queue.value_or(32_000) as usize,
+            receive_sent_events: self.receive_sent_events.value_or(false),
+            in_filter: filter_pair(
+                r,
+                filter.in_filter,
+                filter.in_mask,
+                ["in-filter", "in-mask"],
+            )?,
+            out_filter: filter_pair(
+                r,
+                filter.out_filter,
+                filter.out_mask,
+                ["out-filter", "out-mask"],
+            )?,
+            max_clients: self.max_clients.value_or(100) as usize,
+            max_message_bytes: self.max_message_size.value_or(64 * 1024) as usize,
+            auth_timeout: Duration::from_secs(self.auth_timeout.value_or(30)),
+            idle_timeout: Duration::from_secs(self.idle_timeout.value_or(0)),
+            ws2_accept_client_iv: self.ws2_accept_client_iv.value_or(false),
             metrics_listen,
-            mqtt,
+            // 0 reads as "pick for me", like max-clients' 0 = "no limit".
+            shards: Some(self.shards.value_or(0) as usize).filter(|&n| n != 0),
+            logging: self.logging.unwrap_or_default().0.validate(r, base_dir)?,
+            debug: self.debug.value_or(false),
+            mqtt: self.mqtt.map(Value::Object),
         })
     }
+}
 
-    /// Warns once per key that is not in `known`; keys in `unused` get their specific reason.
-    fn check_keys(
-        &mut self,
-        obj: &Map<String, Value>,
-        prefix: &str,
-        known: &[&str],
-        unused: &[(&str, &str)],
-    ) {
-        for key in obj.keys() {
-            if known.contains(&key.as_str()) {
-                continue;
-            }
-            let warning = match unused.iter().find(|(k, _)| *k == key.as_str()) {
-                Some((_, why)) => format!(
-                    "{}: key \"{prefix}{key}\" accepted but not used: {why}",
-                    self.origin
-                ),
-                None => format!("{}: unknown key \"{prefix}{key}\" ignored", self.origin),
-            };
-            self.warnings.push(warning);
-        }
-    }
-
-    fn string<'v>(&self, value: &'v Value, key: &str) -> Result<&'v str, ConfigError> {
-        value.as_str().ok_or_else(|| {
-            self.err(
-                key,
-                format!("expected a string, found {}", type_name(value)),
-            )
-        })
-    }
-
-    fn bool(
-        &self,
-        obj: &Map<String, Value>,
-        prefix: &str,
-        key: &str,
-        default: bool,
-    ) -> Result<bool, ConfigError> {
-        match obj.get(key) {
-            None => Ok(default),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(other) => Err(self.err(
-                &format!("{prefix}{key}"),
-                format!("expected true or false, found {}", type_name(other)),
-            )),
-        }
-    }
-
-    /// A whole number in `min..=max`.
-    fn uint(
-        &self,
-        obj: &Map<String, Value>,
-        prefix: &str,
-        key: &str,
-        default: u64,
-        min: u64,
-        max: u64,
-    ) -> Result<u64, ConfigError> {
-        let Some(value) = obj.get(key) else {
-            return Ok(default);
-        };
-        let full = format!("{prefix}{key}");
-        let n = match value {
-            Value::Number(n) => match n.as_u64() {
-                Some(n) => n,
-                None if n.is_i64() => {
-                    return Err(self.err(&full, format!("{n} is out of range {min}..={max}")))
-                }
-                None => {
-                    return Err(self.err(
-                        &full,
-                        format!("expected a whole number in {min}..={max}, found {n}"),
-                    ))
-                }
-            },
-            other => {
-                return Err(self.err(
-                    &full,
-                    format!(
-                        "expected a whole number in {min}..={max}, found {}",
-                        type_name(other)
-                    ),
-                ))
-            }
-        };
-        if n < min || n > max {
-            return Err(self.err(&full, format!("{n} is out of range {min}..={max}")));
-        }
-        Ok(n)
-    }
-
-    fn text(
-        &self,
-        obj: &Map<String, Value>,
-        prefix: &str,
-        key: &str,
-        default: &str,
-    ) -> Result<String, ConfigError> {
-        match obj.get(key) {
-            None => Ok(default.to_owned()),
-            Some(v) => Ok(self.string(v, &format!("{prefix}{key}"))?.to_owned()),
-        }
-    }
-
-    fn url(
-        &self,
-        obj: &Map<String, Value>,
-        key: &str,
-        default: &str,
-    ) -> Result<String, ConfigError> {
-        let Some(v) = obj.get(key) else {
-            return Ok(default.to_owned());
-        };
-        let text = self.string(v, key)?.trim();
-        if text.is_empty() {
-            return Err(self.err(key, "must not be empty"));
-        }
-        // The path is compared exactly against the request path, which never contains these,
-        // so a value with them could never match: better to say so now.
-        if let Some(c) = text
-            .chars()
-            .find(|c| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#')
-        {
-            return Err(self.err(
-                key,
-                format!("{text:?} contains {c:?}; expected a plain URL path"),
-            ));
-        }
-        // REF adds a missing leading slash.
-        Ok(if text.starts_with('/') {
-            text.to_owned()
-        } else {
-            format!("/{text}")
-        })
-    }
-
-    fn path(
-        &self,
-        obj: &Map<String, Value>,
-        prefix: &str,
-        key: &str,
-        base_dir: &Path,
-        default: &str,
-    ) -> Result<PathBuf, ConfigError> {
-        let Some(v) = obj.get(key) else {
-            return Ok(resolve(base_dir, default));
-        };
-        let text = self.string(v, &format!("{prefix}{key}"))?.trim();
-        if text.is_empty() {
-            return Err(self.err(&format!("{prefix}{key}"), "must not be empty"));
-        }
-        Ok(resolve(base_dir, text))
-    }
-
-    /// Suffix telling the operator that a path came from a default, so a "file not found" for a
-    /// key they never wrote is not a mystery.
-    fn default_note(given: bool, key: &str) -> String {
-        if given {
-            String::new()
-        } else {
-            format!(" (default; set \"{key}\" to change)")
-        }
-    }
-
-    fn read_key(&self, path: &Path, given: bool) -> Result<[u8; 16], ConfigError> {
-        let note = Self::default_note(given, "key-file");
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            self.err(
-                "key-file",
-                format!("cannot read {}{note}: {e}", path.display()),
-            )
-        })?;
-        vscp_proto::auth::parse_key_file(&text)
-            .map_err(|e| self.err("key-file", format!("{}{note}: {e}", path.display())))
-    }
-
-    fn check_readable(&self, path: &Path, key: &str, given: bool) -> Result<(), ConfigError> {
-        let note = Self::default_note(given, key);
-        let meta = std::fs::metadata(path)
-            .map_err(|e| self.err(key, format!("cannot read {}{note}: {e}", path.display())))?;
-        if !meta.is_file() {
-            return Err(self.err(
-                key,
-                format!("{}{note} is not a regular file", path.display()),
-            ));
-        }
-        // Opening proves read permission, which metadata alone does not.
-        std::fs::File::open(path)
-            .map_err(|e| self.err(key, format!("cannot read {}{note}: {e}", path.display())))?;
-        Ok(())
-    }
-
-    fn block<'v>(
-        &self,
-        obj: &'v Map<String, Value>,
-        key: &str,
-    ) -> Result<Option<&'v Map<String, Value>>, ConfigError> {
-        match obj.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(map)) => Ok(Some(map)),
-            Some(other) => Err(self.err(
-                key,
-                format!("expected an object, found {}", type_name(other)),
-            )),
-        }
-    }
-
-    fn filters(&mut self, obj: &Map<String, Value>) -> Result<(Filter, Filter), ConfigError> {
-        let empty = Map::new();
-        let block = self.block(obj, "filter")?.unwrap_or(&empty);
-        self.check_keys(block, "filter.", KNOWN_FILTER, &[]);
-        let in_filter = self.filter_pair(block, "in-filter", "in-mask")?;
-        let out_filter = self.filter_pair(block, "out-filter", "out-mask")?;
-        Ok((in_filter, out_filter))
-    }
-
-    /// One filter/mask pair in the ws1 `SETFILTER` string form `priority,class,type,GUID`
-    /// (events.md §8.3), parsed by the same reader the protocol uses so the syntax is defined in
-    /// one place. Empty strings (the default) are all zero, which passes every event.
-    fn filter_pair(
-        &self,
-        block: &Map<String, Value>,
-        filter_key: &str,
-        mask_key: &str,
-    ) -> Result<Filter, ConfigError> {
-        let filter = self.text(block, "filter.", filter_key, "")?;
-        let mask = self.text(block, "filter.", mask_key, "")?;
-        // Each half is checked on its own first so the error names the key that is wrong.
-        for (key, text) in [(filter_key, &filter), (mask_key, &mask)] {
-            Filter::parse_filter_half(text).map_err(|e| {
-                self.err(
-                    &format!("filter.{key}"),
-                    format!("{text:?}: {e}; expected priority,class,type,GUID"),
-                )
-            })?;
-        }
-        Filter::from_strings(&filter, &mask)
-            .map_err(|e| self.err(&format!("filter.{filter_key}"), e.to_string()))
-    }
-
-    fn logging(
-        &mut self,
-        obj: &Map<String, Value>,
-        base_dir: &Path,
-    ) -> Result<LoggingConfig, ConfigError> {
-        let mut log = LoggingConfig::defaults(base_dir);
-        let Some(block) = self.block(obj, "logging")? else {
-            return Ok(log);
-        };
-        self.check_keys(block, "logging.", KNOWN_LOGGING, &[]);
-        const P: &str = "logging.";
-
+impl RawLogging {
+    fn validate(self, r: &mut Reader, base_dir: &Path) -> Result<LoggingConfig, ConfigError> {
         // `file-enable` is what the REF docs call it, `file-enable-log` what the REF sample
         // uses; both are accepted, and a contradiction is reported rather than resolved silently.
-        let alias = self.bool(block, P, "file-enable", false)?;
-        log.file_enable = match block.get("file-enable-log") {
-            Some(_) => {
-                let main = self.bool(block, P, "file-enable-log", false)?;
-                if block.contains_key("file-enable") && alias != main {
-                    self.warnings.push(format!(
-                        "{}: \"logging.file-enable\" ({alias}) contradicts \
-                         \"logging.file-enable-log\" ({main}); using file-enable-log",
-                        self.origin
-                    ));
-                }
+        let file_enable = match (self.file_enable_log, self.file_enable) {
+            (Some(Flag(main)), Some(Flag(alias))) if main != alias => {
+                r.warn(format_args!(
+                    "\"logging.file-enable\" ({alias}) contradicts \"logging.file-enable-log\" \
+                     ({main}); using file-enable-log"
+                ));
                 main
             }
-            None => alias,
+            (main, alias) => main.or(alias).value_or(false),
         };
-        log.file_level = self.level(block, "file-log-level", log.file_level)?;
-        log.file_pattern = self.text(block, P, "file-pattern", &log.file_pattern)?;
-        log.file_path = self.path(block, P, "file-path", base_dir, DEFAULT_LOG_FILE)?;
-        log.file_max_size = self.uint(
-            block,
-            P,
-            "file-max-size",
-            DEFAULT_LOG_MAX_SIZE,
-            1024,
-            1 << 40,
-        )?;
-        log.file_max_files = to_usize(self.uint(
-            block,
-            P,
-            "file-max-files",
-            DEFAULT_LOG_MAX_FILES as u64,
-            1,
-            1000,
-        )?);
-        log.console_enable = self.bool(block, P, "console-enable-log", true)?;
-        log.console_level = self.level(block, "console-log-level", log.console_level)?;
-        log.console_pattern = self.text(block, P, "console-pattern", &log.console_pattern)?;
-        Ok(log)
-    }
-
-    fn level(
-        &self,
-        block: &Map<String, Value>,
-        key: &str,
-        default: LogLevel,
-    ) -> Result<LogLevel, ConfigError> {
-        let full = format!("logging.{key}");
-        let Some(v) = block.get(key) else {
-            return Ok(default);
-        };
-        let text = self.string(v, &full)?;
-        LogLevel::parse(text).ok_or_else(|| {
-            self.err(
-                &full,
-                format!(
-                    "unknown level {text:?}; expected trace, debug, info, warn, err, error, \
-                     critical or off"
-                ),
-            )
+        let pattern = |p: Option<String>| p.unwrap_or_else(|| DEFAULT_LOG_PATTERN.to_owned());
+        let file_path = self.file_path.as_deref();
+        Ok(LoggingConfig {
+            file_enable,
+            file_level: self.file_log_level.unwrap_or(LogLevel::Info),
+            file_pattern: pattern(self.file_pattern),
+            file_path: path(
+                r,
+                file_path,
+                "logging.file-path",
+                base_dir,
+                "/tmp/vscp-websocksrv.log",
+            )?,
+            file_max_size: self.file_max_size.value_or(5_242_880),
+            file_max_files: self.file_max_files.value_or(7) as usize,
+            console_enable: self.console_enable_log.value_or(true),
+            console_level: self.console_log_level.unwrap_or(LogLevel::Info),
+            console_pattern: pattern(self.console_pattern),
         })
     }
 }
 
-/// All our integer ranges fit in 32 bits, so this cannot truncate on any supported target.
-fn to_usize(n: u64) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX)
+fn url(r: &Reader, text: Option<String>, key: &str, default: &str) -> Result<String, ConfigError> {
+    let text = text.as_deref().unwrap_or(default).trim();
+    if text.is_empty() {
+        return Err(r.err(key, "must not be empty"));
+    }
+    // The path is compared exactly against the request path, which never contains these, so a
+    // value with them could never match: better to say so now.
+    let bad = |c: &char| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#';
+    if let Some(c) = text.chars().find(bad) {
+        return Err(r.err(
+            key,
+            format!("{text:?} contains {c:?}; expected a plain URL path"),
+        ));
+    }
+    // REF adds a missing leading slash.
+    Ok(match text.starts_with('/') {
+        true => text.to_owned(),
+        false => format!("/{text}"),
+    })
 }
 
-fn resolve(base_dir: &Path, text: &str) -> PathBuf {
-    let p = Path::new(text);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base_dir.join(p)
+/// A path key, resolved against the config file's folder unless absolute.
+fn path(
+    r: &Reader,
+    text: Option<&str>,
+    key: &str,
+    base_dir: &Path,
+    default: &str,
+) -> Result<PathBuf, ConfigError> {
+    let text = text.unwrap_or(default).trim();
+    if text.is_empty() {
+        return Err(r.err(key, "must not be empty"));
     }
+    Ok(base_dir.join(text))
 }
 
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// Reads the regular file `path` named by `key` and hands its text to `check`. A path that
+/// came from a default says so, so a "file not found" for a key never written is no mystery.
+fn readable<T>(
+    r: &Reader,
+    path: &Path,
+    key: &str,
+    given: bool,
+    check: impl FnOnce(String) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    let shown = match given {
+        true => path.display().to_string(),
+        false => format!("{} (default; set \"{key}\" to change)", path.display()),
+    };
+    if path.is_dir() {
+        return Err(r.err(key, format!("{shown} is not a regular file")));
     }
+    let text = std::fs::read(path).map_err(|e| r.err(key, format!("cannot read {shown}: {e}")))?;
+    check(String::from_utf8_lossy(&text).into_owned())
+        .map_err(|e| r.err(key, format!("{shown}: {e}")))
+}
+
+/// One filter/mask pair in the ws1 `SETFILTER` string form `priority,class,type,GUID`
+/// (events.md §8.3), parsed by the same reader the protocol uses so the syntax is defined in
+/// one place. Absent (the default) is all zero, which passes every event.
+fn filter_pair(
+    r: &Reader,
+    filter: Option<String>,
+    mask: Option<String>,
+    keys: [&str; 2],
+) -> Result<Filter, ConfigError> {
+    let texts = [filter.unwrap_or_default(), mask.unwrap_or_default()];
+    // Each half is checked on its own first so the error names the key that is wrong.
+    for (key, text) in keys.iter().zip(&texts) {
+        Filter::parse_filter_half(text).map_err(|e| {
+            let reason = format!("{text:?}: {e}; expected priority,class,type,GUID");
+            r.err(&format!("filter.{key}"), reason)
+        })?;
+    }
+    Filter::from_strings(&texts[0], &texts[1])
+        .map_err(|e| r.err(&format!("filter.{}", keys[0]), e.to_string()))
 }
 
 /// Parses `interface`: `PORT`, `HOST`, `HOST:PORT`, `[v6]:PORT`, `[v6]`, a bare IPv6 address,
@@ -1126,32 +720,7 @@ fn parse_address(text: &str, default_port: u16) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
     }
 
-    let (host, port): (&str, Option<&str>) = if let Some(inner) = rest.strip_prefix('[') {
-        let Some(close) = inner.find(']') else {
-            return Err(format!("{text:?}: missing ']' after the IPv6 address"));
-        };
-        let after = &inner[close + 1..];
-        let port = match after {
-            "" => None,
-            _ => match after.strip_prefix(':') {
-                Some(p) => Some(p),
-                None => return Err(format!("{text:?}: expected ':PORT' after ']'")),
-            },
-        };
-        let host = &inner[..close];
-        if host.parse::<Ipv6Addr>().is_err() {
-            return Err(format!("{text:?}: {host:?} is not an IPv6 address"));
-        }
-        (host, port)
-    } else if rest.parse::<Ipv6Addr>().is_ok() {
-        (rest, None)
-    } else {
-        match rest.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        }
-    };
-
+    let (host, port) = vscp_config::split_host_port(rest)?;
     let port = match port {
         None => default_port,
         Some(p) => parse_port(p, text)?,
@@ -1520,6 +1089,30 @@ mod tests {
         assert_eq!(key, "logging.console-log-level");
         let (_, key, _) = key_error(inline(&dir, "[1,2]"));
         assert_eq!(key, "<root>");
+    }
+
+    /// The value rules shared with the mqtt block (docs/config.md "Value types").
+    #[test]
+    fn unified_value_rules() {
+        let dir = TempDir::new("rules");
+        // Booleans: 1/0 as well as true/false; other numbers are refused.
+        let (cfg, _) = inline(&dir, r#"{"debug":1,"enable-ws2":0}"#).unwrap();
+        assert!(cfg.debug && !cfg.enable_ws2);
+        let (_, key, reason) = key_error(inline(&dir, r#"{"debug":2}"#));
+        assert_eq!(key, "debug");
+        assert!(reason.contains("expected true or false"), "{reason}");
+        // null is the same as absent, for every key.
+        let (cfg, w) = inline(&dir, r#"{"max-clients":null,"url-ws1":null}"#).unwrap();
+        assert_eq!(
+            (cfg.max_clients, cfg.url_ws1.as_str(), w.len()),
+            (100, "/ws1", 0)
+        );
+        // A block must be an object, not its fields in an array.
+        let (_, key, _) = key_error(inline(&dir, r#"{"logging":[true]}"#));
+        assert_eq!(key, "logging");
+        // Wrong values are quoted as written.
+        let (_, _, reason) = key_error(inline(&dir, r#"{"max-clients":"ten"}"#));
+        assert!(reason.contains("found \"ten\""), "{reason}");
     }
 
     #[test]

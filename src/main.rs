@@ -87,13 +87,8 @@ fn run(cli: Cli) -> Result<()> {
     let uplink: Option<Box<dyn vscp_websocksrv::uplink::Uplink>> = match &cfg.mqtt {
         None => None,
         Some(block) => {
-            let file = cfg.source.as_ref().map_or_else(
-                || "<built-in defaults>".to_owned(),
-                |p| p.display().to_string(),
-            );
-            let (mqtt, mqtt_warnings) = vscp_websocksrv::mqtt::MqttUplink::new(block, &cfg)
-                .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
-            warnings.extend(mqtt_warnings.into_iter().map(|w| format!("{file}: {w}")));
+            let (mqtt, mqtt_warnings) = vscp_websocksrv::mqtt::MqttUplink::new(block, &cfg)?;
+            warnings.extend(mqtt_warnings);
             Some(Box::new(mqtt))
         }
     };

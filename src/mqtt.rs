@@ -26,12 +26,12 @@ impl MqttUplink {
     /// Validates the driver config's `mqtt` block and builds the bridge. The interface GUID
     /// (`ifguid`, and `guid` in subscribe topics) is the server's; standalone there is no
     /// vscpd, so `srvguid` is the same GUID. Returns the bridge and warnings (unknown keys).
-    /// Errors name the key (`mqtt.reconnect.delay`); the caller adds the file.
+    /// Errors and warnings name the config's file and the key (`mqtt.reconnect.delay`).
     pub fn new(
         block: &serde_json::Value,
         cfg: &Config,
     ) -> Result<(MqttUplink, Vec<String>), ConfigError> {
-        let (mqtt, warnings) = MqttConfig::from_value(block, "mqtt")?;
+        let (mqtt, warnings) = MqttConfig::from_value(block, &cfg.origin, "mqtt")?;
         let guid = Guid(cfg.interface_guid());
         let bridge = MqttBridge::new(
             mqtt,

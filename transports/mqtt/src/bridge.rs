@@ -21,10 +21,12 @@ use vscp_proto::number::read_u16;
 use vscp_proto::{DateTime, Event, Guid};
 
 use crate::client::{Client, ClientConfig, ClientEvent, ClientStats, Publication};
+use crate::codec::Protocol;
 use crate::codec::{ConnectOptions, Message, SubscribeFilter, WillMessage};
-use crate::config::{MqttConfig, Protocol, PublishEntry, SubscribeFormat};
+use crate::config::{MqttConfig, PublishEntry};
 use crate::dedup::{self, event_key, Dedup, Seen};
 use crate::error::{ConfigError, ConnectionError};
+use crate::payload::SubscribeFormat;
 use crate::payload::{self, PayloadError};
 use crate::stats::BridgeStats;
 use crate::template::{EventVars, StaticVars, Template};
@@ -132,9 +134,9 @@ impl Bridge {
         let mut filters = Vec::new();
         for (i, s) in cfg.subscribe.iter().enumerate() {
             let filter = s.topic.render_to_string(&vars);
-            topic::check_filter(&filter).map_err(|r| ConfigError {
-                key: format!("mqtt.subscribe[{i}].topic"),
-                reason: format!("{filter:?}: {r}"),
+            topic::check_filter(&filter).map_err(|r| {
+                let key = format!("subscribe[{i}].topic");
+                cfg.origin.err(&key, format!("{filter:?}: {r}"))
             })?;
             let v5_options = match cfg.protocol {
                 Protocol::V5 => s.v5_options | NO_LOCAL,
@@ -158,10 +160,8 @@ impl Bridge {
                 } else {
                     w.topic.source().to_owned()
                 };
-                topic::check_topic(&topic).map_err(|r| ConfigError {
-                    key: "mqtt.will.topic".into(),
-                    reason: format!("{topic:?}: {r}"),
-                })?;
+                topic::check_topic(&topic)
+                    .map_err(|r| cfg.origin.err("will.topic", format!("{topic:?}: {r}")))?;
                 Some(WillMessage {
                     topic,
                     payload: Bytes::from(w.payload.clone().into_bytes()),
@@ -509,7 +509,8 @@ fn apply_topic_defaults(ev: &mut Event, topic: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{PublishFormat, QoS};
+    use crate::codec::QoS;
+    use crate::payload::PublishFormat;
     use bytes::BytesMut;
     use serde_json::json;
 
@@ -525,7 +526,7 @@ mod tests {
     }
 
     fn bridge(v: serde_json::Value, now: Instant) -> (Bridge, Arc<BridgeStats>) {
-        let (cfg, _) = MqttConfig::from_value(&v, "mqtt").unwrap();
+        let (cfg, _) = MqttConfig::from_value(&v, "<test>", "mqtt").unwrap();
         let stats = Arc::new(BridgeStats::default());
         let b = Bridge::new(cfg, identity(), 0xABCD, now, stats.clone()).unwrap();
         (b, stats)
@@ -860,11 +861,12 @@ mod tests {
         let t = Instant::now();
         let (cfg, _) = MqttConfig::from_value(
             &json!({"subscribe": [{"topic": "a/{{user}}#"}], "user": "x"}),
+            "<test>",
             "mqtt",
         )
         .unwrap();
         let e = Bridge::new(cfg, identity(), 0, t, Arc::default()).unwrap_err();
-        assert_eq!(e.key, "mqtt.subscribe[0].topic");
+        assert_eq!(e.key(), Some("mqtt.subscribe[0].topic"));
         // A user escape that renders a wildcard into a publish topic: counted, not sent.
         let (mut b, stats) = bridge(
             json!({"user-escapes": {"w": "+"}, "publish": [{"topic": "a/{{{w}}}", "qos": 0}]}),

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::codec::{Codec, ConnectOptions, Incoming, Message, OutPublish, SubscribeFilter};
-use crate::config::{Protocol, QoS, Reconnect};
+use crate::codec::{Protocol, QoS};
+use crate::config::Reconnect;
 use crate::error::ConnectionError;
 
 /// The shortest reconnect delay, whatever the configuration says: a broker that refuses every

@@ -13,7 +13,22 @@
 use bytes::{Buf, Bytes, BytesMut};
 use mqttbytes::{v4, v5};
 
-use crate::config::{Protocol, QoS};
+/// MQTT protocol version (`mqtt-options.protocol-version`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// 311: MQTT 3.1.1 (the default).
+    V311,
+    /// 500: MQTT 5.
+    V5,
+}
+
+/// Quality of service of a publish or subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum QoS {
+    AtMostOnce = 0,
+    AtLeastOnce = 1,
+    ExactlyOnce = 2,
+}
 
 /// A packet from the broker, in our own terms.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,23 +1,29 @@
-//! The `mqtt` block of the driver entry (mqtt.md §2), read from a [`serde_json::Value`].
+//! The `mqtt` block of the driver entry (mqtt.md §2): serde structs that mirror it, read by
+//! `vscp_config::Reader` (errors name file and dotted key, one warning per unknown key), then
+//! validated into [`MqttConfig`].
 //!
-//! Every documented key is read at its documented place (REF reads the sub-objects'
-//! keys from the outer object, so `reconnect`, `mqtt-options`, `tls` and `filter` never took
-//! effect there). Publish entries accept both `bretain` (what REF reads) and `retain` (what the
-//! samples write); top-level `publish-format`, `subscribe-format`, `qos` and `bretain` are the
-//! defaults for entries that omit them, as the vscpd docs promise. Unknown keys produce one
-//! warning each; a wrong type or an out-of-range value is an error naming the key.
+//! Every documented key is read at its documented place (REF reads the sub-objects' keys from
+//! the outer object, so `reconnect`, `mqtt-options`, `tls` and `filter` never took effect
+//! there). Publish entries accept both `bretain` (what REF reads) and `retain` (what the samples
+//! write); top-level `publish-format`, `subscribe-format`, `qos` and `bretain` are the defaults
+//! for entries that omit them, as the vscpd docs promise.
 //!
 //! Our own extension: `max-offline-events` (see [`MqttConfig::max_offline_events`]).
 
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
-use vscp_proto::number::read_u64;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+use vscp_config::{Block, ConfigError, Flag, Int, Origin, Reader, Text, ValueOr};
 use vscp_proto::{Filter, Guid};
 
-use crate::error::ConfigError;
+use crate::codec::{Protocol, QoS};
+use crate::payload::{PublishFormat, SubscribeFormat};
 use crate::template::Template;
 
 /// Default broker port.
@@ -27,152 +33,15 @@ pub const DEFAULT_PORT: u16 = 1883;
 pub const DEFAULT_TLS_PORT: u16 = 8883;
 /// Host schemes that ask for TLS (vscpd and the mosquitto/paho tools use all of these).
 const TLS_SCHEMES: &[&str] = &["stcp://", "mqtts://", "ssl://", "tls://"];
-/// Default keepalive (REF default; its docs claim 60).
-pub const DEFAULT_KEEPALIVE_SECS: u64 = 30;
-/// Default deadline for TCP connect plus CONNACK.
-pub const DEFAULT_CONNECTION_TIMEOUT_MS: u64 = 5000;
-/// Default `mqtt-options.receive-maximum` / `send-maximum` (REF defaults).
-pub const DEFAULT_INFLIGHT: u16 = 20;
-/// Default reconnect delays (seconds) — REF's fixed values.
-pub const DEFAULT_RECONNECT_DELAY_SECS: u64 = 2;
-pub const DEFAULT_RECONNECT_DELAY_MAX_SECS: u64 = 10;
 /// Default capacity of the offline buffer, in publishes (one per event and publish entry).
 pub const DEFAULT_MAX_OFFLINE_EVENTS: usize = 10_000;
-/// Upper bound of `max-offline-events`: a publish holds a topic and a payload of up to a few
-/// KiB, so a million is already gigabytes in the worst case.
-pub const MAX_MAX_OFFLINE_EVENTS: usize = 1_000_000;
-
-const KNOWN: &[&str] = &[
-    "host",
-    "port",
-    "bind",
-    "user",
-    "password",
-    "clientid",
-    "keepalive",
-    "connection-timeout",
-    "bcleansession",
-    "bjsonmeasurementblock",
-    "bUseTopicForEventDefaults",
-    "bescape-pub-topics",
-    "user-escapes",
-    "mqtt-options",
-    "reconnect",
-    "tls",
-    "filter",
-    "will",
-    "subscribe",
-    "publish",
-    "publish-format",
-    "subscribe-format",
-    "qos",
-    "bretain",
-    "v5",
-    "max-offline-events",
-];
-const KNOWN_OPTIONS: &[&str] = &[
-    "tcp-nodelay",
-    "protocol-version",
-    "receive-maximum",
-    "send-maximum",
-    "ssl-ctx-with-defaults",
-    "tls-ocsp-required",
-    "tls-use-os-certs",
-];
-const KNOWN_RECONNECT: &[&str] = &["delay", "delay-max", "exponential-backoff"];
-const KNOWN_TLS: &[&str] = &[
-    "cafile",
-    "capath",
-    "certfile",
-    "keyfile",
-    "pwkeyfile",
-    "no-hostname-checking",
-    "cert-reqs",
-    "version",
-    "ciphers",
-    "psk",
-    "psk-identity",
-];
-const KNOWN_FILTER: &[&str] = &[
-    "priority-filter",
-    "priority-mask",
-    "class-filter",
-    "class-mask",
-    "type-filter",
-    "type-mask",
-    "guid-filter",
-    "guid-mask",
-];
-const KNOWN_WILL: &[&str] = &["topic", "qos", "retain", "payload"];
-const KNOWN_SUBSCRIBE: &[&str] = &["topic", "qos", "v5-options", "format"];
-const KNOWN_PUBLISH: &[&str] = &["topic", "qos", "bretain", "retain", "format"];
-const KNOWN_V5: &[&str] = &["user-properties"];
-
-/// MQTT protocol version (`mqtt-options.protocol-version`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    /// 311: MQTT 3.1.1 (the default).
-    V311,
-    /// 500: MQTT 5.
-    V5,
-}
-
-/// Quality of service of a publish or subscription.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum QoS {
-    AtMostOnce = 0,
-    AtLeastOnce = 1,
-    ExactlyOnce = 2,
-}
-
-impl QoS {
-    pub fn from_u8(v: u8) -> Option<QoS> {
-        match v {
-            0 => Some(QoS::AtMostOnce),
-            1 => Some(QoS::AtLeastOnce),
-            2 => Some(QoS::ExactlyOnce),
-            _ => None,
-        }
-    }
-}
-
-/// Payload format of a publish entry (`enumMqttMsgFormat` 0..=3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PublishFormat {
-    Json,
-    Xml,
-    String,
-    Binary,
-}
-
-impl PublishFormat {
-    /// The `fmtpublish` topic variable.
-    pub fn name(self) -> &'static str {
-        match self {
-            PublishFormat::Json => "json",
-            PublishFormat::Xml => "xml",
-            PublishFormat::String => "string",
-            PublishFormat::Binary => "binary",
-        }
-    }
-}
-
-/// Payload format of a subscription; `Auto` detects it per message (mqtt.md §6.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SubscribeFormat {
-    Json,
-    Xml,
-    String,
-    Binary,
-    Auto,
-}
 
 /// `reconnect`: the backoff schedule after a failed or lost connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reconnect {
-    /// `delay` (s): wait before the first retry. Default 2.
+    /// `delay` (s, 0..=3600): wait before the first retry. Default 2 (REF's fixed value).
     pub delay: Duration,
-    /// `delay-max` (s): the longest wait. Default 10.
+    /// `delay-max` (s, `delay`..=86400): the longest wait. Default 10 (REF's fixed value).
     pub delay_max: Duration,
     /// `exponential-backoff`: double the wait after each failure (up to `delay-max`);
     /// otherwise every retry waits `delay`. Default false.
@@ -240,8 +109,8 @@ pub enum TlsVerify {
 /// this module stays free of I/O.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsConfig {
-    /// Key path of the block (`mqtt.tls`), so file errors name the key.
-    pub key_path: String,
+    /// File and key of the block (`mqtt.tls`), so file errors name both.
+    pub origin: Origin,
     /// `cafile`: PEM file of trust anchors.
     pub ca_file: Option<PathBuf>,
     /// `capath`: directory whose PEM files are trust anchors.
@@ -256,9 +125,11 @@ pub struct TlsConfig {
 /// The validated `mqtt` block.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MqttConfig {
+    /// File and key of the block, for the checks the bridge finishes later (rendered topics).
+    pub origin: Origin,
     /// `host` without scheme and port (default `localhost`).
     pub host: String,
-    /// `port`, else a port in `host`, else 1883 (8883 with a TLS scheme).
+    /// `port` (1..=65535), else a port in `host`, else 1883 (8883 with a TLS scheme).
     pub port: u16,
     /// `bind`: local address (and optionally port) the broker connection is made from.
     pub bind: Option<SocketAddr>,
@@ -269,9 +140,9 @@ pub struct MqttConfig {
     /// `clientid` as written; `{{rnd}}` and the static variables are rendered at start.
     /// Empty: the broker assigns one and a clean session is forced.
     pub client_id: String,
-    /// `keepalive` (s); 0 disables PINGREQ. Default 30.
+    /// `keepalive` (s, 0..=65535); 0 disables PINGREQ. Default 30 (REF; its docs claim 60).
     pub keepalive: Duration,
-    /// `connection-timeout` (ms): TCP connect plus CONNACK. Default 5000.
+    /// `connection-timeout` (ms, 100..=300000): TCP connect plus CONNACK. Default 5000.
     pub connection_timeout: Duration,
     /// `bcleansession`: default false; forced true without a client id.
     pub clean_session: bool,
@@ -287,11 +158,11 @@ pub struct MqttConfig {
     pub protocol: Protocol,
     /// `mqtt-options.tcp-nodelay`: default true.
     pub tcp_nodelay: bool,
-    /// `mqtt-options.receive-maximum`: QoS 1/2 messages the broker may have in flight to us
-    /// (MQTT 5 CONNECT property). Default 20.
+    /// `mqtt-options.receive-maximum` (1..=65535): QoS 1/2 messages the broker may have in
+    /// flight to us (MQTT 5 CONNECT property). Default 20 (REF).
     pub receive_maximum: u16,
-    /// `mqtt-options.send-maximum`: our in-flight window of unacknowledged QoS 1/2 publishes
-    /// (further capped by the broker's receive maximum in MQTT 5). Default 20.
+    /// `mqtt-options.send-maximum` (1..=65535): our in-flight window of unacknowledged QoS 1/2
+    /// publishes (further capped by the broker's receive maximum in MQTT 5). Default 20 (REF).
     pub send_maximum: u16,
     pub reconnect: Reconnect,
     /// `filter`: events from the broker must pass it to reach the sessions (REF parses it
@@ -303,485 +174,452 @@ pub struct MqttConfig {
     /// `v5.user-properties`: attached to every publish in MQTT 5.
     pub user_properties: Vec<(String, String)>,
     /// `max-offline-events` (our extension): publishes held while the broker is away or the
-    /// in-flight window is full. When full, the oldest is dropped and counted. Default 10000.
+    /// in-flight window is full. When full, the oldest is dropped and counted. Default 10000;
+    /// at most a million (a publish holds a topic and a payload of a few KiB).
     pub max_offline_events: usize,
 }
 
+/// The block as written, in the order of the vscpd sample; every key optional (`null` is the
+/// same as absent).
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawMqtt {
+    bind: Option<String>,
+    host: Option<String>,
+    port: Option<Int<1, 65535>>,
+    mqtt_options: Option<Block<RawOptions>>,
+    user: Option<String>,
+    password: Option<String>,
+    clientid: Option<String>,
+    publish_format: Option<PublishFormat>,
+    subscribe_format: Option<SubscribeFormat>,
+    qos: Option<Int<0, 2>>,
+    bcleansession: Option<Flag>,
+    bretain: Option<Flag>,
+    keepalive: Option<Int<0, 65535>>,
+    connection_timeout: Option<Int<100, 300_000>>,
+    bjsonmeasurementblock: Option<Flag>,
+    #[serde(rename = "bUseTopicForEventDefaults")]
+    topic_event_defaults: Option<Flag>,
+    bescape_pub_topics: Option<Flag>,
+    user_escapes: Option<BTreeMap<String, Text>>,
+    reconnect: Option<Block<RawReconnect>>,
+    tls: Option<Block<RawTls>>,
+    filter: Option<Block<RawFilter>>,
+    will: Option<Block<RawWill>>,
+    subscribe: Option<Vec<Entry<RawSubscribe>>>,
+    publish: Option<Vec<Entry<RawPublish>>>,
+    v5: Option<Block<RawV5>>,
+    max_offline_events: Option<Int<0, 1_000_000>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct RawOptions {
+    tcp_nodelay: Option<Flag>,
+    protocol_version: Option<Protocol>,
+    receive_maximum: Option<Int<1, 65535>>,
+    send_maximum: Option<Int<1, 65535>>,
+    ssl_ctx_with_defaults: Option<Flag>,
+    tls_ocsp_required: Option<Flag>,
+    tls_use_os_certs: Option<Flag>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct RawReconnect {
+    delay: Option<Int<0, 3600>>,
+    delay_max: Option<Int<0, 86_400>>,
+    exponential_backoff: Option<Flag>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct RawTls {
+    cafile: Option<String>,
+    capath: Option<String>,
+    certfile: Option<String>,
+    keyfile: Option<String>,
+    pwkeyfile: Option<String>,
+    no_hostname_checking: Option<Flag>,
+    cert_reqs: Option<Int<0, 2>>,
+    version: Option<String>,
+    ciphers: Option<String>,
+    psk: Option<String>,
+    psk_identity: Option<String>,
+}
+
+/// Numbers may be written as text in any notation (`"0xFFFF"`), as REF reads them.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawFilter {
+    priority_filter: Option<Int<0, 7, true>>,
+    priority_mask: Option<Int<0, 7, true>>,
+    class_filter: Option<Int<0, 0xFFFF, true>>,
+    class_mask: Option<Int<0, 0xFFFF, true>>,
+    type_filter: Option<Int<0, 0xFFFF, true>>,
+    type_mask: Option<Int<0, 0xFFFF, true>>,
+    guid_filter: Option<String>,
+    guid_mask: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawWill {
+    topic: Option<String>,
+    qos: Option<Int<0, 2>>,
+    retain: Option<Flag>,
+    payload: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct RawSubscribe {
+    topic: Option<String>,
+    qos: Option<Int<0, 2>>,
+    v5_options: Option<V5Options>,
+    format: Option<SubscribeFormat>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawPublish {
+    topic: Option<String>,
+    qos: Option<Int<0, 2>>,
+    bretain: Option<Flag>,
+    retain: Option<Flag>,
+    format: Option<PublishFormat>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawV5 {
+    user_properties: Option<BTreeMap<String, Text>>,
+}
+
+/// `subscribe[].v5-options`, see [`v5_options`].
+struct V5Options(u8);
+
+/// Values read by this module's parsers go through serde too, so their errors name the key.
+macro_rules! parsed_by {
+    ($($t:ty => $parse:expr),* $(,)?) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $parse(&Value::deserialize(d)?).map_err(de::Error::custom)
+            }
+        }
+    )*};
+}
+
+parsed_by!(
+    PublishFormat => publish_format,
+    SubscribeFormat => subscribe_format,
+    V5Options => |v| v5_options(v).map(V5Options),
+    Protocol => |v: &Value| match v.as_u64() {
+        Some(311) => Ok(Protocol::V311),
+        Some(500) => Ok(Protocol::V5),
+        _ => Err(format!("expected 311 (MQTT 3.1.1) or 500 (MQTT 5), found {v}")),
+    },
+);
+
+/// A `subscribe[]`/`publish[]` item. REF skips plain strings; a string is taken as a topic with
+/// the defaults instead (`bare`), because that is what someone who writes one means.
+struct Entry<T> {
+    fields: T,
+    bare: bool,
+}
+
+/// The item types of both lists, so one reader serves both.
+trait HasTopic: Default {
+    fn topic(&mut self) -> &mut Option<String>;
+}
+
+impl HasTopic for RawSubscribe {
+    fn topic(&mut self) -> &mut Option<String> {
+        &mut self.topic
+    }
+}
+
+impl HasTopic for RawPublish {
+    fn topic(&mut self) -> &mut Option<String> {
+        &mut self.topic
+    }
+}
+
+impl<'de, T: HasTopic + Deserialize<'de>> Deserialize<'de> for Entry<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: HasTopic + Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Entry<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object or a topic string")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Entry<T>, E> {
+                let mut fields = T::default();
+                *fields.topic() = Some(s.to_owned());
+                Ok(Entry { fields, bare: true })
+            }
+            // Through the caller's `MapAccess`, so paths and unknown keys are still tracked.
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Entry<T>, A::Error> {
+                let fields = T::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Entry {
+                    fields,
+                    bare: false,
+                })
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// Item `at` of a list, its topic, and the key topic errors name (`at` itself when bare).
+fn item<T: HasTopic>(
+    r: &Reader,
+    e: Entry<T>,
+    at: String,
+) -> Result<(T, Template, String), ConfigError> {
+    let (mut fields, key) = match e.bare {
+        true => (e.fields, at),
+        false => (e.fields, format!("{at}.topic")),
+    };
+    match fields.topic().take() {
+        Some(t) if !t.trim().is_empty() => Ok((fields, Template::parse(&t), key)),
+        _ => Err(r.err(&key, "a topic is required")),
+    }
+}
+
 impl MqttConfig {
-    /// Reads and validates the block. `value` is the `mqtt` object itself; `prefix` is its
-    /// key path (`mqtt`). Returns the config and the warnings (one per unknown or unused key).
+    /// Reads and validates the block. `value` is the `mqtt` object itself, `file` labels errors
+    /// and warnings, `prefix` is the block's key path (`mqtt`). Returns the config and the
+    /// warnings (one per unknown or unused key).
     pub fn from_value(
         value: &Value,
+        file: &str,
         prefix: &str,
     ) -> Result<(MqttConfig, Vec<String>), ConfigError> {
-        let mut r = Reader {
-            warnings: Vec::new(),
-        };
-        let cfg = r.config(value, prefix)?;
+        let mut r = Reader::new(file, prefix);
+        let raw: RawMqtt = r.read(value, &[])?;
+        let cfg = raw.validate(&mut r)?;
         Ok((cfg, r.warnings))
     }
 }
 
-struct Reader {
-    warnings: Vec<String>,
-}
-
-fn err(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.to_owned(),
-        reason: reason.into(),
+fn qos(n: Option<Int<0, 2>>, default: QoS) -> QoS {
+    match n.map(|n| n.0) {
+        None => default,
+        Some(0) => QoS::AtMostOnce,
+        Some(1) => QoS::AtLeastOnce,
+        Some(_) => QoS::ExactlyOnce,
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+fn pairs(map: Option<BTreeMap<String, Text>>) -> Vec<(String, String)> {
+    map.unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect()
 }
 
-impl Reader {
-    fn check_keys(&mut self, obj: &Map<String, Value>, path: &str, known: &[&str]) {
-        for k in obj.keys() {
-            if !known.contains(&k.as_str()) {
-                self.warnings
-                    .push(format!("unknown key \"{path}.{k}\" ignored"));
-            }
-        }
-    }
-
-    fn object<'v>(&self, v: &'v Value, path: &str) -> Result<&'v Map<String, Value>, ConfigError> {
-        v.as_object()
-            .ok_or_else(|| err(path, format!("expected an object, found {}", type_name(v))))
-    }
-
-    fn string(
-        &self,
-        obj: &Map<String, Value>,
-        path: &str,
-        key: &str,
-        default: &str,
-    ) -> Result<String, ConfigError> {
-        match obj.get(key) {
-            None => Ok(default.to_owned()),
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(v) => Err(err(
-                &format!("{path}.{key}"),
-                format!("expected a string, found {}", type_name(v)),
-            )),
-        }
-    }
-
-    /// A boolean; `0`/`1` are accepted too because REF samples write some flags that way.
-    fn boolean(
-        &self,
-        obj: &Map<String, Value>,
-        path: &str,
-        key: &str,
-        default: bool,
-    ) -> Result<bool, ConfigError> {
-        match obj.get(key) {
-            None => Ok(default),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(false),
-            Some(Value::Number(n)) if n.as_u64() == Some(1) => Ok(true),
-            Some(v) => Err(err(
-                &format!("{path}.{key}"),
-                format!("expected true or false, found {v}"),
-            )),
-        }
-    }
-
-    fn uint(
-        &self,
-        obj: &Map<String, Value>,
-        path: &str,
-        key: &str,
-        default: u64,
-        min: u64,
-        max: u64,
-    ) -> Result<u64, ConfigError> {
-        let Some(v) = obj.get(key) else {
-            return Ok(default);
-        };
-        let k = format!("{path}.{key}");
-        let n = v
-            .as_u64()
-            .ok_or_else(|| err(&k, format!("expected a whole number, found {v}")))?;
-        if n < min || n > max {
-            return Err(err(&k, format!("{n} is out of range {min}..={max}")));
-        }
-        Ok(n)
-    }
-
-    fn qos(
-        &self,
-        obj: &Map<String, Value>,
-        path: &str,
-        key: &str,
-        default: QoS,
-    ) -> Result<QoS, ConfigError> {
-        let n = self.uint(obj, path, key, default as u64, 0, 2)?;
-        // uint() checked the range.
-        Ok(QoS::from_u8(n as u8).unwrap_or(default))
-    }
-
-    /// `name → string` object (`user-escapes`, `v5.user-properties`). Numbers and booleans are
-    /// taken as their JSON text because the values end up in topics and properties as text.
-    fn string_map(&self, v: &Value, path: &str) -> Result<Vec<(String, String)>, ConfigError> {
-        let obj = self.object(v, path)?;
-        let mut out = Vec::with_capacity(obj.len());
-        for (k, v) in obj {
-            let s = match v {
-                Value::String(s) => s.clone(),
-                Value::Number(_) | Value::Bool(_) => v.to_string(),
-                other => {
-                    return Err(err(
-                        &format!("{path}.{k}"),
-                        format!("expected a string, found {}", type_name(other)),
-                    ))
-                }
-            };
-            out.push((k.clone(), s));
-        }
-        Ok(out)
-    }
-
-    fn config(&mut self, value: &Value, p: &str) -> Result<MqttConfig, ConfigError> {
-        let obj = self.object(value, p)?;
-        self.check_keys(obj, p, KNOWN);
-
-        let host_text = self.string(obj, p, "host", "localhost")?;
-        let (host, host_port) = parse_host(&host_text).map_err(|r| err(&format!("{p}.host"), r))?;
-        let tls = self.tls(obj, p, &host_text)?;
+impl RawMqtt {
+    fn validate(self, r: &mut Reader) -> Result<MqttConfig, ConfigError> {
+        let host_text = self.host.unwrap_or_else(|| "localhost".into());
+        let (host, host_port) = parse_host(&host_text).map_err(|e| r.err("host", e))?;
+        let tls = self
+            .tls
+            .unwrap_or_default()
+            .0
+            .validate(r, tls_scheme(&host_text))?;
         let default_port = if tls_scheme(&host_text) {
             DEFAULT_TLS_PORT
         } else {
             DEFAULT_PORT
         };
-        let port = match obj.get("port") {
-            None => host_port.unwrap_or(default_port),
-            Some(_) => self.uint(obj, p, "port", 0, 1, 65535)? as u16,
-        };
-        let bind = parse_bind(&self.string(obj, p, "bind", "")?)
-            .map_err(|r| err(&format!("{p}.bind"), r))?;
-        let user = self.string(obj, p, "user", "")?;
-        let password = self.string(obj, p, "password", "")?;
-        let client_id = self.string(obj, p, "clientid", "")?;
-        let keepalive = self.uint(obj, p, "keepalive", DEFAULT_KEEPALIVE_SECS, 0, 65535)?;
-        let connection_timeout = self.uint(
-            obj,
-            p,
-            "connection-timeout",
-            DEFAULT_CONNECTION_TIMEOUT_MS,
-            100,
-            300_000,
-        )?;
-        let mut clean_session = self.boolean(obj, p, "bcleansession", false)?;
+        let port = self
+            .port
+            .map_or(host_port.unwrap_or(default_port), |p| p.0 as u16);
+        let bind = parse_bind(self.bind.as_deref().unwrap_or("")).map_err(|e| r.err("bind", e))?;
+        let client_id = self.clientid.unwrap_or_default();
+        let mut clean_session = self.bcleansession.value_or(false);
         if client_id.is_empty() {
-            if obj.get("bcleansession") == Some(&Value::Bool(false)) {
-                self.warnings.push(format!(
-                    "\"{p}.bcleansession\" is false but \"{p}.clientid\" is empty: MQTT requires a clean session without a client id, so it is used"
-                ));
+            if self.bcleansession.is_some_and(|f| !f.0) {
+                let (c, i) = (r.origin.key("bcleansession"), r.origin.key("clientid"));
+                r.warn(format_args!("\"{c}\" is false but \"{i}\" is empty: MQTT requires a clean session without a client id, so it is used"));
             }
             clean_session = true;
         }
-        let json_measurement_block = self.boolean(obj, p, "bjsonmeasurementblock", true)?;
-        let topic_event_defaults = self.boolean(obj, p, "bUseTopicForEventDefaults", false)?;
-        let escape_pub_topics = self.boolean(obj, p, "bescape-pub-topics", true)?;
-        let user_escapes = match obj.get("user-escapes") {
-            None => Vec::new(),
-            Some(v) => self.string_map(v, &format!("{p}.user-escapes"))?,
-        };
-
-        let (protocol, tcp_nodelay, receive_maximum, send_maximum) = self.options(obj, p)?;
-        let reconnect = self.reconnect(obj, p)?;
-        let filter = match obj.get("filter") {
-            None => Filter::ALL_PASS,
-            Some(v) => self.filter(v, &format!("{p}.filter"))?,
-        };
-        let will = match obj.get("will") {
-            None | Some(Value::Null) => None,
-            Some(v) => self.will(v, &format!("{p}.will"))?,
-        };
-
-        let default_qos = self.qos(obj, p, "qos", QoS::AtMostOnce)?;
-        let default_retain = self.boolean(obj, p, "bretain", false)?;
-        let default_pub_format = match obj.get("publish-format") {
-            None => PublishFormat::Json,
-            Some(v) => publish_format(v).map_err(|r| err(&format!("{p}.publish-format"), r))?,
-        };
-        let default_sub_format = match obj.get("subscribe-format") {
-            None => SubscribeFormat::Auto,
-            Some(v) => subscribe_format(v).map_err(|r| err(&format!("{p}.subscribe-format"), r))?,
-        };
-
-        let mut subscribe = Vec::new();
-        if let Some(v) = obj.get("subscribe") {
-            let path = format!("{p}.subscribe");
-            let arr = v
-                .as_array()
-                .ok_or_else(|| err(&path, format!("expected an array, found {}", type_name(v))))?;
-            for (i, e) in arr.iter().enumerate() {
-                subscribe.push(self.subscribe_entry(
-                    e,
-                    &format!("{path}[{i}]"),
-                    default_qos,
-                    default_sub_format,
-                )?);
+        let options = self.mqtt_options.unwrap_or_default().0;
+        for (k, on) in [
+            ("ssl-ctx-with-defaults", options.ssl_ctx_with_defaults),
+            ("tls-ocsp-required", options.tls_ocsp_required),
+            ("tls-use-os-certs", options.tls_use_os_certs),
+        ] {
+            // OpenSSL context knobs of REF: rustls has no OCSP stapling check and always starts
+            // from its own safe defaults; the OS trust store is used whenever no
+            // tls.cafile/capath is given.
+            if on.value_or(false) {
+                let key = r.origin.key(&format!("mqtt-options.{k}"));
+                r.warn(format_args!("\"{key}\" accepted but not used: it is an OpenSSL option (the bridge uses rustls; without tls.cafile/capath it trusts the OS store)"));
             }
+        }
+        let reconnect = self.reconnect.unwrap_or_default().0;
+        let delay = reconnect.delay.value_or(2);
+        let delay_max = reconnect.delay_max.value_or(delay.max(10));
+        if delay_max < delay {
+            let reason = format!("{delay_max} is less than reconnect.delay ({delay})");
+            return Err(r.err("reconnect.delay-max", reason));
+        }
+        let default_qos = qos(self.qos, QoS::AtMostOnce);
+        let default_retain = self.bretain.value_or(false);
+        let pub_format = self.publish_format.unwrap_or(PublishFormat::Json);
+        let sub_format = self.subscribe_format.unwrap_or(SubscribeFormat::Auto);
+        let mut subscribe = Vec::new();
+        for (i, e) in self.subscribe.unwrap_or_default().into_iter().enumerate() {
+            let (e, topic, _) = item(r, e, format!("subscribe[{i}]"))?;
+            subscribe.push(SubscribeEntry {
+                topic,
+                qos: qos(e.qos, default_qos),
+                v5_options: e.v5_options.map_or(0, |o| o.0),
+                format: e.format.unwrap_or(sub_format),
+            });
         }
         let mut publish = Vec::new();
-        if let Some(v) = obj.get("publish") {
-            let path = format!("{p}.publish");
-            let arr = v
-                .as_array()
-                .ok_or_else(|| err(&path, format!("expected an array, found {}", type_name(v))))?;
-            for (i, e) in arr.iter().enumerate() {
-                publish.push(self.publish_entry(
-                    e,
-                    &format!("{path}[{i}]"),
-                    default_qos,
-                    default_retain,
-                    default_pub_format,
-                )?);
+        for (i, e) in self.publish.unwrap_or_default().into_iter().enumerate() {
+            let (e, topic, topic_key) = item(r, e, format!("publish[{i}]"))?;
+            if topic.is_literal() && topic.source().contains(['+', '#']) {
+                return Err(r.err(
+                    &topic_key,
+                    "a publish topic cannot contain the wildcards + or #",
+                ));
             }
-        }
-        let user_properties = match obj.get("v5") {
-            None => Vec::new(),
-            Some(v) => {
-                let path = format!("{p}.v5");
-                let o = self.object(v, &path)?;
-                self.check_keys(o, &path, KNOWN_V5);
-                match o.get("user-properties") {
-                    None => Vec::new(),
-                    Some(v) => self.string_map(v, &format!("{path}.user-properties"))?,
+            if let (Some(b), Some(x)) = (e.bretain, e.retain) {
+                if b != x {
+                    return Err(r.err(
+                        &format!("publish[{i}].retain"),
+                        "both bretain and retain are given and they differ; keep one",
+                    ));
                 }
             }
-        };
-        let max_offline_events = self.uint(
-            obj,
-            p,
-            "max-offline-events",
-            DEFAULT_MAX_OFFLINE_EVENTS as u64,
-            0,
-            MAX_MAX_OFFLINE_EVENTS as u64,
-        )? as usize;
-
+            publish.push(PublishEntry {
+                topic,
+                qos: qos(e.qos, default_qos),
+                retain: e.bretain.or(e.retain).value_or(default_retain),
+                format: e.format.unwrap_or(pub_format),
+            });
+        }
         Ok(MqttConfig {
+            origin: r.origin.clone(),
             host,
             port,
             bind,
             tls,
-            user,
-            password,
+            user: self.user.unwrap_or_default(),
+            password: self.password.unwrap_or_default(),
             client_id,
-            keepalive: Duration::from_secs(keepalive),
-            connection_timeout: Duration::from_millis(connection_timeout),
+            keepalive: Duration::from_secs(self.keepalive.value_or(30)),
+            connection_timeout: Duration::from_millis(self.connection_timeout.value_or(5000)),
             clean_session,
-            json_measurement_block,
-            topic_event_defaults,
-            escape_pub_topics,
-            user_escapes,
-            protocol,
-            tcp_nodelay,
-            receive_maximum,
-            send_maximum,
-            reconnect,
-            filter,
-            will,
+            json_measurement_block: self.bjsonmeasurementblock.value_or(true),
+            topic_event_defaults: self.topic_event_defaults.value_or(false),
+            escape_pub_topics: self.bescape_pub_topics.value_or(true),
+            user_escapes: pairs(self.user_escapes),
+            protocol: options.protocol_version.unwrap_or(Protocol::V311),
+            tcp_nodelay: options.tcp_nodelay.value_or(true),
+            receive_maximum: options.receive_maximum.value_or(20) as u16,
+            send_maximum: options.send_maximum.value_or(20) as u16,
+            reconnect: Reconnect {
+                delay: Duration::from_secs(delay),
+                delay_max: Duration::from_secs(delay_max),
+                exponential: reconnect.exponential_backoff.value_or(false),
+            },
+            filter: match self.filter {
+                None => Filter::ALL_PASS,
+                Some(f) => f.0.validate(r)?,
+            },
+            will: self.will.and_then(|w| w.0.validate()),
             subscribe,
             publish,
-            user_properties,
-            max_offline_events,
+            user_properties: pairs(self.v5.and_then(|v| v.0.user_properties)),
+            max_offline_events: self
+                .max_offline_events
+                .value_or(DEFAULT_MAX_OFFLINE_EVENTS as u64)
+                as usize,
         })
     }
+}
 
-    fn options(
-        &mut self,
-        obj: &Map<String, Value>,
-        p: &str,
-    ) -> Result<(Protocol, bool, u16, u16), ConfigError> {
-        let Some(v) = obj.get("mqtt-options") else {
-            return Ok((Protocol::V311, true, DEFAULT_INFLIGHT, DEFAULT_INFLIGHT));
-        };
-        let path = format!("{p}.mqtt-options");
-        let o = self.object(v, &path)?;
-        self.check_keys(o, &path, KNOWN_OPTIONS);
-        let nodelay = self.boolean(o, &path, "tcp-nodelay", true)?;
-        let protocol = match o.get("protocol-version") {
-            None => Protocol::V311,
-            Some(v) => match v.as_u64() {
-                Some(311) => Protocol::V311,
-                Some(500) => Protocol::V5,
-                _ => {
-                    return Err(err(
-                        &format!("{path}.protocol-version"),
-                        format!("expected 311 (MQTT 3.1.1) or 500 (MQTT 5), found {v}"),
-                    ))
-                }
-            },
-        };
-        let rx = self.uint(
-            o,
-            &path,
-            "receive-maximum",
-            DEFAULT_INFLIGHT.into(),
-            1,
-            65535,
-        )? as u16;
-        let tx = self.uint(o, &path, "send-maximum", DEFAULT_INFLIGHT.into(), 1, 65535)? as u16;
-        for k in [
-            "ssl-ctx-with-defaults",
-            "tls-ocsp-required",
-            "tls-use-os-certs",
-        ] {
-            if self.boolean(o, &path, k, false)? {
-                // OpenSSL context knobs of REF: rustls has no OCSP stapling check and always
-                // starts from its own safe defaults; the OS trust store is used whenever no
-                // tls.cafile/capath is given.
-                self.warnings.push(format!(
-                    "\"{path}.{k}\" accepted but not used: it is an OpenSSL option (the bridge uses rustls; without tls.cafile/capath it trusts the OS store)"
-                ));
-            }
-        }
-        Ok((protocol, nodelay, rx, tx))
-    }
-
-    fn reconnect(&mut self, obj: &Map<String, Value>, p: &str) -> Result<Reconnect, ConfigError> {
-        let mut r = Reconnect {
-            delay: Duration::from_secs(DEFAULT_RECONNECT_DELAY_SECS),
-            delay_max: Duration::from_secs(DEFAULT_RECONNECT_DELAY_MAX_SECS),
-            exponential: false,
-        };
-        let Some(v) = obj.get("reconnect") else {
-            return Ok(r);
-        };
-        let path = format!("{p}.reconnect");
-        let o = self.object(v, &path)?;
-        self.check_keys(o, &path, KNOWN_RECONNECT);
-        let delay = self.uint(o, &path, "delay", DEFAULT_RECONNECT_DELAY_SECS, 0, 3600)?;
-        let default_max = delay.max(DEFAULT_RECONNECT_DELAY_MAX_SECS);
-        let delay_max = self.uint(o, &path, "delay-max", default_max, 0, 86_400)?;
-        if delay_max < delay {
-            return Err(err(
-                &format!("{path}.delay-max"),
-                format!("{delay_max} is less than reconnect.delay ({delay})"),
-            ));
-        }
-        r.delay = Duration::from_secs(delay);
-        r.delay_max = Duration::from_secs(delay_max);
-        r.exponential = self.boolean(o, &path, "exponential-backoff", false)?;
-        Ok(r)
-    }
-
+impl RawTls {
     /// TLS is on with a TLS scheme in `host` or a `tls` block naming any file. REF's sample
     /// block (every path empty) left REF on plain TCP, so such a block keeps plain TCP too.
     /// What rustls cannot do (PSK, encrypted keys) stops start-up with the key named, rather
     /// than silently connecting with weaker settings than asked for.
-    fn tls(
-        &mut self,
-        obj: &Map<String, Value>,
-        p: &str,
-        host: &str,
-    ) -> Result<Option<TlsConfig>, ConfigError> {
-        let path = format!("{p}.tls");
-        let empty = Map::new();
-        let o = match obj.get("tls") {
-            None | Some(Value::Null) => &empty,
-            Some(v) => self.object(v, &path)?,
+    fn validate(self, r: &mut Reader, scheme: bool) -> Result<Option<TlsConfig>, ConfigError> {
+        let given = |s: &Option<String>| {
+            s.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
         };
-        self.check_keys(o, &path, KNOWN_TLS);
-        let key = |k: &str| format!("{path}.{k}");
-        let file = |r: &Self, k: &str| -> Result<Option<PathBuf>, ConfigError> {
-            let s = r.string(o, &path, k, "")?;
-            Ok((!s.trim().is_empty()).then(|| PathBuf::from(s.trim())))
-        };
-        for k in ["psk", "psk-identity"] {
-            if !self.string(o, &path, k, "")?.is_empty() {
-                return Err(err(
-                    &key(k),
-                    "TLS pre-shared keys are not supported (rustls has no PSK cipher suites); use certificates (tls.cafile) instead",
-                ));
+        for (k, v) in [("psk", &self.psk), ("psk-identity", &self.psk_identity)] {
+            if given(v).is_some() {
+                return Err(r.err(&format!("tls.{k}"), "TLS pre-shared keys are not supported (rustls has no PSK cipher suites); use certificates (tls.cafile) instead"));
             }
         }
-        if !self.string(o, &path, "pwkeyfile", "")?.is_empty() {
-            return Err(err(
-                &key("pwkeyfile"),
-                "encrypted private keys are not supported; decrypt the key (openssl pkey -in key.pem -out plain.pem) and leave pwkeyfile empty",
-            ));
+        if given(&self.pwkeyfile).is_some() {
+            return Err(r.err("tls.pwkeyfile", "encrypted private keys are not supported; decrypt the key (openssl pkey -in key.pem -out plain.pem) and leave pwkeyfile empty"));
         }
-        let ca_file = file(self, "cafile")?;
-        let ca_path = file(self, "capath")?;
-        let certfile = file(self, "certfile")?;
-        let keyfile = file(self, "keyfile")?;
-        let client_auth = match (certfile, keyfile) {
+        let (ca_file, ca_path) = (given(&self.cafile), given(&self.capath));
+        let client_auth = match (given(&self.certfile), given(&self.keyfile)) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
             (Some(_), None) => {
-                return Err(err(
-                    &key("keyfile"),
-                    "tls.certfile is set: its key is needed too",
-                ))
+                return Err(r.err("tls.keyfile", "tls.certfile is set: its key is needed too"))
             }
             (None, Some(_)) => {
-                return Err(err(
-                    &key("certfile"),
+                return Err(r.err(
+                    "tls.certfile",
                     "tls.keyfile is set: the certificate it belongs to is needed too",
                 ))
             }
         };
-        let no_hostname = self.boolean(o, &path, "no-hostname-checking", false)?;
-        let cert_reqs = self.uint(o, &path, "cert-reqs", 1, 0, 2)?;
-        let version = self.string(o, &path, "version", "")?;
+        let origin = r.origin.child("tls");
+        let version = self.version.unwrap_or_default();
         let min_version = match version.trim().to_ascii_lowercase().as_str() {
             "" | "tlsv1.2" | "tls1.2" | "1.2" => TlsVersion::Tls12,
             "tlsv1.3" | "tls1.3" | "1.3" => TlsVersion::Tls13,
             "tlsv1" | "tlsv1.0" | "tls1" | "tls1.0" | "1.0" | "tlsv1.1" | "tls1.1" | "1.1" => {
-                self.warnings.push(format!(
-                    "\"{path}.version\" is {version:?}: TLS 1.0/1.1 are not offered (insecure, not in rustls); TLS 1.2 is the minimum"
-                ));
+                let key = origin.key("version");
+                r.warn(format_args!("\"{key}\" is {version:?}: TLS 1.0/1.1 are not offered (insecure, not in rustls); TLS 1.2 is the minimum"));
                 TlsVersion::Tls12
             }
             _ => {
-                return Err(err(
-                    &key("version"),
+                return Err(r.err(
+                    "tls.version",
                     format!("expected \"tlsv1.2\" or \"tlsv1.3\", found {version:?}"),
                 ))
             }
         };
-        if !self.string(o, &path, "ciphers", "")?.trim().is_empty() {
+        if given(&self.ciphers).is_some() {
             // OpenSSL cipher lists do not map onto rustls's fixed set of modern AEAD suites;
             // those are all considered safe, so ignoring the list cannot weaken anything.
-            self.warnings.push(format!(
-                "\"{path}.ciphers\" ignored: rustls offers its own fixed set of modern cipher suites"
+            let key = origin.key("ciphers");
+            r.warn(format_args!(
+                "\"{key}\" ignored: rustls offers its own fixed set of modern cipher suites"
             ));
         }
-
-        let wanted =
-            tls_scheme(host) || ca_file.is_some() || ca_path.is_some() || client_auth.is_some();
-        if !wanted {
+        if !(scheme || ca_file.is_some() || ca_path.is_some() || client_auth.is_some()) {
             return Ok(None);
         }
-        let verify = if cert_reqs == 0 {
-            self.warnings.push(format!(
-                "\"{path}.cert-reqs\" is 0: the broker's certificate is NOT verified; anyone on the network path can pose as the broker and read the credentials and events"
-            ));
+        let verify = if self.cert_reqs.value_or(1) == 0 {
+            let key = origin.key("cert-reqs");
+            r.warn(format_args!("\"{key}\" is 0: the broker's certificate is NOT verified; anyone on the network path can pose as the broker and read the credentials and events"));
             TlsVerify::None
-        } else if no_hostname {
-            self.warnings.push(format!(
-                "\"{path}.no-hostname-checking\" is true: any certificate from the trusted CAs is accepted, whatever host it was issued for"
-            ));
+        } else if self.no_hostname_checking.value_or(false) {
+            let key = origin.key("no-hostname-checking");
+            r.warn(format_args!("\"{key}\" is true: any certificate from the trusted CAs is accepted, whatever host it was issued for"));
             TlsVerify::ChainOnly
         } else {
             TlsVerify::Full
         };
         Ok(Some(TlsConfig {
-            key_path: path,
+            origin,
             ca_file,
             ca_path,
             client_auth,
@@ -789,174 +627,41 @@ impl Reader {
             min_version,
         }))
     }
+}
 
-    fn filter(&mut self, v: &Value, path: &str) -> Result<Filter, ConfigError> {
-        let o = self.object(v, path)?;
-        self.check_keys(o, path, KNOWN_FILTER);
-        let num = |key: &str, max: u64| -> Result<u64, ConfigError> {
-            let k = format!("{path}.{key}");
-            let n = match o.get(key) {
-                None => 0,
-                Some(Value::Number(n)) => n
-                    .as_u64()
-                    .ok_or_else(|| err(&k, format!("expected a whole number, found {n}")))?,
-                Some(Value::String(s)) => {
-                    read_u64("filter", s).map_err(|e| err(&k, e.to_string()))?
-                }
-                Some(v) => {
-                    return Err(err(
-                        &k,
-                        format!("expected a number, found {}", type_name(v)),
-                    ))
-                }
-            };
-            if n > max {
-                return Err(err(&k, format!("{n} is out of range 0..={max}")));
-            }
-            Ok(n)
-        };
-        let guid = |key: &str| -> Result<Guid, ConfigError> {
-            let k = format!("{path}.{key}");
-            match o.get(key) {
-                None => Ok(Guid::ZERO),
-                Some(Value::String(s)) => Guid::parse(s).map_err(|e| err(&k, e.to_string())),
-                Some(v) => Err(err(
-                    &k,
-                    format!("expected a GUID string, found {}", type_name(v)),
-                )),
-            }
+impl RawFilter {
+    fn validate(self, r: &Reader) -> Result<Filter, ConfigError> {
+        let guid = |text: Option<String>, key: &str| match text {
+            None => Ok(Guid::ZERO),
+            Some(s) => Guid::parse(&s).map_err(|e| r.err(&format!("filter.{key}"), e.to_string())),
         };
         Ok(Filter {
-            filter_priority: num("priority-filter", 7)? as u8,
-            mask_priority: num("priority-mask", 7)? as u8,
-            filter_class: num("class-filter", 0xFFFF)? as u16,
-            mask_class: num("class-mask", 0xFFFF)? as u16,
-            filter_type: num("type-filter", 0xFFFF)? as u16,
-            mask_type: num("type-mask", 0xFFFF)? as u16,
-            filter_guid: guid("guid-filter")?,
-            mask_guid: guid("guid-mask")?,
-        })
-    }
-
-    fn will(&mut self, v: &Value, path: &str) -> Result<Option<Will>, ConfigError> {
-        let o = self.object(v, path)?;
-        self.check_keys(o, path, KNOWN_WILL);
-        let topic = self.string(o, path, "topic", "")?;
-        let payload = self.string(o, path, "payload", "")?;
-        let qos = self.qos(o, path, "qos", QoS::AtLeastOnce)?;
-        let retain = self.boolean(o, path, "retain", true)?;
-        // REF sets a will only when both are non-empty.
-        if topic.is_empty() || payload.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(Will {
-            topic: Template::parse(&topic),
-            qos,
-            retain,
-            payload,
-        }))
-    }
-
-    fn subscribe_entry(
-        &mut self,
-        v: &Value,
-        path: &str,
-        qos: QoS,
-        format: SubscribeFormat,
-    ) -> Result<SubscribeEntry, ConfigError> {
-        // REF skips plain strings; a string is taken as a topic with the defaults instead,
-        // because that is what someone who writes one means.
-        if let Value::String(s) = v {
-            return topic_entry(s, path).map(|topic| SubscribeEntry {
-                topic,
-                qos,
-                v5_options: 0,
-                format,
-            });
-        }
-        let o = self.object(v, path)?;
-        self.check_keys(o, path, KNOWN_SUBSCRIBE);
-        let topic = topic_entry(
-            &self.string(o, path, "topic", "")?,
-            &format!("{path}.topic"),
-        )?;
-        let qos = self.qos(o, path, "qos", qos)?;
-        let v5_options = match o.get("v5-options") {
-            None => 0,
-            Some(v) => v5_options(v).map_err(|r| err(&format!("{path}.v5-options"), r))?,
-        };
-        let format = match o.get("format") {
-            None => format,
-            Some(v) => subscribe_format(v).map_err(|r| err(&format!("{path}.format"), r))?,
-        };
-        Ok(SubscribeEntry {
-            topic,
-            qos,
-            v5_options,
-            format,
-        })
-    }
-
-    fn publish_entry(
-        &mut self,
-        v: &Value,
-        path: &str,
-        qos: QoS,
-        retain: bool,
-        format: PublishFormat,
-    ) -> Result<PublishEntry, ConfigError> {
-        if let Value::String(s) = v {
-            return topic_entry(s, path).map(|topic| PublishEntry {
-                topic,
-                qos,
-                retain,
-                format,
-            });
-        }
-        let o = self.object(v, path)?;
-        self.check_keys(o, path, KNOWN_PUBLISH);
-        let topic_text = self.string(o, path, "topic", "")?;
-        let topic = topic_entry(&topic_text, &format!("{path}.topic"))?;
-        if topic.is_literal() && (topic_text.contains('+') || topic_text.contains('#')) {
-            return Err(err(
-                &format!("{path}.topic"),
-                "a publish topic cannot contain the wildcards + or #",
-            ));
-        }
-        let qos = self.qos(o, path, "qos", qos)?;
-        let retain = match (o.get("bretain"), o.get("retain")) {
-            (Some(_), Some(_)) => {
-                let b = self.boolean(o, path, "bretain", false)?;
-                let r = self.boolean(o, path, "retain", false)?;
-                if b != r {
-                    return Err(err(
-                        &format!("{path}.retain"),
-                        "both bretain and retain are given and they differ; keep one",
-                    ));
-                }
-                b
-            }
-            (Some(_), None) => self.boolean(o, path, "bretain", retain)?,
-            (None, _) => self.boolean(o, path, "retain", retain)?,
-        };
-        let format = match o.get("format") {
-            None => format,
-            Some(v) => publish_format(v).map_err(|r| err(&format!("{path}.format"), r))?,
-        };
-        Ok(PublishEntry {
-            topic,
-            qos,
-            retain,
-            format,
+            filter_priority: self.priority_filter.value_or(0) as u8,
+            mask_priority: self.priority_mask.value_or(0) as u8,
+            filter_class: self.class_filter.value_or(0) as u16,
+            mask_class: self.class_mask.value_or(0) as u16,
+            filter_type: self.type_filter.value_or(0) as u16,
+            mask_type: self.type_mask.value_or(0) as u16,
+            filter_guid: guid(self.guid_filter, "guid-filter")?,
+            mask_guid: guid(self.guid_mask, "guid-mask")?,
         })
     }
 }
 
-fn topic_entry(s: &str, path: &str) -> Result<Template, ConfigError> {
-    if s.trim().is_empty() {
-        return Err(err(path, "a topic is required"));
+impl RawWill {
+    /// REF sets a will only when both topic and payload are non-empty.
+    fn validate(self) -> Option<Will> {
+        let (topic, payload) = (
+            self.topic.unwrap_or_default(),
+            self.payload.unwrap_or_default(),
+        );
+        (!topic.is_empty() && !payload.is_empty()).then(|| Will {
+            topic: Template::parse(&topic),
+            qos: qos(self.qos, QoS::AtLeastOnce),
+            retain: self.retain.value_or(true),
+            payload,
+        })
     }
-    Ok(Template::parse(s))
 }
 
 /// Whether `host` starts with a TLS scheme.
@@ -996,22 +701,7 @@ fn parse_host(text: &str) -> Result<(String, Option<u16>), String> {
             "unsupported scheme in {text:?}; use tcp://, mqtt:// or (TLS) mqtts://, ssl://"
         ));
     }
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("unterminated [IPv6] address in {text:?}"))?;
-        match after.strip_prefix(':') {
-            Some(p) => (h, Some(p)),
-            None if after.is_empty() => (h, None),
-            None => return Err(format!("unexpected text after the address in {text:?}")),
-        }
-    } else if rest.matches(':').count() == 1 {
-        let (h, p) = rest.split_once(':').unwrap_or((rest, ""));
-        (h, Some(p))
-    } else {
-        (rest, None)
-    };
+    let (host, port) = vscp_config::split_host_port(rest.trim_end_matches('/'))?;
     if host.is_empty() {
         return Err("no host name or address".into());
     }
@@ -1120,12 +810,12 @@ mod tests {
     use serde_json::json;
 
     fn parse(v: Value) -> Result<(MqttConfig, Vec<String>), ConfigError> {
-        MqttConfig::from_value(&v, "mqtt")
+        MqttConfig::from_value(&v, "<test>", "mqtt")
     }
 
     fn key_of(v: Value) -> String {
         match parse(v) {
-            Err(e) => e.key,
+            Err(e) => e.key().unwrap_or_default().to_owned(),
             Ok(c) => panic!("expected an error, got {c:?}"),
         }
     }
@@ -1447,7 +1137,7 @@ mod tests {
             let (c, _) = parse(json!({"host": format!("{scheme}://broker")})).unwrap();
             assert_eq!((c.host.as_str(), c.port), ("broker", DEFAULT_TLS_PORT));
             let t = c.tls.expect("tls on");
-            assert_eq!(t.key_path, "mqtt.tls");
+            assert_eq!(t.origin.prefix, "mqtt.tls");
             assert_eq!((t.ca_file, t.ca_path, t.client_auth), (None, None, None));
             assert_eq!(t.verify, TlsVerify::Full);
             assert_eq!(t.min_version, TlsVersion::Tls12);
@@ -1532,8 +1222,8 @@ mod tests {
             let mut t = serde_json::Map::new();
             t.insert(k.into(), json!(v));
             let e = parse(json!({"tls": t})).unwrap_err();
-            assert_eq!(e.key, format!("mqtt.tls.{k}"));
-            assert!(e.reason.contains("not supported"), "{e}");
+            assert_eq!(e.key(), Some(format!("mqtt.tls.{k}").as_str()));
+            assert!(e.to_string().contains("not supported"), "{e}");
         }
         assert_eq!(key_of(json!({"tls": 1})), "mqtt.tls");
         assert_eq!(
@@ -1563,6 +1253,27 @@ mod tests {
         assert_eq!(c.publish[0].qos, QoS::ExactlyOnce);
         assert!(c.will.is_none(), "a will needs topic and payload");
         assert!(c.clean_session);
+    }
+
+    /// The value rules shared with the driver config (docs/config.md "Value types").
+    #[test]
+    fn unified_value_rules() {
+        let e = parse(json!({"reconnect": [1, 30, true]})).unwrap_err();
+        assert_eq!(e.key(), Some("mqtt.reconnect"));
+        assert!(
+            e.to_string().starts_with("<test>: key \"mqtt.reconnect\""),
+            "{e}"
+        );
+        let (c, _) =
+            parse(json!({"host": null, "will": null, "bcleansession": 1, "clientid": "c"}))
+                .unwrap();
+        assert_eq!(c.host, "localhost");
+        assert!(c.clean_session);
+        let (_, w) = parse(json!({"publish": [{"topic": "a", "colour": 1}]})).unwrap();
+        assert_eq!(
+            w,
+            ["<test>: unknown key \"mqtt.publish[0].colour\" ignored"]
+        );
     }
 
     #[test]

@@ -1,15 +1,8 @@
 //! Errors of the MQTT bridge.
 
-/// A bad `mqtt` configuration block. The key is the dotted path from the driver config's
-/// root (`mqtt.reconnect.delay`, `mqtt.publish[1].format`), so the caller only adds the file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("key \"{key}\": {reason}")]
-pub struct ConfigError {
-    /// Dotted key path.
-    pub key: String,
-    /// What is wrong and, where useful, what is expected.
-    pub reason: String,
-}
+/// A bad `mqtt` configuration block: the workspace's one config error, naming the file and the
+/// dotted key (`mqtt.reconnect.delay`, `mqtt.publish[1].format`).
+pub use vscp_config::ConfigError;
 
 /// Why the connection to the broker ended (logged once per connection, counted).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,8 +8,38 @@
 use vscp_proto::codec::{binary, json, string, xml};
 use vscp_proto::Event;
 
-use crate::config::{PublishFormat, SubscribeFormat};
 use crate::measurement::{self, Measurement};
+
+/// Payload format of a publish entry (`enumMqttMsgFormat` 0..=3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishFormat {
+    Json,
+    Xml,
+    String,
+    Binary,
+}
+
+impl PublishFormat {
+    /// The `fmtpublish` topic variable.
+    pub fn name(self) -> &'static str {
+        match self {
+            PublishFormat::Json => "json",
+            PublishFormat::Xml => "xml",
+            PublishFormat::String => "string",
+            PublishFormat::Binary => "binary",
+        }
+    }
+}
+
+/// Payload format of a subscription; `Auto` detects it per message (mqtt.md §6.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubscribeFormat {
+    Json,
+    Xml,
+    String,
+    Binary,
+    Auto,
+}
 
 /// Why a payload was not turned into an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

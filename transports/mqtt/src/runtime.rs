@@ -66,15 +66,7 @@ impl MqttBridge {
         Bridge::new(cfg.clone(), identity, 0, Instant::now(), stats.clone())?;
         let tls = match &cfg.tls {
             None => None,
-            // "mqtt" is the block's key everywhere the bridge is configured (config::from_value
-            // callers), and TlsConfig carries the same prefix.
-            Some(t) => {
-                let host_key = match t.key_path.strip_suffix(".tls") {
-                    Some(p) => format!("{p}.host"),
-                    None => "host".to_owned(),
-                };
-                Some(crate::tls::setup(t, &cfg.host, &host_key)?)
-            }
+            Some(t) => Some(crate::tls::setup(t, &cfg.host, &cfg.origin.key("host"))?),
         };
         Ok(MqttBridge {
             cfg,

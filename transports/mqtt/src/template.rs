@@ -17,8 +17,8 @@ use std::fmt::Write as _;
 
 use vscp_proto::{Event, Guid};
 
-use crate::config::PublishFormat;
 use crate::measurement::{self, Measurement};
+use crate::payload::PublishFormat;
 
 /// A parsed template.
 #[derive(Clone, Debug, PartialEq, Eq)]

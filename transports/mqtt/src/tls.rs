@@ -34,8 +34,10 @@ pub struct TlsSetup {
     pub server_name: ServerName<'static>,
 }
 
-fn err(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
+/// An error naming the file of the `tls` block and `key` (a full dotted key).
+fn err(tls: &TlsConfig, key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        file: tls.origin.file.clone(),
         key: key.to_owned(),
         reason: reason.into(),
     }
@@ -44,9 +46,10 @@ fn err(key: &str, reason: impl Into<String>) -> ConfigError {
 /// Builds the client configuration; `host` is the broker host (name or address) the
 /// certificate is checked against. `host_key` names the `host` key for errors.
 pub fn setup(tls: &TlsConfig, host: &str, host_key: &str) -> Result<TlsSetup, ConfigError> {
-    let key = |k: &str| format!("{}.{k}", tls.key_path);
+    let key = |k: &str| tls.origin.key(k);
     let server_name = ServerName::try_from(host.to_owned()).map_err(|e| {
         err(
+            tls,
             host_key,
             format!("{host:?} cannot be checked against a TLS certificate: {e}"),
         )
@@ -58,7 +61,7 @@ pub fn setup(tls: &TlsConfig, host: &str, host_key: &str) -> Result<TlsSetup, Co
     };
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
-        .map_err(|e| err(&key("version"), e.to_string()))?;
+        .map_err(|e| err(tls, &key("version"), e.to_string()))?;
 
     let builder = match tls.verify {
         TlsVerify::None => builder
@@ -68,7 +71,7 @@ pub fn setup(tls: &TlsConfig, host: &str, host_key: &str) -> Result<TlsSetup, Co
             let roots = Arc::new(trust_anchors(tls)?);
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
                 .build()
-                .map_err(|e| err(&tls.key_path, format!("trust anchors: {e}")))?;
+                .map_err(|e| err(tls, &tls.origin.prefix, format!("trust anchors: {e}")))?;
             if tls.verify == TlsVerify::Full {
                 builder.with_webpki_verifier(webpki)
             } else {
@@ -82,17 +85,18 @@ pub fn setup(tls: &TlsConfig, host: &str, host_key: &str) -> Result<TlsSetup, Co
     let config = match &tls.client_auth {
         None => builder.with_no_client_auth(),
         Some((certfile, keyfile)) => {
-            let chain = certificates(certfile).map_err(|r| err(&key("certfile"), r))?;
+            let chain = certificates(certfile).map_err(|r| err(tls, &key("certfile"), r))?;
             if chain.is_empty() {
                 return Err(err(
+                    tls,
                     &key("certfile"),
                     format!("{}: no PEM certificate in the file", certfile.display()),
                 ));
             }
-            let private = private_key(keyfile).map_err(|r| err(&key("keyfile"), r))?;
+            let private = private_key(keyfile).map_err(|r| err(tls, &key("keyfile"), r))?;
             builder
                 .with_client_auth_cert(chain, private)
-                .map_err(|e| err(&key("keyfile"), format!("{}: {e}", keyfile.display())))?
+                .map_err(|e| err(tls, &key("keyfile"), format!("{}: {e}", keyfile.display())))?
         }
     };
     Ok(TlsSetup {
@@ -103,13 +107,14 @@ pub fn setup(tls: &TlsConfig, host: &str, host_key: &str) -> Result<TlsSetup, Co
 
 /// `cafile` and `capath` when given, otherwise the OS store.
 fn trust_anchors(tls: &TlsConfig) -> Result<RootCertStore, ConfigError> {
-    let key = |k: &str| format!("{}.{k}", tls.key_path);
+    let key = |k: &str| tls.origin.key(k);
     let mut roots = RootCertStore::empty();
     if let Some(file) = &tls.ca_file {
-        let certs = certificates(file).map_err(|r| err(&key("cafile"), r))?;
+        let certs = certificates(file).map_err(|r| err(tls, &key("cafile"), r))?;
         let (added, _) = roots.add_parsable_certificates(certs);
         if added == 0 {
             return Err(err(
+                tls,
                 &key("cafile"),
                 format!("{}: no usable PEM certificate in the file", file.display()),
             ));
@@ -117,7 +122,7 @@ fn trust_anchors(tls: &TlsConfig) -> Result<RootCertStore, ConfigError> {
     }
     if let Some(dir) = &tls.ca_path {
         let entries = std::fs::read_dir(dir)
-            .map_err(|e| err(&key("capath"), format!("{}: {e}", dir.display())))?;
+            .map_err(|e| err(tls, &key("capath"), format!("{}: {e}", dir.display())))?;
         let mut added = 0;
         for entry in entries.flatten() {
             // An OpenSSL CA directory also holds hash links and other files; whatever is not
@@ -128,6 +133,7 @@ fn trust_anchors(tls: &TlsConfig) -> Result<RootCertStore, ConfigError> {
         }
         if added == 0 {
             return Err(err(
+                tls,
                 &key("capath"),
                 format!("{}: no PEM certificate in the directory", dir.display()),
             ));
@@ -138,6 +144,7 @@ fn trust_anchors(tls: &TlsConfig) -> Result<RootCertStore, ConfigError> {
         let (added, _) = roots.add_parsable_certificates(native.certs);
         if added == 0 {
             return Err(err(
+                tls,
                 &key("cafile"),
                 "no tls.cafile/capath given and no trust anchors found in the OS store",
             ));
@@ -312,7 +319,10 @@ mod tests {
 
     fn cfg(d: &Path) -> TlsConfig {
         TlsConfig {
-            key_path: "mqtt.tls".into(),
+            origin: vscp_config::Origin {
+                file: "<test>".into(),
+                prefix: "mqtt.tls".into(),
+            },
             ca_file: Some(d.join("ca.pem")),
             ca_path: None,
             client_auth: None,
@@ -323,7 +333,7 @@ mod tests {
 
     fn key_of(r: Result<TlsSetup, ConfigError>) -> String {
         match r {
-            Err(e) => e.key,
+            Err(e) => e.key().unwrap_or_default().to_owned(),
             Ok(_) => panic!("expected an error"),
         }
     }
@@ -392,8 +402,8 @@ mod tests {
         };
         match setup(&encrypted, "h", "mqtt.host") {
             Err(e) => {
-                assert_eq!(e.key, "mqtt.tls.keyfile");
-                assert!(e.reason.contains("encrypted"), "{e}");
+                assert_eq!(e.key(), Some("mqtt.tls.keyfile"));
+                assert!(e.to_string().contains("encrypted"), "{e}");
             }
             Ok(_) => panic!("an encrypted key must be refused"),
         }

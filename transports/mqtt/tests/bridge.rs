@@ -14,7 +14,8 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
-use vscp_mqtt::config::{Protocol, PublishFormat, QoS, SubscribeFormat};
+use vscp_mqtt::codec::{Protocol, QoS};
+use vscp_mqtt::payload::{PublishFormat, SubscribeFormat};
 use vscp_proto::{DateTime, Event, Guid};
 
 const E2_WS1: &str = "E;0x60,10,6,0,2024-03-01T12:34:56Z,123456789,FF:FF:FF:FF:FF:FF:FF:F5:00:00:00:00:00:02:00:00,0x88,0x82,0x09,0xC4";

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tungstenite::protocol::WebSocket;
 use tungstenite::{Message as WsMessage, Utf8Bytes};
 use vscp_mqtt::codec::{Codec, ConnectOptions, Incoming, Message, OutPublish, SubscribeFilter};
-use vscp_mqtt::config::{Protocol, QoS};
+use vscp_mqtt::codec::{Protocol, QoS};
 use vscp_mqtt::BridgeStats;
 use vscp_websocksrv::config::Config;
 use vscp_websocksrv::ServerHandle;

@@ -1,0 +1,334 @@
+//! What both configuration readers of the workspace share: the driver config
+//! (`vscp_websocksrv::config`) and the MQTT block (`vscp_mqtt::config`).
+//!
+//! A block is parsed into a [`serde_json::Value`] (syntax errors carry line and column), then
+//! deserialized into the caller's serde structs by [`Reader::read`]: `serde_path_to_error` makes
+//! every error name the dotted key (`logging.file-max-size`, `mqtt.publish[2].qos`) and
+//! `serde_ignored` yields one warning per unknown key. The caller's `validate` step then builds
+//! its validated types, reporting through the same [`Reader`] so every message names the file.
+//!
+//! Its own crate because `vscp-mqtt` must not depend on the root crate, which depends on it.
+//! The value rules (booleans, whole numbers, `null`) are the same for both readers and are
+//! documented in docs/config.md "Value types".
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Why a configuration could not be loaded. Every variant names the file (or a label such as
+/// `<inline>`) and, where one is to blame, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file itself could not be read.
+    #[error("{}: cannot read: {source}", .file.display())]
+    Io {
+        /// The config file.
+        file: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The config text is not JSON.
+    #[error("{}: not valid JSON: {source}", .file.display())]
+    Json {
+        /// The config file (or the label of inline text).
+        file: PathBuf,
+        /// The parser's complaint, with line and column.
+        source: serde_json::Error,
+    },
+    /// A key has a wrong type or an unacceptable value, or a file it names cannot be used.
+    #[error("{file}: key \"{key}\": {reason}")]
+    Key {
+        /// The config file, `<inline>` or `<built-in defaults>`.
+        file: String,
+        /// Dotted key path, e.g. `logging.file-max-size`; `<root>` for the whole file.
+        key: String,
+        /// What is wrong and, where useful, what is expected.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// The dotted key a [`ConfigError::Key`] names.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Key { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// Reads and parses a JSON file; errors name the file.
+pub fn read_json_file(path: &Path) -> Result<Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    parse_json(&text, &path.display().to_string())
+}
+
+/// Parses JSON text; `file` labels the error.
+pub fn parse_json(text: &str, file: &str) -> Result<Value, ConfigError> {
+    serde_json::from_str(text).map_err(|source| ConfigError::Json {
+        file: file.into(),
+        source,
+    })
+}
+
+/// Where a block comes from: the file label that starts every error and warning, and the
+/// block's dotted key in that file (empty for the file itself, `mqtt` for the bridge block).
+/// Kept by validated configs whose checks finish later (the MQTT topics and TLS files).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The file, or a label such as `<inline>`.
+    pub file: String,
+    /// Dotted key of the block.
+    pub prefix: String,
+}
+
+impl Origin {
+    /// The full dotted key of `key` inside this block; `""` is the block itself.
+    pub fn key(&self, key: &str) -> String {
+        match (self.prefix.as_str(), key) {
+            ("", "") => "<root>".into(),
+            ("", k) => k.into(),
+            (p, "") => p.into(),
+            (p, k) => format!("{p}.{k}"),
+        }
+    }
+
+    /// An error naming this file and `key` (relative to the block).
+    pub fn err(&self, key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Key {
+            file: self.file.clone(),
+            key: self.key(key),
+            reason: reason.into(),
+        }
+    }
+
+    /// The same file, the block at `key` inside this one.
+    pub fn child(&self, key: &str) -> Origin {
+        Origin {
+            file: self.file.clone(),
+            prefix: self.key(key),
+        }
+    }
+}
+
+/// Deserializes one block and collects the warnings of it and of its `validate` step.
+#[derive(Debug)]
+pub struct Reader {
+    /// File and block every message names.
+    pub origin: Origin,
+    /// Warnings so far, each starting with the file; the caller logs them once logging is up.
+    pub warnings: Vec<String>,
+}
+
+impl Reader {
+    /// A reader for the block at `prefix` (empty: the whole file) of `file`.
+    pub fn new(file: &str, prefix: &str) -> Reader {
+        let origin = Origin {
+            file: file.into(),
+            prefix: prefix.into(),
+        };
+        Reader {
+            origin,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// See [`Origin::err`].
+    pub fn err(&self, key: &str, reason: impl Into<String>) -> ConfigError {
+        self.origin.err(key, reason)
+    }
+
+    /// Adds a warning; the file is put in front.
+    pub fn warn(&mut self, message: impl fmt::Display) {
+        self.warnings
+            .push(format!("{}: {message}", self.origin.file));
+    }
+
+    /// Deserializes `value` into `T`. An error names the dotted key of the offending value;
+    /// every key `T` does not know gets one warning, or for keys in `unused` (full dotted key,
+    /// reason) a warning that says why the key has no effect.
+    pub fn read<T: DeserializeOwned>(
+        &mut self,
+        value: &Value,
+        unused: &[(&str, &str)],
+    ) -> Result<T, ConfigError> {
+        let mut ignored = Vec::new();
+        let mut on_ignored = |path: serde_ignored::Path<'_>| ignored.push(dotted(&path));
+        let de = serde_ignored::Deserializer::new(value, &mut on_ignored);
+        let parsed = serde_path_to_error::deserialize(de)
+            .map(|b: Block<T>| b.0)
+            .map_err(|e| {
+                // An empty path (the block itself has the wrong type) displays as ".".
+                let key = match e.path().iter().next() {
+                    None => String::new(),
+                    Some(_) => e.path().to_string(),
+                };
+                self.err(&key, e.into_inner().to_string())
+            });
+        for key in ignored {
+            let key = self.origin.key(&key);
+            match unused.iter().find(|(k, _)| *k == key) {
+                Some((_, why)) => {
+                    self.warn(format_args!("key \"{key}\" accepted but not used: {why}"))
+                }
+                None => self.warn(format_args!("unknown key \"{key}\" ignored")),
+            }
+        }
+        parsed
+    }
+}
+
+/// Splits `host[:port]`, `[IPv6][:port]` or a bare IPv6 address, the address forms both
+/// readers take (after their own scheme rules). The port stays text: each reader has its own
+/// range and default.
+pub fn split_host_port(text: &str) -> Result<(&str, Option<&str>), String> {
+    if let Some(inner) = text.strip_prefix('[') {
+        let (host, after) = (inner.split_once(']'))
+            .ok_or_else(|| format!("{text:?}: missing ']' after the IPv6 address"))?;
+        return match after {
+            "" => Ok((host, None)),
+            _ => (after.strip_prefix(':').map(|port| (host, Some(port))))
+                .ok_or_else(|| format!("{text:?}: expected ':PORT' after ']'")),
+        };
+    }
+    // More than one colon without brackets is a bare IPv6 address.
+    Ok(match text.split_once(':') {
+        Some((host, port)) if !port.contains(':') => (host, Some(port)),
+        _ => (text, None),
+    })
+}
+
+/// A block that must be a JSON object: a derived struct alone would also take an array, its
+/// fields in order, which no config file means.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Block<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Block<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Block<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            // Through the caller's `MapAccess`, so paths and unknown keys are still tracked.
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Block<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Block)
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
+}
+
+/// The path serde_ignored reports, in the same dotted form as serde_path_to_error's.
+fn dotted(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", dotted(parent)),
+        P::Map { parent, key } => match dotted(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            dotted(parent)
+        }
+    }
+}
+
+/// A boolean: `true`/`false`, or `1`/`0`, which REF samples write for some flags. One rule for
+/// every boolean of both readers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flag(pub bool);
+
+/// A whole number in `MIN..=MAX`. With `TEXT`, a string in any notation
+/// `vscp_proto::number::read_u64` reads (`"0xFFFF"`) is taken too, as REF reads filter values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Int<const MIN: u64, const MAX: u64, const TEXT: bool = false>(pub u64);
+
+/// A string; a number or boolean is taken as its JSON text (values that end up in topics and
+/// MQTT properties, where they are text anyway).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Text(pub String);
+
+/// The value of an optional key, or its documented default.
+pub trait ValueOr<T> {
+    /// The given value, else `default`.
+    fn value_or(self, default: T) -> T;
+}
+
+impl ValueOr<bool> for Option<Flag> {
+    fn value_or(self, default: bool) -> bool {
+        self.map_or(default, |f| f.0)
+    }
+}
+
+impl<const A: u64, const B: u64, const T: bool> ValueOr<u64> for Option<Int<A, B, T>> {
+    fn value_or(self, default: u64) -> u64 {
+        self.map_or(default, |n| n.0)
+    }
+}
+
+// The three go through `Value` (every config is one already) so that a wrong value is quoted
+// as written: `expected true or false (or 1/0), found "yes"`, one wording for both readers.
+
+fn wrong<E: de::Error>(expected: &str, found: &Value) -> E {
+    E::custom(format!("expected {expected}, found {found}"))
+}
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Flag, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Bool(b) => Ok(Flag(b)),
+            Value::Number(n) if n.as_u64().is_some_and(|n| n <= 1) => {
+                Ok(Flag(n.as_u64() == Some(1)))
+            }
+            v => Err(wrong("true or false (or 1/0)", &v)),
+        }
+    }
+}
+
+impl<'de, const MIN: u64, const MAX: u64, const TEXT: bool> Deserialize<'de>
+    for Int<MIN, MAX, TEXT>
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let n = match &v {
+            Value::Number(n) if n.is_i64() || n.is_u64() => n.as_u64(),
+            Value::String(s) if TEXT => {
+                Some(vscp_proto::number::read_u64("number", s).map_err(de::Error::custom)?)
+            }
+            _ => return Err(wrong(&format!("a whole number in {MIN}..={MAX}"), &v)),
+        };
+        // `None`: a negative number.
+        match n.filter(|n| (MIN..=MAX).contains(n)) {
+            Some(n) => Ok(Int(n)),
+            None => Err(de::Error::custom(format!(
+                "{v} is out of range {MIN}..={MAX}"
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(Text(s)),
+            v @ (Value::Number(_) | Value::Bool(_)) => Ok(Text(v.to_string())),
+            v => Err(wrong("a string", &v)),
+        }
+    }
+}
