@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::codec::{Codec, ConnectOptions, Incoming, Message, OutPublish, SubscribeFilter};
+use crate::codec::{Ack, Codec, ConnectOptions, Incoming, Message, OutPublish, SubscribeFilter};
 use crate::config::{Protocol, QoS, Reconnect};
 use crate::error::ConnectionError;
 
@@ -428,7 +428,7 @@ impl Client {
                 }
                 // Released even when untracked (a PUBREC repeated after PUBCOMP, or from a
                 // session we no longer hold), so the broker can drop its state for the id.
-                self.encode(|c, out| c.encode_pubrel(pkid, out), now);
+                self.encode(|c, out| c.encode_ack(Ack::PubRel, pkid, out), now);
             }
             Incoming::PubComp { pkid } => {
                 if self.released.remove(&pkid) {
@@ -441,7 +441,7 @@ impl Client {
             }
             Incoming::PubRel { pkid } => {
                 self.qos2_pending.remove(&pkid);
-                self.encode(|c, out| c.encode_pubcomp(pkid, out), now);
+                self.encode(|c, out| c.encode_ack(Ack::PubComp, pkid, out), now);
             }
             Incoming::UnsubAck => {}
             Incoming::SubAck { failures, .. } => {
@@ -519,7 +519,7 @@ impl Client {
             self.stats.resent += 1;
             if self.released.contains(pkid) {
                 let id = *pkid;
-                self.encode(|c, out| c.encode_pubrel(id, out), now);
+                self.encode(|c, out| c.encode_ack(Ack::PubRel, id, out), now);
             } else {
                 self.write_publish(p, *pkid, true, now);
             }
@@ -532,11 +532,11 @@ impl Client {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => {
                 let pkid = m.pkid;
-                self.encode(|c, out| c.encode_puback(pkid, out), now);
+                self.encode(|c, out| c.encode_ack(Ack::PubAck, pkid, out), now);
             }
             QoS::ExactlyOnce => {
                 let pkid = m.pkid;
-                self.encode(|c, out| c.encode_pubrec(pkid, out), now);
+                self.encode(|c, out| c.encode_ack(Ack::PubRec, pkid, out), now);
                 if !self.qos2_pending.insert(pkid) {
                     // Re-sent before our PUBREC arrived: already delivered.
                     return;

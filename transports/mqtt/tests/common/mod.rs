@@ -20,7 +20,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::WebSocket;
 use tungstenite::{Message as WsMessage, Utf8Bytes};
-use vscp_mqtt::codec::{Codec, ConnectOptions, Incoming, Message, OutPublish, SubscribeFilter};
+use vscp_mqtt::codec::{
+    Ack, Codec, ConnectOptions, Incoming, Message, OutPublish, SubscribeFilter,
+};
 use vscp_mqtt::config::{Protocol, QoS};
 use vscp_mqtt::BridgeStats;
 use vscp_websocksrv::config::Config;
@@ -469,7 +471,7 @@ impl MqttClient {
                 Duration::from_secs(5),
             )?;
             let mut rel = BytesMut::new();
-            self.codec.encode_pubrel(pkid, &mut rel).unwrap();
+            self.codec.encode_ack(Ack::PubRel, pkid, &mut rel).unwrap();
             self.stream.write_all(&rel)?;
             self.wait_for(
                 |p| matches!(p, Incoming::PubComp { pkid: id } if *id == pkid),
@@ -510,8 +512,14 @@ impl MqttClient {
                     let mut out = BytesMut::new();
                     match m.qos {
                         QoS::AtMostOnce => {}
-                        QoS::AtLeastOnce => self.codec.encode_puback(m.pkid, &mut out).unwrap(),
-                        QoS::ExactlyOnce => self.codec.encode_pubrec(m.pkid, &mut out).unwrap(),
+                        QoS::AtLeastOnce => self
+                            .codec
+                            .encode_ack(Ack::PubAck, m.pkid, &mut out)
+                            .unwrap(),
+                        QoS::ExactlyOnce => self
+                            .codec
+                            .encode_ack(Ack::PubRec, m.pkid, &mut out)
+                            .unwrap(),
                     }
                     self.stream.write_all(&out)?;
                 }
