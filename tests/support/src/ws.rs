@@ -4,9 +4,8 @@ use crate::fixture::KEY;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-use tungstenite::handshake::client::Response;
 use tungstenite::protocol::WebSocket;
-use tungstenite::{ClientHandshake, HandshakeError, Message, Utf8Bytes};
+use tungstenite::{HandshakeError, Message, Utf8Bytes};
 
 /// How long one read waits by default before the test fails.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,20 +68,25 @@ impl Client {
         Client::handshake(stream, addr, path, read_timeout).expect("websocket handshake")
     }
 
-    /// The websocket upgrade on `stream`, then the AUTH0 greeting. A refused upgrade is the
-    /// `Err` (an HTTP status in `HandshakeError::Failure(Error::Http(..))`).
+    /// The websocket upgrade on `stream`, then the AUTH0 greeting. `Err(status)` when the
+    /// server refused the upgrade with an HTTP error; any other failure panics.
     pub fn handshake(
         stream: TcpStream,
         addr: SocketAddr,
         path: &str,
         read_timeout: Duration,
-    ) -> Result<Client, HandshakeError<ClientHandshake<TcpStream>>> {
+    ) -> Result<Client, u16> {
         stream
             .set_read_timeout(Some(read_timeout))
             .expect("set read timeout");
         stream.set_nodelay(true).expect("set nodelay");
-        let (ws, _resp): (_, Response) =
-            tungstenite::client::client(format!("ws://{addr}{path}"), stream)?;
+        let ws = match tungstenite::client::client(format!("ws://{addr}{path}"), stream) {
+            Ok((ws, _resp)) => ws,
+            Err(HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
+                return Err(resp.status().as_u16())
+            }
+            Err(e) => panic!("websocket handshake failed: {e}"),
+        };
         let dialect = if path.ends_with("ws2") { "ws2" } else { "ws1" };
         let mut c = Client {
             ws,

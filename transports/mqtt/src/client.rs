@@ -625,7 +625,6 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::WillMessage;
 
     const T0_OFFSET: Duration = Duration::from_secs(0);
 
@@ -638,13 +637,7 @@ mod tests {
                 keepalive_secs: 10,
                 user: String::new(),
                 password: String::new(),
-                will: Some(WillMessage {
-                    topic: "w".into(),
-                    payload: Bytes::from_static(b"down"),
-                    qos: QoS::AtLeastOnce,
-                    retain: true,
-                }),
-                receive_maximum: 20,
+                ..crate::codec::tests::connect_opts()
             },
             keepalive: Duration::from_secs(10),
             connection_timeout: Duration::from_secs(5),
@@ -746,6 +739,14 @@ mod tests {
 
     fn events(c: &mut Client) -> Vec<ClientEvent> {
         std::iter::from_fn(|| c.poll_event()).collect()
+    }
+
+    /// The reason of the one event `c` has, which must be a disconnect.
+    fn disconnect_reason(c: &mut Client) -> ConnectionError {
+        match &events(c)[..] {
+            [ClientEvent::Disconnected(e)] => e.clone(),
+            other => panic!("expected one disconnect, got {other:?}"),
+        }
     }
 
     const CONNACK: &[u8] = &[0x20, 0x02, 0x00, 0x00];
@@ -1064,17 +1065,14 @@ mod tests {
         assert!(c.wants_socket());
         c.handle_timeout(t + Duration::from_secs(5));
         assert!(!c.wants_socket());
-        assert_eq!(
-            events(&mut c),
-            [ClientEvent::Disconnected(ConnectionError::ConnAckTimeout)]
-        );
+        assert_eq!(disconnect_reason(&mut c), ConnectionError::ConnAckTimeout);
         let t1 = c.poll_timeout().unwrap();
         c.handle_connecting(t1);
         c.handle_connected(t1);
         c.handle_read(&[0x20, 0x02, 0x00, 0x05], t1);
         assert!(matches!(
-            events(&mut c)[..],
-            [ClientEvent::Disconnected(ConnectionError::Refused(_))]
+            disconnect_reason(&mut c),
+            ConnectionError::Refused(_)
         ));
     }
 
@@ -1123,8 +1121,8 @@ mod tests {
         c.handle_read(&[0x10, 0x00], t);
         assert!(!c.wants_socket());
         assert!(matches!(
-            events(&mut c)[..],
-            [ClientEvent::Disconnected(ConnectionError::Protocol(_))]
+            disconnect_reason(&mut c),
+            ConnectionError::Protocol(_)
         ));
     }
 

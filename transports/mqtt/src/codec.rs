@@ -468,10 +468,11 @@ fn decode_v5(p: v5::Packet) -> Result<Incoming, CodecError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn connect_opts() -> ConnectOptions {
+    /// CONNECT options with every field set (a will, a user and a password).
+    pub(crate) fn connect_opts() -> ConnectOptions {
         ConnectOptions {
             client_id: "cid".into(),
             clean_session: true,
