@@ -9,29 +9,7 @@ use std::time::{Duration, Instant};
 /// Tries a websocket upgrade; `Err(status)` when the server answered with an HTTP error.
 fn try_connect(addr: SocketAddr, path: &str) -> Result<Client, u16> {
     let stream = TcpStream::connect(addr).expect("tcp connect");
-    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    match tungstenite::client::client(format!("ws://{addr}{path}"), stream) {
-        Ok((ws, _)) => {
-            let dialect = if path.ends_with("ws2") { "ws2" } else { "ws1" };
-            let mut c = Client {
-                ws,
-                sid: String::new(),
-                dialect,
-            };
-            let g = c.recv_text();
-            assert!(g.contains("AUTH0"), "{g}");
-            c.sid = g
-                .split(|ch: char| !ch.is_ascii_hexdigit())
-                .find(|p| p.len() == 32)
-                .expect("SID in the greeting")
-                .to_string();
-            Ok(c)
-        }
-        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
-            Err(resp.status().as_u16())
-        }
-        Err(e) => panic!("handshake failed unexpectedly: {e}"),
-    }
+    Client::handshake(stream, addr, path, READ_TIMEOUT)
 }
 
 #[test]

@@ -513,6 +513,7 @@ mod tests {
     use crate::payload::PublishFormat;
     use bytes::BytesMut;
     use serde_json::json;
+    use vscp_proto::testing::e2;
 
     const GUID: &str = "FF:FF:FF:FF:FF:FF:FF:F5:02:88:88:00:00:00:00:01";
     const UNIX_US: u64 = 1_709_296_496_000_000; // 2024-03-01T12:34:56Z
@@ -530,19 +531,6 @@ mod tests {
         let stats = Arc::new(BridgeStats::default());
         let b = Bridge::new(cfg, identity(), 0xABCD, now, stats.clone()).unwrap();
         (b, stats)
-    }
-
-    fn e2() -> Event {
-        Event {
-            head: 0x60,
-            class: 10,
-            vscp_type: 6,
-            obid: 17,
-            timestamp: 123_456_789,
-            datetime: DateTime::parse("2024-03-01T12:34:56Z").unwrap(),
-            guid: Guid::parse("FF:FF:FF:FF:FF:FF:FF:F5:00:00:00:00:00:02:00:00").unwrap(),
-            data: vec![0x88, 0x82, 0x09, 0xC4],
-        }
     }
 
     /// Connects the bridge over a fake broker and returns what it wrote.

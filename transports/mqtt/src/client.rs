@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::codec::{Codec, ConnectOptions, Incoming, Message, OutPublish, SubscribeFilter};
+use crate::codec::{Ack, Codec, ConnectOptions, Incoming, Message, OutPublish, SubscribeFilter};
 use crate::codec::{Protocol, QoS};
 use crate::config::Reconnect;
 use crate::error::ConnectionError;
@@ -429,7 +429,7 @@ impl Client {
                 }
                 // Released even when untracked (a PUBREC repeated after PUBCOMP, or from a
                 // session we no longer hold), so the broker can drop its state for the id.
-                self.encode(|c, out| c.encode_pubrel(pkid, out), now);
+                self.encode(|c, out| c.encode_ack(Ack::PubRel, pkid, out), now);
             }
             Incoming::PubComp { pkid } => {
                 if self.released.remove(&pkid) {
@@ -442,7 +442,7 @@ impl Client {
             }
             Incoming::PubRel { pkid } => {
                 self.qos2_pending.remove(&pkid);
-                self.encode(|c, out| c.encode_pubcomp(pkid, out), now);
+                self.encode(|c, out| c.encode_ack(Ack::PubComp, pkid, out), now);
             }
             Incoming::UnsubAck => {}
             Incoming::SubAck { failures, .. } => {
@@ -520,7 +520,7 @@ impl Client {
             self.stats.resent += 1;
             if self.released.contains(pkid) {
                 let id = *pkid;
-                self.encode(|c, out| c.encode_pubrel(id, out), now);
+                self.encode(|c, out| c.encode_ack(Ack::PubRel, id, out), now);
             } else {
                 self.write_publish(p, *pkid, true, now);
             }
@@ -533,11 +533,11 @@ impl Client {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => {
                 let pkid = m.pkid;
-                self.encode(|c, out| c.encode_puback(pkid, out), now);
+                self.encode(|c, out| c.encode_ack(Ack::PubAck, pkid, out), now);
             }
             QoS::ExactlyOnce => {
                 let pkid = m.pkid;
-                self.encode(|c, out| c.encode_pubrec(pkid, out), now);
+                self.encode(|c, out| c.encode_ack(Ack::PubRec, pkid, out), now);
                 if !self.qos2_pending.insert(pkid) {
                     // Re-sent before our PUBREC arrived: already delivered.
                     return;
@@ -626,7 +626,6 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::WillMessage;
 
     const T0_OFFSET: Duration = Duration::from_secs(0);
 
@@ -639,13 +638,7 @@ mod tests {
                 keepalive_secs: 10,
                 user: String::new(),
                 password: String::new(),
-                will: Some(WillMessage {
-                    topic: "w".into(),
-                    payload: Bytes::from_static(b"down"),
-                    qos: QoS::AtLeastOnce,
-                    retain: true,
-                }),
-                receive_maximum: 20,
+                ..crate::codec::tests::connect_opts()
             },
             keepalive: Duration::from_secs(10),
             connection_timeout: Duration::from_secs(5),
@@ -747,6 +740,14 @@ mod tests {
 
     fn events(c: &mut Client) -> Vec<ClientEvent> {
         std::iter::from_fn(|| c.poll_event()).collect()
+    }
+
+    /// The reason of the one event `c` has, which must be a disconnect.
+    fn disconnect_reason(c: &mut Client) -> ConnectionError {
+        match &events(c)[..] {
+            [ClientEvent::Disconnected(e)] => e.clone(),
+            other => panic!("expected one disconnect, got {other:?}"),
+        }
     }
 
     const CONNACK: &[u8] = &[0x20, 0x02, 0x00, 0x00];
@@ -1065,17 +1066,14 @@ mod tests {
         assert!(c.wants_socket());
         c.handle_timeout(t + Duration::from_secs(5));
         assert!(!c.wants_socket());
-        assert_eq!(
-            events(&mut c),
-            [ClientEvent::Disconnected(ConnectionError::ConnAckTimeout)]
-        );
+        assert_eq!(disconnect_reason(&mut c), ConnectionError::ConnAckTimeout);
         let t1 = c.poll_timeout().unwrap();
         c.handle_connecting(t1);
         c.handle_connected(t1);
         c.handle_read(&[0x20, 0x02, 0x00, 0x05], t1);
         assert!(matches!(
-            events(&mut c)[..],
-            [ClientEvent::Disconnected(ConnectionError::Refused(_))]
+            disconnect_reason(&mut c),
+            ConnectionError::Refused(_)
         ));
     }
 
@@ -1124,8 +1122,8 @@ mod tests {
         c.handle_read(&[0x10, 0x00], t);
         assert!(!c.wants_socket());
         assert!(matches!(
-            events(&mut c)[..],
-            [ClientEvent::Disconnected(ConnectionError::Protocol(_))]
+            disconnect_reason(&mut c),
+            ConnectionError::Protocol(_)
         ));
     }
 

@@ -119,6 +119,15 @@ pub struct WillMessage {
     pub retain: bool,
 }
 
+/// The packets of the QoS 1/2 handshakes, which carry nothing but a packet id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ack {
+    PubAck,
+    PubRec,
+    PubRel,
+    PubComp,
+}
+
 /// One filter of a SUBSCRIBE.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubscribeFilter {
@@ -353,37 +362,17 @@ impl Codec {
         Ok(())
     }
 
-    pub fn encode_puback(&self, pkid: u16, out: &mut BytesMut) -> Result<(), CodecError> {
-        match self.protocol {
-            Protocol::V311 => v4::PubAck::new(pkid).write(out),
-            Protocol::V5 => v5::PubAck::new(pkid).write(out),
-        }
-        .map(drop)
-        .map_err(mqtt_err)
-    }
-
-    pub fn encode_pubrec(&self, pkid: u16, out: &mut BytesMut) -> Result<(), CodecError> {
-        match self.protocol {
-            Protocol::V311 => v4::PubRec::new(pkid).write(out),
-            Protocol::V5 => v5::PubRec::new(pkid).write(out),
-        }
-        .map(drop)
-        .map_err(mqtt_err)
-    }
-
-    pub fn encode_pubrel(&self, pkid: u16, out: &mut BytesMut) -> Result<(), CodecError> {
-        match self.protocol {
-            Protocol::V311 => v4::PubRel::new(pkid).write(out),
-            Protocol::V5 => v5::PubRel::new(pkid).write(out),
-        }
-        .map(drop)
-        .map_err(mqtt_err)
-    }
-
-    pub fn encode_pubcomp(&self, pkid: u16, out: &mut BytesMut) -> Result<(), CodecError> {
-        match self.protocol {
-            Protocol::V311 => v4::PubComp::new(pkid).write(out),
-            Protocol::V5 => v5::PubComp::new(pkid).write(out),
+    /// Appends PUBACK, PUBREC, PUBREL or PUBCOMP for `pkid`.
+    pub fn encode_ack(&self, ack: Ack, pkid: u16, out: &mut BytesMut) -> Result<(), CodecError> {
+        match (self.protocol, ack) {
+            (Protocol::V311, Ack::PubAck) => v4::PubAck::new(pkid).write(out),
+            (Protocol::V311, Ack::PubRec) => v4::PubRec::new(pkid).write(out),
+            (Protocol::V311, Ack::PubRel) => v4::PubRel::new(pkid).write(out),
+            (Protocol::V311, Ack::PubComp) => v4::PubComp::new(pkid).write(out),
+            (Protocol::V5, Ack::PubAck) => v5::PubAck::new(pkid).write(out),
+            (Protocol::V5, Ack::PubRec) => v5::PubRec::new(pkid).write(out),
+            (Protocol::V5, Ack::PubRel) => v5::PubRel::new(pkid).write(out),
+            (Protocol::V5, Ack::PubComp) => v5::PubComp::new(pkid).write(out),
         }
         .map(drop)
         .map_err(mqtt_err)
@@ -494,10 +483,11 @@ fn decode_v5(p: v5::Packet) -> Result<Incoming, CodecError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn connect_opts() -> ConnectOptions {
+    /// CONNECT options with every field set (a will, a user and a password).
+    pub(crate) fn connect_opts() -> ConnectOptions {
         ConnectOptions {
             client_id: "cid".into(),
             clean_session: true,
@@ -759,9 +749,9 @@ mod tests {
     fn encoders() {
         let c = Codec::new(Protocol::V311, 1 << 20);
         let mut out = BytesMut::new();
-        c.encode_puback(5, &mut out).unwrap();
-        c.encode_pubrec(6, &mut out).unwrap();
-        c.encode_pubcomp(7, &mut out).unwrap();
+        c.encode_ack(Ack::PubAck, 5, &mut out).unwrap();
+        c.encode_ack(Ack::PubRec, 6, &mut out).unwrap();
+        c.encode_ack(Ack::PubComp, 7, &mut out).unwrap();
         c.encode_pingreq(&mut out).unwrap();
         c.encode_disconnect(&mut out).unwrap();
         c.encode_subscribe(

@@ -179,20 +179,7 @@ pub fn decode(payload: &[u8], format: SubscribeFormat) -> Result<Event, PayloadE
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use vscp_proto::{DateTime, Guid};
-
-    fn e2() -> Event {
-        Event {
-            head: 0x60,
-            class: 10,
-            vscp_type: 6,
-            obid: 17,
-            timestamp: 123_456_789,
-            datetime: DateTime::parse("2024-03-01T12:34:56Z").unwrap(),
-            guid: Guid::parse("FF:FF:FF:FF:FF:FF:FF:F5:00:00:00:00:00:02:00:00").unwrap(),
-            data: vec![0x88, 0x82, 0x09, 0xC4],
-        }
-    }
+    use vscp_proto::testing::e2;
 
     fn enc(ev: &Event, f: PublishFormat, block: bool) -> Vec<u8> {
         let mut v = Vec::new();

@@ -66,10 +66,13 @@ pub fn setup(tls: &TlsConfig, host: &str, host_key: &str) -> Result<TlsSetup, Co
     let builder = match tls.verify {
         TlsVerify::None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider))),
+            .with_custom_certificate_verifier(Arc::new(RelaxedVerifier {
+                chain: None,
+                provider,
+            })),
         TlsVerify::Full | TlsVerify::ChainOnly => {
             let roots = Arc::new(trust_anchors(tls)?);
-            let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
+            let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                 .build()
                 .map_err(|e| err(tls, &tls.origin.prefix, format!("trust anchors: {e}")))?;
             if tls.verify == TlsVerify::Full {
@@ -77,7 +80,10 @@ pub fn setup(tls: &TlsConfig, host: &str, host_key: &str) -> Result<TlsSetup, Co
             } else {
                 builder
                     .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(SkipHostname(webpki)))
+                    .with_custom_certificate_verifier(Arc::new(RelaxedVerifier {
+                        chain: Some(webpki),
+                        provider,
+                    }))
             }
         }
     };
@@ -181,12 +187,19 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
         .ok_or_else(|| format!("{}: no PEM private key in the file", path.display()))
 }
 
-/// `no-hostname-checking`: the full WebPKI check, except that a certificate issued for
-/// another name is accepted.
+/// The two relaxed server checks. The handshake signatures are verified in both, with the
+/// presented key and the provider's algorithms (exactly what WebPKI's own verifier does), which
+/// keeps the TLS state machine honest.
 #[derive(Debug)]
-struct SkipHostname(Arc<WebPkiServerVerifier>);
+struct RelaxedVerifier {
+    /// `Some`: `no-hostname-checking`, the full WebPKI check except that a certificate issued
+    /// for another name is accepted. `None`: `cert-reqs: 0`, any certificate is accepted,
+    /// which authenticates no one.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for SkipHostname {
+impl ServerCertVerifier for RelaxedVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -195,10 +208,10 @@ impl ServerCertVerifier for SkipHostname {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             // webpki checks the chain (and validity, usage) before the name, so reaching the
             // name error means everything else passed.
             Err(rustls::Error::InvalidCertificate(
@@ -214,7 +227,8 @@ impl ServerCertVerifier for SkipHostname {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -223,61 +237,14 @@ impl ServerCertVerifier for SkipHostname {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `cert-reqs: 0`: any certificate is accepted. The handshake signatures are still verified
-/// (with the presented key), which keeps the TLS state machine honest but authenticates no one.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

@@ -94,7 +94,7 @@ fn publish_formats(protocol: Protocol, tag: &str) {
     );
     node.wait_connected();
     let mut c = connect_ws(node.addr(), "/ws1");
-    c.login_open();
+    c.login_open("admin", "secret");
     assert_eq!(c.cmd(E2_WS1), "+;EVENT");
 
     let mut got = BTreeMap::new();
@@ -190,7 +190,7 @@ fn broker_messages_reach_ws1_and_ws2_in_every_subscribe_format() {
         .iter()
         .map(|p| {
             let mut c = connect_ws(node.addr(), p);
-            c.login_open();
+            c.login_open("admin", "secret");
             c
         })
         .collect();
@@ -296,7 +296,7 @@ fn broker_restart_mid_stream_delivers_every_buffered_event_once() {
         "vscp_uplink_connected{uplink=\"mqtt\"} 1"
     ));
     let mut c = connect_ws(node.addr(), "/ws1");
-    c.login_open();
+    c.login_open("admin", "secret");
 
     let send = |c: &mut Client, range: std::ops::RangeInclusive<u16>| {
         for seq in range {
@@ -409,7 +409,7 @@ fn two_nodes(protocol: Protocol, tag: &str) {
     let mut b1 = connect_ws(b.addr(), "/ws2");
     let mut b2 = connect_ws(b.addr(), "/ws1");
     for c in [&mut a1, &mut a2, &mut b1, &mut b2] {
-        c.login_open();
+        c.login_open("admin", "secret");
     }
 
     let quiet = Duration::from_millis(700);
@@ -505,8 +505,8 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 fn tls_with_bind_carries_events_both_ways() {
     let tag = "tls";
     let broker = Broker::start(tag);
-    let pki_dir = TempDir(temp_dir("tls-pki"));
-    let pki = tls_proxy::Pki::generate(&pki_dir.0, "test-ca");
+    let pki_dir = ScratchDir::new("tls-pki");
+    let pki = tls_proxy::Pki::generate(&pki_dir.dir, "test-ca");
     let proxy = tls_proxy::TlsProxy::start(&pki, broker.addr(Protocol::V311));
     let local_port = free_port();
     let mut sub = MqttClient::connect(broker.addr(Protocol::V311), "tls-sub", Protocol::V311, true)
@@ -538,7 +538,7 @@ fn tls_with_bind_carries_events_both_ways() {
 
     // ws1 client → bridge → TLS → broker → plain subscriber.
     let mut c = connect_ws(node.addr(), "/ws1");
-    c.login_open();
+    c.login_open("admin", "secret");
     assert_eq!(c.cmd(E2_WS1), "+;EVENT");
     let m = sub
         .recv(Duration::from_secs(10))
@@ -576,9 +576,9 @@ fn tls_with_bind_carries_events_both_ways() {
 fn tls_with_a_wrong_ca_refuses_the_broker() {
     let tag = "tlsbad";
     let broker = Broker::start(tag);
-    let pki_dir = TempDir(temp_dir("tlsbad-pki"));
-    let pki = tls_proxy::Pki::generate(&pki_dir.0, "broker-ca");
-    let wrong_ca = tls_proxy::Pki::unrelated_ca(&pki_dir.0);
+    let pki_dir = ScratchDir::new("tlsbad-pki");
+    let pki = tls_proxy::Pki::generate(&pki_dir.dir, "broker-ca");
+    let wrong_ca = tls_proxy::Pki::unrelated_ca(&pki_dir.dir);
     let proxy = tls_proxy::TlsProxy::start(&pki, broker.addr(Protocol::V311));
     let node = Node::start(
         tag,
@@ -639,7 +639,7 @@ fn qos2_publish_and_subscribe_deliver_once() {
     );
     node.wait_connected();
     let mut c = connect_ws(node.addr(), "/ws1");
-    c.login_open();
+    c.login_open("admin", "secret");
     assert_eq!(c.cmd(E2_WS1), "+;EVENT");
     let m = sub
         .recv(Duration::from_secs(10))

@@ -13,6 +13,7 @@
 //! - [`ws1`], [`ws2`]: message grammar and reply formatting of the two dialects.
 //! - [`session`]: the per-connection state machine shared by both dialects, with its login and
 //!   idle deadlines (`now` in, `poll_timeout` out).
+//! - `testing` (tests, or the `testing` feature): the spec's example events.
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod allow;
@@ -29,6 +30,8 @@ pub mod password;
 pub mod remotes;
 pub mod rights;
 pub mod session;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod users;
 pub mod ws1;
 pub mod ws2;

@@ -204,6 +204,7 @@ pub unsafe fn event_to_host(event: &Event, out: *mut VscpEvent) -> Result<(), Ou
 mod tests {
     use super::*;
     use std::mem::{align_of, offset_of, size_of};
+    use vscp_proto::testing::e2;
 
     // The numbers are level2-driver.md §3.1's (computed there with ctypes for x86-64 LP64).
     #[test]
@@ -252,47 +253,12 @@ mod tests {
         assert_eq!(offset_of!(VscpEventFilter, mask_guid), 26);
     }
 
-    fn sample() -> Event {
-        Event {
-            head: 0x60,
-            class: 10,
-            vscp_type: 6,
-            obid: 7,
-            timestamp: 123_456_789,
-            datetime: DateTime {
-                year: 2024,
-                month: 3,
-                day: 1,
-                hour: 12,
-                minute: 34,
-                second: 56,
-            },
-            guid: Guid([
-                0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xF5, 0, 0, 0, 0, 0, 2, 0, 1,
-            ]),
-            data: vec![0x88, 0x82, 0x09, 0xC4],
-        }
-    }
-
     #[test]
     fn an_event_survives_the_round_trip_through_the_c_struct() {
-        let ev = sample();
+        let ev = e2();
         let mut c = VscpEvent {
             crc: 0xABCD,
-            obid: 0,
-            year: 0,
-            month: 0,
-            day: 0,
-            hour: 0,
-            minute: 0,
-            second: 0,
-            timestamp: 0,
-            head: 0,
-            vscp_class: 0,
-            vscp_type: 0,
-            guid: [0; 16],
-            size_data: 0,
-            pdata: std::ptr::null_mut(),
+            ..unsafe_zeroed()
         };
         // SAFETY: `c` is a valid, writable struct; the buffer it gets is freed below.
         unsafe {
@@ -307,7 +273,7 @@ mod tests {
 
     #[test]
     fn no_data_means_a_null_buffer() {
-        let mut ev = sample();
+        let mut ev = e2();
         ev.data.clear();
         let mut c = VscpEvent {
             pdata: std::ptr::dangling_mut::<u8>(),

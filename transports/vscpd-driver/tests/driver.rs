@@ -10,25 +10,16 @@
 //! Every wait is bounded; a stuck driver fails a test instead of hanging it.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use tungstenite::protocol::WebSocket;
-use tungstenite::{Message, Utf8Bytes};
+use vscp_testkit::{free_port, Client, ScratchDir, ADMIN_USERS_JSON};
 
-/// The sample key (deploy/vscp.key, first 16 bytes).
-const KEY: [u8; 16] = [
-    0x2D, 0xBB, 0x07, 0x9A, 0x38, 0x98, 0x5A, 0xF0, 0x0E, 0xBE, 0xEF, 0xE2, 0x2F, 0x9F, 0xFA, 0x0E,
-];
-/// admin/secret (PBKDF2) as in the root tests.
-const USERS_JSON: &str = r#"{"users":[
- {"name":"admin","password":"487636FDE3637C7C853AAC9EAF6FA062;357C71CA59F760C08C4125C444A22A91FD1FE1FB0E5628771A572BAF6F61B71F",
-  "rights":"admin"}
-]}"#;
 /// The driver GUID vscpd passes to VSCPOpen.
 const DRIVER_GUID: &str = "FFFFFFFFFFFFFFF50288880000000001";
 
@@ -88,19 +79,6 @@ fn driver_so() -> PathBuf {
         p
     })
     .clone()
-}
-
-fn scratch_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "vscpd-driver-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
 }
 
 /// Compiles tests/c/vscpd_host.c once per test binary.
@@ -347,16 +325,19 @@ fn kv(line: &str) -> HashMap<String, String> {
 // ---------------------------------------------------------------------------------------------
 // Config and websocket clients.
 
-struct Fixture {
-    dir: PathBuf,
+/// The key and users.json (admin/secret) a test config names.
+struct Fixture(ScratchDir);
+
+impl Deref for Fixture {
+    type Target = ScratchDir;
+    fn deref(&self) -> &ScratchDir {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new(tag: &str) -> Fixture {
-        let dir = scratch_dir(tag);
-        std::fs::write(dir.join("vscp.key"), "2DBB079A38985AF00EBEEFE22F9FFA0E\n").expect("key");
-        std::fs::write(dir.join("users.json"), USERS_JSON).expect("users");
-        Fixture { dir }
+        Fixture(ScratchDir::with_key_and_users(tag, ADMIN_USERS_JSON))
     }
 
     /// The config JSON (relative paths, two shards, console logging off).
@@ -385,136 +366,10 @@ impl Fixture {
     }
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr").port()
-}
-
-struct Client {
-    ws: WebSocket<TcpStream>,
-    sid: String,
-    ws2: bool,
-}
-
+/// A websocket client of the driver's server on `port`, read timeouts stretched by
+/// [`slow_factor`].
 fn connect(port: u16, path: &str) -> Client {
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("tcp connect");
-    stream
-        .set_read_timeout(Some(wait(10)))
-        .expect("read timeout");
-    stream.set_nodelay(true).expect("nodelay");
-    let (ws, _) =
-        tungstenite::client::client(format!("ws://{addr}{path}"), stream).expect("handshake");
-    let mut c = Client {
-        ws,
-        sid: String::new(),
-        ws2: path.ends_with("ws2"),
-    };
-    let greeting = c.recv_text();
-    c.sid = if c.ws2 {
-        let v: serde_json::Value = serde_json::from_str(&greeting).expect("ws2 greeting");
-        v["args"][1].as_str().expect("sid").to_string()
-    } else {
-        greeting
-            .strip_prefix("+;AUTH0;")
-            .expect("ws1 greeting")
-            .to_string()
-    };
-    c
-}
-
-impl Client {
-    fn send(&mut self, text: &str) {
-        self.ws
-            .send(Message::Text(Utf8Bytes::from(text)))
-            .expect("send");
-    }
-
-    fn recv_text(&mut self) -> String {
-        loop {
-            match self.ws.read() {
-                Ok(Message::Text(t)) => return t.to_string(),
-                Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
-                Ok(other) => panic!("expected text, got {other:?}"),
-                Err(e) => panic!("read failed: {e}"),
-            }
-        }
-    }
-
-    fn is_event(&self, m: &str) -> bool {
-        if self.ws2 {
-            m.contains("\"EVENT\",  \"event\"")
-        } else {
-            m.starts_with("E;")
-        }
-    }
-
-    /// Sends a command and returns the next reply that is not an event.
-    fn cmd(&mut self, text: &str) -> String {
-        self.send(text);
-        loop {
-            let m = self.recv_text();
-            if !self.is_event(&m) {
-                return m;
-            }
-        }
-    }
-
-    fn recv_event(&mut self) -> String {
-        loop {
-            let m = self.recv_text();
-            if self.is_event(&m) {
-                return m;
-            }
-        }
-    }
-
-    fn login_open(&mut self) {
-        let iv = vscp_proto::auth::hex_decode_16(&self.sid).expect("sid is hex");
-        let crypto = vscp_proto::auth::encrypt_credentials(&KEY, &iv, "admin", "secret");
-        if self.ws2 {
-            let r = self.cmd(
-                &serde_json::json!({"type":"CMD","command":"AUTH","args":{"iv":self.sid,"crypto":crypto}})
-                    .to_string(),
-            );
-            assert!(r.contains("\"+\""), "login: {r}");
-            let r = self.cmd(r#"{"type":"CMD","command":"OPEN","args":null}"#);
-            assert!(r.contains("\"+\""), "open: {r}");
-        } else {
-            let sid = self.sid.clone();
-            let r = self.cmd(&format!("C;AUTH;{sid};{crypto}"));
-            assert!(r.starts_with("+;AUTH1;"), "login: {r}");
-            assert_eq!(self.cmd("C;OPEN"), "+;OPEN");
-        }
-    }
-
-    /// Waits for the server to end the connection; returns the close code if one came.
-    fn wait_closed(&mut self) -> Option<u16> {
-        let deadline = Instant::now() + wait(15);
-        while Instant::now() < deadline {
-            match self.ws.read() {
-                Ok(Message::Close(f)) => {
-                    let _ = self.ws.flush();
-                    return f.map(|f| f.code.into());
-                }
-                Ok(_) => continue,
-                Err(tungstenite::Error::Io(e))
-                    if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut =>
-                {
-                    continue
-                }
-                Err(_) => return None,
-            }
-        }
-        panic!("the server did not close the connection");
-    }
+    Client::connect_with_timeout(([127, 0, 0, 1], port).into(), path, wait(10))
 }
 
 /// Logged-in clients, alternating ws1/ws2, enough that both shards almost surely get some.
@@ -522,7 +377,7 @@ fn clients(port: u16, n: usize) -> Vec<Client> {
     (0..n)
         .map(|i| {
             let mut c = connect(port, if i % 2 == 0 { "/ws1" } else { "/ws2" });
-            c.login_open();
+            c.login_open("admin", "secret");
             c
         })
         .collect()
@@ -585,7 +440,7 @@ fn client_events_come_out_of_vscp_read_with_every_field() {
     assert_eq!(r["rc"], "32");
 
     let mut a = connect(port, "/ws1");
-    a.login_open();
+    a.login_open("admin", "secret");
     // An all-zero GUID ('-') gets the interface GUID: the one vscpd passed to VSCPOpen.
     assert_eq!(
         a.cmd("E;0x60,10,6,0,2024-03-01T12:34:56Z,123456789,-,0x88,0x82,0x09,0xC4"),
@@ -616,7 +471,7 @@ fn client_events_come_out_of_vscp_read_with_every_field() {
     assert_ne!(obid_ws1, 0, "obid is the connection id");
 
     let mut b = connect(port, "/ws2");
-    b.login_open();
+    b.login_open("admin", "secret");
     let data: Vec<u8> = (0..=255u8).chain(0..=255u8).collect(); // 512 bytes, the maximum
     let r = b.cmd(
         &serde_json::json!({"type":"EVENT","event":{
@@ -708,7 +563,7 @@ fn vscp_write_reaches_ws1_and_ws2_clients() {
     assert_eq!(r["rc"], "0");
     for c in cs.iter_mut() {
         let e = c.recv_event();
-        if c.ws2 {
+        if c.dialect == "ws2" {
             let v: serde_json::Value = serde_json::from_str(&e).expect("JSON");
             let ev = &v["event"];
             assert_eq!(ev["vscpHead"], 96, "{e}");
@@ -766,9 +621,9 @@ fn close_then_open_again_on_the_same_port() {
     assert_eq!(host.open(DRIVER_GUID, &config), 0);
 
     let mut c = connect(port, "/ws1");
-    c.login_open();
+    c.login_open("admin", "secret");
     // The client answers the server's close frame at once, as browsers and devices do.
-    let closer = std::thread::spawn(move || c.wait_closed());
+    let closer = std::thread::spawn(move || c.close_code_within(wait(15)));
     let r = kv(&host.cmd(&format!("CLOSE {h1}"), "CLOSE "));
     assert_eq!(r["rc"], "0");
     // Sessions are closed with 1001 (going away) and the closing handshake completes.
@@ -804,7 +659,7 @@ fn close_then_open_again_on_the_same_port() {
     let h2 = host.open(DRIVER_GUID, &config);
     assert!(h2 > h1, "handles are not reused");
     let mut c = connect(port, "/ws2");
-    c.login_open();
+    c.login_open("admin", "secret");
     c.send(r#"{"type":"EVENT","event":{"vscpClass":20,"vscpType":3,"vscpData":[7]}}"#);
     let e = kv(&host.cmd(&format!("READ {h2} {}", 5000 * slow_factor()), "READ "));
     assert_eq!(e["rc"], "0");
@@ -815,7 +670,7 @@ fn close_then_open_again_on_the_same_port() {
     let h3 = host.open("-", &fx.config_file(port3));
     assert!(h3 > h2);
     let mut c3 = connect(port3, "/ws1");
-    c3.login_open();
+    c3.login_open("admin", "secret");
     assert_eq!(c3.cmd("E;0,20,3,0,,0,-,9"), "+;EVENT");
     let e = kv(&host.cmd(&format!("READ {h3} {}", 5000 * slow_factor()), "READ "));
     assert_eq!(e["data"], "09");
@@ -870,7 +725,7 @@ fn bad_calls_get_error_codes_not_crashes() {
     );
     // The instance still works after all that.
     let mut c = connect(port, "/ws1");
-    c.login_open();
+    c.login_open("admin", "secret");
     // An all-zero GUID pointer means "no GUID": the derived interface GUID is used.
     assert_eq!(c.cmd("E;0,20,3,0,,0,-,1"), "+;EVENT");
     let e = kv(&host.cmd(&format!("READ {h} {}", 5000 * slow_factor()), "READ "));
@@ -894,7 +749,7 @@ fn the_memory_checker_catches_a_leaked_event_buffer() {
     let mut host = Host::spawn(&fx.dir, true);
     let h = host.open("-", &fx.config_file(port));
     let mut c = connect(port, "/ws1");
-    c.login_open();
+    c.login_open("admin", "secret");
     assert_eq!(c.cmd("E;0,20,3,0,,0,-,1,2,3"), "+;EVENT");
     let e = kv(&host.cmd(
         &format!("READLEAK {h} {}", 5000 * slow_factor()),

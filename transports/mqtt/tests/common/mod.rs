@@ -1,7 +1,8 @@
 //! Helpers for the bridge's integration tests: a real MQTT broker (rumqttd in process, or a
 //! Mosquitto process when `VSCP_TEST_MOSQUITTO` names its binary), a blocking MQTT test
-//! client built on our own codec, the real server with the MQTT uplink, and blocking
-//! websocket clients (the approach of the root crate's tests/common).
+//! client built on our own codec, and the real server with the MQTT uplink. The websocket
+//! clients, scratch directories and deadlines are vscp-testkit's (shared with the root crate's
+//! tests).
 //!
 //! Everything listens on 127.0.0.1 with ports picked by the OS, every wait has a deadline,
 //! and only processes started here are killed (by PID).
@@ -10,7 +11,6 @@
 pub mod tls_proxy;
 
 use bytes::{Bytes, BytesMut};
-use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -18,57 +18,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tungstenite::protocol::WebSocket;
-use tungstenite::{Message as WsMessage, Utf8Bytes};
-use vscp_mqtt::codec::{Codec, ConnectOptions, Incoming, Message, OutPublish, SubscribeFilter};
+use vscp_mqtt::codec::{
+    Ack, Codec, ConnectOptions, Incoming, Message, OutPublish, SubscribeFilter,
+};
 use vscp_mqtt::codec::{Protocol, QoS};
 use vscp_mqtt::BridgeStats;
 use vscp_websocksrv::config::Config;
 use vscp_websocksrv::ServerHandle;
 
-pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The sample key in deploy/vscp.key (first 16 bytes).
-pub const KEY: [u8; 16] = [
-    0x2D, 0xBB, 0x07, 0x9A, 0x38, 0x98, 0x5A, 0xF0, 0x0E, 0xBE, 0xEF, 0xE2, 0x2F, 0x9F, 0xFA, 0x0E,
-];
-
-/// admin/secret (PBKDF2 hash from the root tests).
-pub const USERS_JSON: &str = r#"{"users":[
- {"name":"admin","password":"487636FDE3637C7C853AAC9EAF6FA062;357C71CA59F760C08C4125C444A22A91FD1FE1FB0E5628771A572BAF6F61B71F",
-  "rights":"admin","full-name":"Admin","note":"test admin"}
-]}"#;
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn wait_listening(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("nothing listens on {addr}");
-}
-
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "vscp-mqtt-it-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+pub use vscp_testkit::{
+    connect as connect_ws, eventually, free_port, wait_listening, write_config, Client, ScratchDir,
+    ADMIN_USERS_JSON as USERS_JSON,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Brokers
@@ -87,7 +48,7 @@ pub enum Broker {
     /// restart keeps sessions as a real deployment's broker would).
     Mosquitto {
         bin: PathBuf,
-        dir: PathBuf,
+        dir: ScratchDir,
         addr: SocketAddr,
         child: Option<std::process::Child>,
     },
@@ -105,43 +66,7 @@ impl Broker {
     fn rumqttd() -> Broker {
         let v4 = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let v5 = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let conn = || rumqttd::ConnectionSettings {
-            connection_timeout_ms: 60_000,
-            max_payload_size: 1 << 20,
-            max_inflight_count: 100,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        };
-        let server = |name: &str, listen| rumqttd::ServerSettings {
-            name: name.into(),
-            listen,
-            tls: None,
-            next_connection_delay_ms: 1,
-            connections: conn(),
-        };
-        let config = rumqttd::Config {
-            id: 0,
-            router: rumqttd::RouterConfig {
-                max_connections: 1000,
-                max_outgoing_packet_count: 200,
-                max_segment_size: 1 << 20,
-                max_segment_count: 10,
-                ..Default::default()
-            },
-            v4: Some(HashMap::from([("1".to_string(), server("v4", v4))])),
-            v5: Some(HashMap::from([("1".to_string(), server("v5", v5))])),
-            ..Default::default()
-        };
-        std::thread::Builder::new()
-            .name("rumqttd".into())
-            .spawn(move || {
-                let mut broker = rumqttd::Broker::new(config);
-                let _ = broker.start();
-            })
-            .expect("broker thread");
-        wait_listening(v4);
-        wait_listening(v5);
+        vscp_testkit::start_rumqttd(v4, Some(v5));
         Broker::Rumqttd {
             v4: Proxy::start(v4),
             v5,
@@ -150,13 +75,13 @@ impl Broker {
     }
 
     fn mosquitto(bin: PathBuf, tag: &str) -> Broker {
-        let dir = temp_dir(&format!("mosquitto-{tag}"));
+        let dir = ScratchDir::new(&format!("mosquitto-{tag}"));
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let conf = format!(
             "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nlog_dest file {}/mosquitto.log\nmax_queued_messages 10000\n",
             addr.port(),
-            dir.display(),
-            dir.display()
+            dir.dir.display(),
+            dir.dir.display()
         );
         std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
         let mut b = Broker::Mosquitto {
@@ -198,22 +123,7 @@ impl Broker {
             Broker::Rumqttd { v4, .. } => v4.stop(),
             Broker::Mosquitto { child, .. } => {
                 if let Some(mut c) = child.take() {
-                    // SAFETY: plain kill(2) on the PID of a child we started and still own.
-                    unsafe {
-                        libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
-                    }
-                    let deadline = Instant::now() + Duration::from_secs(10);
-                    loop {
-                        if let Ok(Some(_)) = c.try_wait() {
-                            break;
-                        }
-                        if Instant::now() > deadline {
-                            let _ = c.kill();
-                            let _ = c.wait();
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
+                    vscp_testkit::terminate(&mut c, Duration::from_secs(10));
                 }
             }
         }
@@ -248,13 +158,13 @@ impl Drop for Broker {
     fn drop(&mut self) {
         match self {
             Broker::Rumqttd { v4, .. } => v4.stop(),
-            Broker::Mosquitto { child, dir, .. } => {
+            // The scratch directory goes when the fields are dropped, after the process.
+            Broker::Mosquitto { child, .. } => {
                 if let Some(mut c) = child.take() {
                     // Child::kill is kill(SIGKILL) on this child's PID.
                     let _ = c.kill();
                     let _ = c.wait();
                 }
-                let _ = std::fs::remove_dir_all(dir);
             }
         }
     }
@@ -469,7 +379,7 @@ impl MqttClient {
                 Duration::from_secs(5),
             )?;
             let mut rel = BytesMut::new();
-            self.codec.encode_pubrel(pkid, &mut rel).unwrap();
+            self.codec.encode_ack(Ack::PubRel, pkid, &mut rel).unwrap();
             self.stream.write_all(&rel)?;
             self.wait_for(
                 |p| matches!(p, Incoming::PubComp { pkid: id } if *id == pkid),
@@ -510,8 +420,14 @@ impl MqttClient {
                     let mut out = BytesMut::new();
                     match m.qos {
                         QoS::AtMostOnce => {}
-                        QoS::AtLeastOnce => self.codec.encode_puback(m.pkid, &mut out).unwrap(),
-                        QoS::ExactlyOnce => self.codec.encode_pubrec(m.pkid, &mut out).unwrap(),
+                        QoS::AtLeastOnce => self
+                            .codec
+                            .encode_ack(Ack::PubAck, m.pkid, &mut out)
+                            .unwrap(),
+                        QoS::ExactlyOnce => self
+                            .codec
+                            .encode_ack(Ack::PubRec, m.pkid, &mut out)
+                            .unwrap(),
                     }
                     self.stream.write_all(&out)?;
                 }
@@ -608,26 +524,15 @@ impl Drop for Collector {
 pub struct Node {
     pub srv: ServerHandle,
     pub stats: Arc<BridgeStats>,
-    _dir: TempDir,
-}
-
-/// A directory removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _dir: ScratchDir,
 }
 
 impl Node {
     /// Starts a server (two shards) whose driver config carries `mqtt`; `extra` keys are
     /// merged into the config.
     pub fn start(tag: &str, mqtt: serde_json::Value, extra: serde_json::Value) -> Node {
-        let dir = temp_dir(tag);
-        std::fs::write(dir.join("vscp.key"), "2DBB079A38985AF00EBEEFE22F9FFA0E\n").unwrap();
-        std::fs::write(dir.join("users.json"), USERS_JSON).unwrap();
-        let mut cfg = serde_json::json!({
+        let dir = ScratchDir::with_key_and_users(tag, USERS_JSON);
+        let base = serde_json::json!({
             "interface": "127.0.0.1:0",
             "key-file": "vscp.key",
             "path-users": "users.json",
@@ -635,13 +540,8 @@ impl Node {
             "logging": {"console-enable-log": false},
             "mqtt": mqtt,
         });
-        if let (Some(base), Some(extra)) = (cfg.as_object_mut(), extra.as_object()) {
-            for (k, v) in extra {
-                base.insert(k.clone(), v.clone());
-            }
-        }
         let path = dir.join("websocksrv.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+        write_config(&path, base, extra);
         let (mut cfg, _warnings) = Config::load(&path).expect("test config loads");
         cfg.shards = Some(2);
         let block = cfg.mqtt.clone().expect("mqtt block");
@@ -655,7 +555,7 @@ impl Node {
         Node {
             srv,
             stats,
-            _dir: TempDir(dir),
+            _dir: dir,
         }
     }
 
@@ -674,164 +574,6 @@ impl Node {
     pub fn addr(&self) -> SocketAddr {
         self.srv.local_addr()
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Websocket clients (tungstenite, blocking, every read with a timeout)
-
-pub struct Client {
-    pub ws: WebSocket<TcpStream>,
-    pub sid: String,
-    pub dialect: &'static str,
-}
-
-pub fn connect_ws(addr: SocketAddr, path: &str) -> Client {
-    let stream = TcpStream::connect(addr).expect("tcp connect");
-    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (ws, _resp) =
-        tungstenite::client::client(format!("ws://{addr}{path}"), stream).expect("ws handshake");
-    let dialect = if path.ends_with("ws2") { "ws2" } else { "ws1" };
-    let mut c = Client {
-        ws,
-        sid: String::new(),
-        dialect,
-    };
-    let greeting = c.recv_text();
-    c.sid = if dialect == "ws1" {
-        greeting
-            .strip_prefix("+;AUTH0;")
-            .expect("ws1 greeting")
-            .to_string()
-    } else {
-        let v: serde_json::Value = serde_json::from_str(&greeting).expect("ws2 greeting");
-        v["args"][1].as_str().unwrap().to_string()
-    };
-    c
-}
-
-impl Client {
-    pub fn send(&mut self, text: &str) {
-        self.ws
-            .send(WsMessage::Text(Utf8Bytes::from(text)))
-            .expect("send");
-    }
-
-    pub fn recv_text(&mut self) -> String {
-        loop {
-            match self.ws.read() {
-                Ok(WsMessage::Text(t)) => return t.to_string(),
-                Ok(WsMessage::Ping(_)) | Ok(WsMessage::Pong(_)) => continue,
-                Ok(other) => panic!("expected text, got {other:?}"),
-                Err(e) => panic!("read failed: {e}"),
-            }
-        }
-    }
-
-    /// Next text message, or None if nothing arrives within `wait`.
-    pub fn try_recv_text(&mut self, wait: Duration) -> Option<String> {
-        self.ws.get_ref().set_read_timeout(Some(wait)).unwrap();
-        let r = loop {
-            match self.ws.read() {
-                Ok(WsMessage::Text(t)) => break Some(t.to_string()),
-                Ok(WsMessage::Ping(_)) | Ok(WsMessage::Pong(_)) => continue,
-                Ok(other) => panic!("expected text, got {other:?}"),
-                Err(tungstenite::Error::Io(e))
-                    if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut =>
-                {
-                    break None
-                }
-                Err(e) => panic!("read failed: {e}"),
-            }
-        };
-        self.ws
-            .get_ref()
-            .set_read_timeout(Some(READ_TIMEOUT))
-            .unwrap();
-        r
-    }
-
-    fn is_event(&self, m: &str) -> bool {
-        if self.dialect == "ws1" {
-            m.starts_with("E;")
-        } else {
-            m.contains("\"EVENT\",  \"event\"")
-        }
-    }
-
-    /// Sends a command and returns the next reply that is not an event.
-    pub fn cmd(&mut self, line: &str) -> String {
-        self.send(line);
-        let deadline = Instant::now() + READ_TIMEOUT;
-        while Instant::now() < deadline {
-            let m = self.recv_text();
-            if !self.is_event(&m) {
-                return m;
-            }
-        }
-        panic!("no reply to {line:?}");
-    }
-
-    /// Waits for the next event (ws1 line, or ws2 `event` object as JSON text).
-    pub fn recv_event(&mut self) -> String {
-        let deadline = Instant::now() + READ_TIMEOUT;
-        while Instant::now() < deadline {
-            let m = self.recv_text();
-            if self.is_event(&m) {
-                return m;
-            }
-        }
-        panic!("no event within {READ_TIMEOUT:?}");
-    }
-
-    /// The next event within `wait`, if any.
-    pub fn try_recv_event(&mut self, wait: Duration) -> Option<String> {
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            let m = self.try_recv_text(left)?;
-            if self.is_event(&m) {
-                return Some(m);
-            }
-        }
-    }
-
-    pub fn login_open(&mut self) {
-        let iv = vscp_proto::auth::hex_decode_16(&self.sid).expect("sid is hex");
-        let crypto = vscp_proto::auth::encrypt_credentials(&KEY, &iv, "admin", "secret");
-        if self.dialect == "ws1" {
-            let sid = self.sid.clone();
-            let r = self.cmd(&format!("C;AUTH;{sid};{crypto}"));
-            assert!(r.starts_with("+;AUTH1;"), "login failed: {r}");
-            assert_eq!(self.cmd("C;OPEN"), "+;OPEN");
-        } else {
-            let sid = self.sid.clone();
-            let r = self.cmd(
-                &serde_json::json!({"type":"CMD","command":"AUTH","args":{"iv":sid,"crypto":crypto}})
-                    .to_string(),
-            );
-            let v: serde_json::Value = serde_json::from_str(&r).expect("AUTH reply is JSON");
-            assert_eq!(v["type"], "+", "login failed: {r}");
-            let r = self.cmd(r#"{"type":"CMD","command":"OPEN","args":null}"#);
-            let v: serde_json::Value = serde_json::from_str(&r).expect("OPEN reply is JSON");
-            assert_eq!(v["type"], "+", "open failed: {r}");
-        }
-    }
-}
-
-/// Polls `f` until it returns true or `timeout` passes.
-pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    f()
 }
 
 // ---------------------------------------------------------------------------------------------

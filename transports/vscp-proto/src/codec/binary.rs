@@ -132,7 +132,8 @@ pub fn parse_frame(frame: &[u8]) -> Result<Event, BinaryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::string::tests::{arb_event, e2};
+    use crate::codec::string::tests::arb_event;
+    use crate::testing::e2;
     use proptest::prelude::*;
 
     fn hex(s: &str) -> Vec<u8> {

@@ -28,6 +28,26 @@ pub(crate) fn push_u64(out: &mut String, mut v: u64) {
     }
 }
 
+/// Appends the header fields in the order the JSON and XML forms both write them (head, obid,
+/// date, timestamp, class, type, GUID), each after its lead-in from `leads`: the two forms
+/// differ only in the text around the values.
+pub(crate) fn write_header_fields(ev: &crate::Event, leads: &[&str; 7], out: &mut String) {
+    out.push_str(leads[0]);
+    push_u64(out, ev.head.into());
+    out.push_str(leads[1]);
+    push_u64(out, ev.obid.into());
+    out.push_str(leads[2]);
+    ev.datetime.write_iso(out);
+    out.push_str(leads[3]);
+    push_u64(out, ev.timestamp.into());
+    out.push_str(leads[4]);
+    push_u64(out, ev.class.into());
+    out.push_str(leads[5]);
+    push_u64(out, ev.vscp_type.into());
+    out.push_str(leads[6]);
+    ev.guid.write_to(out);
+}
+
 /// Appends `v` in decimal, left-padded with zeros to at least `width` digits (`width` ≤ 5).
 #[inline]
 pub(crate) fn push_padded(out: &mut String, v: u16, width: usize) {

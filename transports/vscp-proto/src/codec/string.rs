@@ -95,41 +95,11 @@ pub fn write_event(ev: &Event, out: &mut String) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::testing::{e2, e3};
     use proptest::prelude::*;
 
     const E2S: &str = "96,10,6,17,2024-03-01T12:34:56Z,123456789,FF:FF:FF:FF:FF:FF:FF:F5:00:00:00:00:00:02:00:00,0x88,0x82,0x09,0xC4";
     const E3S: &str = "0,20,3,0,,5000,00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00";
-
-    pub(crate) fn e2() -> Event {
-        Event {
-            head: 0x60,
-            class: 10,
-            vscp_type: 6,
-            obid: 17,
-            timestamp: 123_456_789,
-            datetime: DateTime {
-                year: 2024,
-                month: 3,
-                day: 1,
-                hour: 12,
-                minute: 34,
-                second: 56,
-            },
-            guid: Guid([
-                0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xF5, 0, 0, 0, 0, 0, 2, 0, 0,
-            ]),
-            data: vec![0x88, 0x82, 0x09, 0xC4],
-        }
-    }
-
-    fn e3() -> Event {
-        Event {
-            class: 20,
-            vscp_type: 3,
-            timestamp: 5000,
-            ..Event::default()
-        }
-    }
 
     fn write(ev: &Event) -> String {
         let mut s = String::new();
@@ -150,15 +120,11 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn e2s() {
-        assert_eq!(write(&e2()), E2S);
-        assert_eq!(parse_event(E2S), Ok(e2()));
-    }
-
-    #[test]
-    fn e3s() {
-        assert_eq!(write(&e3()), E3S);
-        assert_eq!(parse_event(E3S), Ok(e3()));
+    fn e2s_e3s_exact() {
+        for (ev, text) in [(e2(), E2S), (e3(), E3S)] {
+            assert_eq!(write(&ev), text);
+            assert_eq!(parse_event(text), Ok(ev));
+        }
     }
 
     #[test]

@@ -9,7 +9,6 @@
 //! short names, short names first as in the JSON reader); child content and anything after
 //! the element are ignored, which is what REF's expat-based reader effectively does.
 
-use crate::codec::push_u64;
 use crate::codec::string::apply_unix_nanos;
 use crate::error::ParseError;
 use crate::event::{DateTime, Event, MAX_DATA};
@@ -27,24 +26,22 @@ pub enum XmlError {
     Field(#[from] ParseError),
 }
 
+/// The text before each header value in [`write_event`].
+const LEADS: [&str; 7] = [
+    "<event vscpHead=\"",
+    "\" vscpObId=\"",
+    "\" vscpDateTime=\"",
+    "\" vscpTimeStamp=\"",
+    "\" vscpClass=\"",
+    "\" vscpType=\"",
+    "\" vscpGuid=\"",
+];
+
 /// Appends the exact REF XML form (events.md §7): decimal numbers, the ISO date or an empty
 /// value, the colon GUID and `0x%02X` data bytes joined by commas.
 pub fn write_event(ev: &Event, out: &mut String) {
     out.reserve(250 + 5 * ev.data.len());
-    out.push_str("<event vscpHead=\"");
-    push_u64(out, ev.head.into());
-    out.push_str("\" vscpObId=\"");
-    push_u64(out, ev.obid.into());
-    out.push_str("\" vscpDateTime=\"");
-    ev.datetime.write_iso(out);
-    out.push_str("\" vscpTimeStamp=\"");
-    push_u64(out, ev.timestamp.into());
-    out.push_str("\" vscpClass=\"");
-    push_u64(out, ev.class.into());
-    out.push_str("\" vscpType=\"");
-    push_u64(out, ev.vscp_type.into());
-    out.push_str("\" vscpGuid=\"");
-    ev.guid.write_to(out);
+    crate::codec::write_header_fields(ev, &LEADS, out);
     out.push_str("\" vscpData=\"");
     for (i, &b) in ev.data.iter().enumerate() {
         if i > 0 {
@@ -222,7 +219,8 @@ fn unescape(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::string::tests::{arb_event, e2};
+    use crate::codec::string::tests::arb_event;
+    use crate::testing::e2;
     use proptest::prelude::*;
 
     /// vectors.md E2x.
