@@ -146,8 +146,11 @@ enum Step {
     Deadline,
     /// An AUTH to check (a password check on the blocking pool, maybe).
     Login(Box<vscp_proto::auth::Credentials>),
-    /// An event to route (may wait for room in a ring).
-    Publish(Arc<RoutedEvent>),
+    /// An event the ring with this index had no room for: finish routing it (waiting for
+    /// room), then reply.
+    Publish(Arc<RoutedEvent>, usize),
+    /// Events were routed: let the sessions they woke write before more input is read.
+    Yield,
     /// Output waits in `output` for the socket (handled inside `poll_step`).
     Blocked,
     /// The shard closes while output waits for a client that does not read: give up at once.
@@ -269,7 +272,9 @@ impl<F: Framing> Conn<F> {
         }
         self.input = Vec::new();
         if !tx.is_empty() {
-            if let Wrote::Failed(_) = write_now(&mut self.stream, &mut self.output, cx, &tx) {
+            if let Wrote::Failed(_) =
+                write_now(&mut self.stream, &mut self.output, cx, &tx, ctx.hub.stats())
+            {
                 return Poll::Ready(None);
             }
         }
@@ -342,9 +347,14 @@ impl<F: Framing> Conn<F> {
                     self.sync_view();
                     reply
                 }
-                Step::Publish(ev) => {
-                    self.publish(ev).await;
+                Step::Publish(ev, ring) => {
+                    let ctx = self.ctx.clone();
+                    Box::pin(ctx.hub.publish_blocked(ev, ring)).await;
                     self.session.event_reply(PublishOutcome::Accepted)
+                }
+                Step::Yield => {
+                    glommio::executor().yield_now().await;
+                    continue;
                 }
                 Step::PeerClosed => {
                     // Send the answer to the client's close, or it sees an abnormal closure
@@ -441,31 +451,20 @@ impl<F: Framing> Conn<F> {
             let Some(Incoming::Message(mut text)) = msg else {
                 continue;
             };
-            let action =
-                self.session
-                    .handle_message(&mut text, &self.ctx.session_cfg, Instant::now());
+            let now = Clock::now();
+            let action = self
+                .session
+                .handle_message(&mut text, &self.ctx.session_cfg, now.instant);
             self.count_rejection();
             if let Action::Publish(ev) = action {
-                let routed = self.route(ev);
-                self.publish(routed).await;
+                let ev = self.route(ev, &now);
+                self.ctx.hub.stats().received(self.session.dialect(), 1);
+                let hub = &self.ctx.hub;
+                if let Routed::Blocked(ring) = hub.publish(&ev) {
+                    hub.publish_blocked(ev, ring).await;
+                }
             }
         }
-    }
-
-    /// Routes an event the client sent: to the local sessions and into every ring to another
-    /// shard, waiting only when a ring is full.
-    async fn publish(&mut self, ev: Arc<RoutedEvent>) {
-        let hub = &self.ctx.hub;
-        match hub.publish(&ev) {
-            Routed::Filtered => return,
-            Routed::Done => {}
-            // Boxed: a full ring is the exception, and its wait is larger than the rest.
-            Routed::Blocked(ring) => Box::pin(hub.publish_blocked(ev, ring)).await,
-        }
-        // glommio reads a ready socket without suspending, so a flooding client's task would
-        // otherwise keep the shard until its socket runs dry while the receivers' outboxes
-        // overflow. Yielding lets the sessions it just woke write first.
-        glommio::executor().yield_now().await;
     }
 
     /// Handles input until something needs an await (a login, an event to route, a full
@@ -517,88 +516,124 @@ impl<F: Framing> Conn<F> {
         }
     }
 
-    /// Handles the whole units at the front of `buf`; returns how many bytes it used and what
-    /// made it stop, if anything but the end of the units did.
+    /// Handles the whole units at the front of `buf` as one batch; returns how many bytes it
+    /// used and what made it stop, if anything but the end of the units did.
+    ///
+    /// Batching is what makes this server cheap per event (docs/architecture.md): every reply
+    /// of the batch, and whatever the transport answers by itself, goes out in one write at
+    /// the end; events are routed as they come without waiting, so the sessions they wake find
+    /// the whole batch queued when they run and write it with one write each. After a batch
+    /// that routed events the task yields ([`Step::Yield`]) before it reads again: a flooding
+    /// client gets one read per turn, and its receivers write in between. No other task runs
+    /// while a batch is handled, so shutdown and queued events are looked at once, before it.
     fn handle_units(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut [u8],
         mode: Mode,
     ) -> (usize, Option<Step>) {
-        let ctx = self.ctx.clone();
-        let max = ctx.max_message_bytes;
-        let mut used = 0;
-        while used < buf.len() {
-            // Shutdown and queued events come before the next message, as they always did.
-            if mode == Mode::Serve {
-                if let Some(w) = self.slot.ready() {
-                    return (used, Some(Step::Wake(w)));
-                }
+        if mode == Mode::Serve {
+            if let Some(w) = self.slot.ready() {
+                return (0, Some(Step::Wake(w)));
             }
-            let mut answer = ctx.io.tx.borrow_mut();
-            answer.clear();
-            let msg = match self.framing.decode(&mut buf[used..], max, &mut answer) {
-                Err(e) => return (used, Some(Step::Failed(e))),
+        }
+        let ctx = self.ctx.clone();
+        let mut out = ctx.io.tx.borrow_mut();
+        out.clear();
+        let mut tally = Tally::default();
+        // One clock read for the batch: its units came in the same read.
+        let now = Clock::now();
+        let mut used = 0;
+        let mut step = None;
+        while used < buf.len() && step.is_none() && tally.events < ctx.batch_events as u64 {
+            let msg = match self
+                .framing
+                .decode(&mut buf[used..], ctx.max_message_bytes, &mut out)
+            {
+                Err(e) => {
+                    step = Some(Step::Failed(e));
+                    break;
+                }
                 Ok(Decoded::Incomplete) => break,
                 Ok(Decoded::Unit { used: n, msg }) => {
                     used += n;
                     msg
                 }
             };
-            if mode == Mode::Drain {
-                // After our close only the client's close matters; nothing is answered.
-                if let Some(Incoming::Close) = msg {
-                    return (used, Some(Step::PeerClosed));
+            step = match (mode, msg) {
+                (_, Some(Incoming::Close)) => Some(Step::PeerClosed),
+                (Mode::Drain, _) => None,
+                (Mode::Serve, Some(Incoming::Message(mut text))) => {
+                    self.on_message(&mut out, &mut text, &now, &mut tally)
                 }
-                continue;
-            }
-            let now = Instant::now();
-            // What the transport answers by itself (a pong, the echo of a close) goes first.
-            let wrote = if answer.is_empty() {
-                Wrote::All
-            } else {
-                write_now(&mut self.stream, &mut self.output, cx, &answer)
-            };
-            drop(answer);
-            let step = match (msg, wrote) {
-                (_, Wrote::Failed(e)) => Some(Step::Error(e)),
-                (Some(Incoming::Close), _) => Some(Step::PeerClosed),
-                (Some(Incoming::Message(mut text)), wrote) => {
-                    self.on_message(cx, &mut text, now).or(wrote.step())
-                }
-                (None, wrote) => {
+                (Mode::Serve, None) => {
                     // Pings and the like count as activity for the idle deadline too.
-                    self.session.handle_activity(now);
-                    wrote.step()
+                    self.session.handle_activity(now.instant);
+                    None
                 }
             };
-            if step.is_some() {
-                return (used, step);
-            }
         }
-        (used, None)
+        if mode == Mode::Drain {
+            // After our close only the client's close matters; nothing is answered.
+            out.clear();
+        }
+        tally.count(ctx.hub.stats(), self.session.dialect());
+        let wrote = match out.is_empty() {
+            true => Wrote::All,
+            false => write_now(
+                &mut self.stream,
+                &mut self.output,
+                cx,
+                &out,
+                ctx.hub.stats(),
+            ),
+        };
+        let step = match wrote {
+            Wrote::Failed(e) => Some(Step::Error(e)),
+            wrote => step
+                .or(wrote.step())
+                .or((tally.events > 0).then_some(Step::Yield)),
+        };
+        (used, step)
     }
 
-    /// One message through the session; replies are written at once.
-    fn on_message(&mut self, cx: &mut Context<'_>, text: &mut [u8], now: Instant) -> Option<Step> {
-        ShardStats::add(&self.ctx.hub.stats().bytes_in, text.len() as u64);
+    /// One message through the session: its reply is appended to `out`, an event is routed at
+    /// once. Returns the step to take when the message needs an await (a login, a full ring).
+    fn on_message(
+        &mut self,
+        out: &mut Vec<u8>,
+        text: &mut [u8],
+        now: &Clock,
+        tally: &mut Tally,
+    ) -> Option<Step> {
+        tally.bytes_in += text.len() as u64;
         // ws2 is parsed in place: the message is in a buffer of ours, unmasked, so no copy.
         let action = self
             .session
-            .handle_message(text, &self.ctx.session_cfg, now);
+            .handle_message(text, &self.ctx.session_cfg, now.instant);
         self.count_rejection();
         let reply = match action {
-            Action::None => None,
-            Action::Reply(r) | Action::Opened(r) => Some(r),
+            Action::None => return None,
+            Action::Reply(r) | Action::Opened(r) => r,
             Action::ClearQueue(r) => {
                 self.ctx.hub.clear_outbox(&self.slot);
-                Some(r)
+                r
             }
             Action::Authenticate(creds) => return Some(Step::Login(Box::new(creds))),
-            Action::Publish(ev) => return Some(Step::Publish(self.route(ev))),
+            Action::Publish(ev) => {
+                let ev = self.route(ev, now);
+                tally.events += 1;
+                if let Routed::Blocked(ring) = self.ctx.hub.publish(&ev) {
+                    return Some(Step::Publish(ev, ring));
+                }
+                let reply = self.session.event_reply(PublishOutcome::Accepted);
+                tally.reply(&self.framing, out, &reply);
+                return None;
+            }
         };
         self.sync_view();
-        reply.and_then(|r| self.write_text(cx, &r).step())
+        tally.reply(&self.framing, out, &reply);
+        None
     }
 
     /// Counts the event the session refused last, if it did.
@@ -638,14 +673,13 @@ impl<F: Framing> Conn<F> {
     }
 
     /// Stamps an event the client sent and wraps it for routing.
-    fn route(&self, mut ev: vscp_proto::Event) -> Arc<RoutedEvent> {
-        let now_us = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
-        stamp_event(&mut ev, self.conn_id, now_us, &self.ctx.interface_guid);
-        self.ctx.hub.stats().received(self.session.dialect());
-        Arc::new(RoutedEvent::new(ev, Origin::Client(self.conn_id)))
+    fn route(&self, mut ev: vscp_proto::Event, now: &Clock) -> Arc<RoutedEvent> {
+        stamp_event(&mut ev, self.conn_id, now.unix_us, &self.ctx.interface_guid);
+        Arc::new(RoutedEvent::new(
+            ev,
+            Origin::Client(self.conn_id),
+            now.instant,
+        ))
     }
 
     fn sync_view(&self) {
@@ -686,7 +720,7 @@ impl<F: Framing> Conn<F> {
             batch.push(ev);
         }
         ctx.hub.taken(batch.len());
-        let wrote = write_now(&mut self.stream, &mut self.output, cx, &tx);
+        let wrote = write_now(&mut self.stream, &mut self.output, cx, &tx, ctx.hub.stats());
         match wrote {
             Wrote::All => {
                 delivered(ctx.hub.stats(), dialect, &batch, bytes);
@@ -710,7 +744,7 @@ impl<F: Framing> Conn<F> {
         let mut tx = ctx.io.tx.borrow_mut();
         tx.clear();
         self.framing.encode(&mut tx, text.as_bytes());
-        write_now(&mut self.stream, &mut self.output, cx, &tx)
+        write_now(&mut self.stream, &mut self.output, cx, &tx, ctx.hub.stats())
     }
 
     /// Waits until `output` is written; gives up when the shard closes.
@@ -726,6 +760,7 @@ impl<F: Framing> Conn<F> {
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.output.is_empty() {
+            ShardStats::add(&self.ctx.hub.stats().socket_writes, 1);
             match Pin::new(&mut self.stream).poll_write(cx, &self.output) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -770,7 +805,7 @@ impl<F: Framing> Conn<F> {
                 let wrote = if tx.is_empty() {
                     Wrote::All
                 } else {
-                    write_now(&mut self.stream, &mut self.output, cx, &tx)
+                    write_now(&mut self.stream, &mut self.output, cx, &tx, ctx.hub.stats())
                 };
                 Poll::Ready((wrote, await_reply))
             })
@@ -796,12 +831,15 @@ fn write_now(
     output: &mut Vec<u8>,
     cx: &mut Context<'_>,
     bytes: &[u8],
+    stats: &ShardStats,
 ) -> Wrote {
     if !output.is_empty() {
         // Keeps the order; callers wait for `output` before writing more, so this is rare.
         output.extend_from_slice(bytes);
         return Wrote::Queued;
     }
+    // glommio tries every write as a send(2) first (`yolo_send`).
+    ShardStats::add(&stats.socket_writes, 1);
     match Pin::new(stream).poll_write(cx, bytes) {
         Poll::Ready(Ok(n)) if n == bytes.len() => Wrote::All,
         Poll::Ready(Ok(n)) => {
@@ -826,4 +864,49 @@ fn delivered(stats: &ShardStats, dialect: Dialect, events: &[Arc<RoutedEvent>], 
     }
     stats.delivered(dialect, events.len() as u64);
     ShardStats::add(&stats.bytes_out, bytes);
+}
+
+/// The time a batch of input came in, read once for all its units.
+struct Clock {
+    instant: Instant,
+    /// Microseconds since the Unix epoch, for the events' timestamps.
+    unix_us: u64,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        let unix_us = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        Clock {
+            instant: Instant::now(),
+            unix_us,
+        }
+    }
+}
+
+/// What one batch of input adds to the statistics, added once at its end.
+#[derive(Default)]
+struct Tally {
+    /// Events accepted (routed).
+    events: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Tally {
+    /// Appends a reply to the batch's output.
+    fn reply<F: Framing>(&mut self, framing: &F, out: &mut Vec<u8>, text: &str) {
+        self.bytes_out += text.len() as u64;
+        framing.encode(out, text.as_bytes());
+    }
+
+    fn count(&self, stats: &ShardStats, dialect: Dialect) {
+        if self.events > 0 {
+            stats.received(dialect, self.events);
+        }
+        ShardStats::add(&stats.bytes_in, self.bytes_in);
+        ShardStats::add(&stats.bytes_out, self.bytes_out);
+    }
 }

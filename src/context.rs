@@ -11,6 +11,16 @@ use vscp_proto::Guid;
 
 /// Events written per batch (one write) before the socket and the slot are looked at again.
 pub const WRITE_BATCH: usize = 64;
+/// Most events a connection's input batch or a ring reader hands to the sessions before they
+/// get to write: enough for many events per send, and (see [`batch_events`]) few enough that
+/// a receiver that keeps reading never finds its outbox full.
+const MAX_BATCH_EVENTS: usize = 256;
+
+/// The event batch for a `max-out-queue` of `max_out_queue`: a quarter of it at most, so that
+/// an outbox holding the rest of a batch its socket did not take still has room for the next.
+pub fn batch_events(max_out_queue: usize) -> usize {
+    (max_out_queue / 4).clamp(1, MAX_BATCH_EVENTS)
+}
 /// The shard's receive buffer: one read takes up to this much of a client's input. VSCP
 /// messages are a few hundred bytes; a flooding client's pipelined events come in by the dozen.
 const READ_CHUNK: usize = 16 * 1024;
@@ -22,6 +32,9 @@ pub struct ShardCtx {
     pub auth: Authenticator,
     pub session_cfg: SessionConfig,
     pub max_message_bytes: usize,
+    /// Events routed per input batch or ring batch before the receivers write
+    /// ([`batch_events`]).
+    pub batch_events: usize,
     pub interface_guid: Guid,
     /// The shard's receive and send buffers, shared by all its connections.
     pub io: IoBuffers,
@@ -50,6 +63,7 @@ impl ShardCtx {
             auth,
             session_cfg: settings.session.clone(),
             max_message_bytes: settings.max_message_bytes,
+            batch_events: batch_events(settings.max_out_queue),
             interface_guid: settings.interface_guid,
             io: IoBuffers::new(),
             rng: ring::rand::SystemRandom::new(),

@@ -47,11 +47,12 @@ pub struct RoutedEvent {
 }
 
 impl RoutedEvent {
-    pub fn new(event: Event, origin: Origin) -> RoutedEvent {
+    /// `accepted_at`: when the server took it (the time of the read it came in, for a client's).
+    pub fn new(event: Event, origin: Origin, accepted_at: Instant) -> RoutedEvent {
         RoutedEvent {
             event,
             origin,
-            accepted_at: Instant::now(),
+            accepted_at,
             encoded: Default::default(),
         }
     }

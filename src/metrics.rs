@@ -37,6 +37,7 @@ pub mod names {
     pub const OUTBOX_CAPACITY: &str = "vscp_outbox_capacity_events";
     pub const BYTES_RECEIVED: &str = "vscp_bytes_received_total";
     pub const BYTES_SENT: &str = "vscp_bytes_sent_total";
+    pub const SOCKET_WRITES: &str = "vscp_socket_writes_total";
     pub const RING_EVENTS: &str = "vscp_ring_events_total";
     pub const RING_OCCUPANCY: &str = "vscp_ring_occupancy_events";
     pub const RING_CAPACITY: &str = "vscp_ring_capacity_events";
@@ -160,6 +161,7 @@ impl Exporter {
             gauge!(OUTBOX_EVENTS, "core" => core.clone()).set(s.outbox_depth as f64);
             counter!(BYTES_RECEIVED, "core" => core.clone()).absolute(s.bytes_in);
             counter!(BYTES_SENT, "core" => core.clone()).absolute(s.bytes_out);
+            counter!(SOCKET_WRITES, "core" => core.clone()).absolute(s.socket_writes);
             counter!(RING_EVENTS, "core" => core.clone(), "direction" => "sent")
                 .absolute(s.ring_sent);
             counter!(RING_EVENTS, "core" => core.clone(), "direction" => "received")
@@ -231,6 +233,10 @@ fn describe_all() {
         BYTES_SENT,
         Unit::Bytes,
         "Websocket text bytes written to clients."
+    );
+    describe_counter!(
+        SOCKET_WRITES,
+        "Writes issued to client sockets (one per send call, whatever it carried)."
     );
     describe_counter!(RING_EVENTS, "Events moved through the rings between cores.");
     describe_gauge!(

@@ -9,11 +9,14 @@ use crate::listener::{self, ListenError};
 use crate::settings::{ListenerKind, ListenerSpec, Settings};
 use crate::shutdown::ShutdownSignal;
 use crate::stats::ShardStats;
-use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
+use futures::StreamExt;
+use glommio::channels::shared_channel::{ConnectedReceiver, SharedReceiver, SharedSender};
 use glommio::sync::Gate;
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tracing::{info, warn};
 use vscp_transport::Transport;
@@ -97,14 +100,12 @@ pub async fn run(setup: ShardSetup) {
         let ctx = ctx.clone();
         let counted = i < shard_rings;
         ring_tasks.push(glommio::spawn_local(async move {
-            let rx = rx.connect().await;
-            while let Some(ev) = rx.recv().await {
+            let mut rx = rx.connect().await;
+            while let Some(n) = drain_ring(&mut rx, &ctx.hub, ctx.batch_events).await {
                 if counted {
-                    ShardStats::add(&ctx.hub.stats().ring_received, 1);
+                    ShardStats::add(&ctx.hub.stats().ring_received, n);
                 }
-                ctx.hub.deliver(&ev);
-                // Let the sessions just woken write before the next event (a full ring would
-                // otherwise be fanned out in one go and overflow their outboxes).
+                // Let the sessions just woken write the batch before the next one.
                 glommio::executor().yield_now().await;
             }
         }));
@@ -165,4 +166,29 @@ pub async fn run(setup: ShardSetup) {
         t.cancel().await;
     }
     info!(shard, "stopped");
+}
+
+/// Waits for events in `rx` and delivers what is there, up to `batch` of them; how many, or
+/// `None` once the ring is closed and empty.
+async fn drain_ring(
+    rx: &mut ConnectedReceiver<Arc<RoutedEvent>>,
+    hub: &Hub,
+    batch: usize,
+) -> Option<u64> {
+    let mut n = 0;
+    poll_fn(|cx| loop {
+        match rx.poll_next_unpin(cx) {
+            Poll::Ready(Some(ev)) => {
+                hub.deliver(&ev);
+                n += 1;
+                if n == batch as u64 {
+                    return Poll::Ready(Some(n));
+                }
+            }
+            Poll::Ready(None) => return Poll::Ready((n > 0).then_some(n)),
+            Poll::Pending if n > 0 => return Poll::Ready(Some(n)),
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await
 }

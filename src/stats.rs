@@ -103,6 +103,9 @@ pub struct ShardStats {
     pub outbox_depth: AtomicI64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Writes issued to client sockets: one per send(2) call, whatever it carried, so that
+    /// writes per delivery shows how well output is batched.
+    pub socket_writes: AtomicU64,
     /// Events forwarded to other shards.
     pub ring_sent: AtomicU64,
     /// Events received from other shards.
@@ -181,8 +184,8 @@ impl ShardStats {
         Self::add(&self.dropped[r as usize], n);
     }
 
-    pub(crate) fn received(&self, d: Dialect) {
-        Self::add(&self.received[d.index()], 1);
+    pub(crate) fn received(&self, d: Dialect, n: u64) {
+        Self::add(&self.received[d.index()], n);
     }
 
     pub(crate) fn delivered(&self, d: Dialect, n: u64) {
@@ -212,6 +215,7 @@ pub struct Stats {
     pub outbox_depth: i64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    pub socket_writes: u64,
     pub ring_sent: u64,
     pub ring_received: u64,
     pub login_slow_checks: u64,
@@ -241,6 +245,7 @@ impl Stats {
             s.outbox_depth += sh.outbox_depth.load(Relaxed);
             s.bytes_in += sh.bytes_in.load(Relaxed);
             s.bytes_out += sh.bytes_out.load(Relaxed);
+            s.socket_writes += sh.socket_writes.load(Relaxed);
             s.ring_sent += sh.ring_sent.load(Relaxed);
             s.ring_received += sh.ring_received.load(Relaxed);
             s.login_slow_checks += sh.login_slow_checks.load(Relaxed);

@@ -21,6 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 use vscp_proto::Event;
 
 /// How many events may wait between the per-shard readers and the uplink's own loop.
@@ -63,7 +64,7 @@ impl UplinkPorts {
     /// Delivers an event to the sessions of every shard. Waits while a shard's ring is full
     /// (the shards never wait on anything, so this always makes progress).
     pub async fn send(&self, event: Event) {
-        let ev = Arc::new(RoutedEvent::new(event, Origin::Uplink));
+        let ev = Arc::new(RoutedEvent::new(event, Origin::Uplink, Instant::now()));
         for tx in &self.to_shards {
             let _ = tx.send(ev.clone()).await;
         }
