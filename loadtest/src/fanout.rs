@@ -9,7 +9,7 @@ use crate::client::{
     open_session, sent_nanos, tcp_connect, ws1_event, ws2_type, Clock, Dialect, Login, Sources,
 };
 use crate::mqtt::MqttClient;
-use crate::report::{cpu_seconds, Latency, Live, Progress};
+use crate::report::{cpu_seconds, Latency, Live, Progress, SyscallCount};
 use crate::rt::{run_on_threads, StartLine};
 use anyhow::{bail, Result};
 use futures::{SinkExt, StreamExt};
@@ -106,6 +106,7 @@ pub fn run(p: Params) -> Result<Value> {
     let clock = Clock(Instant::now());
     let label = format!("fanout {}", p.target.name());
     let progress = Progress::start(label, live.clone(), p.quiet);
+    let syscalls = p.target_pid.and_then(SyscallCount::start);
     let cpu_before = p.target_pid.and_then(cpu_seconds);
     let outs = {
         let (p, live, line, coord) = (p.clone(), live.clone(), line.clone(), coord.clone());
@@ -124,6 +125,7 @@ pub fn run(p: Params) -> Result<Value> {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
+    let syscalls = syscalls.and_then(SyscallCount::finish);
     drop(progress);
     if line.aborted() {
         let errs: Vec<String> = outs.iter().flat_map(|o| o.errors.clone()).collect();
@@ -182,6 +184,9 @@ pub fn run(p: Params) -> Result<Value> {
         "latency_ms": t.latency.json(),
         "target_cpu_s": cpu_used,
         "target_cpu_us_per_delivery": cpu_used.filter(|_| t.received > 0).map(|c| c * 1e6 / t.received as f64),
+        "target_write_calls": syscalls.map(|s| s.0),
+        "target_io_uring_enters": syscalls.map(|s| s.1),
+        "target_writes_per_delivery": syscalls.filter(|_| t.received > 0).map(|s| s.0 as f64 / t.received as f64),
     }))
 }
 

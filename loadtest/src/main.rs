@@ -341,12 +341,19 @@ fn run_fanouts(
         }
         _ => None,
     };
+    // Deliveries per CPU-second of the server process: efficiency, whatever the rate.
+    let per_cpu = |r: &Value| r["target_cpu_us_per_delivery"].as_f64().map(|c| 1e6 / c);
+    let cpu_ratio = match best.as_slice() {
+        [a, b] if vscp && broker => per_cpu(a).zip(per_cpu(b)).map(|(x, y)| x / y),
+        _ => None,
+    };
     Ok(json!({
         "scenario": "fanout",
         "sweep": sweep,
         "runs": runs,
         "best": best,
         "ratio_delivered_vscp_over_mosquitto": ratio,
+        "ratio_deliveries_per_cpu_vscp_over_mosquitto": cpu_ratio,
     }))
 }
 
@@ -510,10 +517,20 @@ fn print_human(s: &Value) {
                 println!("  latency: {}", lat(&r["latency_ms"]));
                 if let Some(c) = r["target_cpu_us_per_delivery"].as_f64() {
                     println!(
-                        "  {} CPU: {:.2} s, {:.2} µs per delivery",
+                        "  {} CPU: {:.2} s, {:.2} µs per delivery ({:.0} deliveries per CPU-second)",
                         r["target"].as_str().unwrap_or(""),
                         f(&r["target_cpu_s"]),
-                        c
+                        c,
+                        1e6 / c
+                    );
+                }
+                if let Some(w) = r["target_writes_per_delivery"].as_f64() {
+                    println!(
+                        "  {} writes: {} write-family system calls ({:.3} per delivery), {} io_uring_enter",
+                        r["target"].as_str().unwrap_or(""),
+                        r["target_write_calls"],
+                        w,
+                        r["target_io_uring_enters"]
                     );
                 }
                 if let Some(step) = r["sweep_step"].as_str() {
@@ -533,6 +550,11 @@ fn print_human(s: &Value) {
             }
             if let Some(x) = s["ratio_delivered_vscp_over_mosquitto"].as_f64() {
                 println!("ratio delivered/s vscp-websocksrv : mosquitto = {x:.2}");
+            }
+            if let Some(x) = s["ratio_deliveries_per_cpu_vscp_over_mosquitto"].as_f64() {
+                println!(
+                    "ratio deliveries per server CPU-second vscp-websocksrv : mosquitto = {x:.2}"
+                );
             }
         }
         "ingest" => {

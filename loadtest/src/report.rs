@@ -156,3 +156,66 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     Some((utime + stime) as f64 / hz)
 }
+
+/// The write-family system calls a process makes while it runs, counted by the kernel
+/// (`perf stat` on its tracepoints), so that writes per delivery compares servers that batch
+/// differently on equal terms. `None` when perf is missing or not permitted.
+pub struct SyscallCount {
+    child: std::process::Child,
+}
+
+/// The tracepoints counted: every call that can put bytes on a socket, and io_uring_enter
+/// (which may submit sends too; reported apart).
+const WRITE_CALLS: [&str; 5] = ["sendto", "sendmsg", "sendmmsg", "write", "writev"];
+
+impl SyscallCount {
+    pub fn start(pid: u32) -> Option<SyscallCount> {
+        let mut events: Vec<String> = WRITE_CALLS
+            .iter()
+            .map(|c| format!("syscalls:sys_enter_{c}"))
+            .collect();
+        events.push("syscalls:sys_enter_io_uring_enter".into());
+        let child = std::process::Command::new("perf")
+            .args([
+                "stat",
+                "-x",
+                ",",
+                "-e",
+                &events.join(","),
+                "-p",
+                &pid.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        // perf needs a moment to attach before the counted run starts.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Some(SyscallCount { child })
+    }
+
+    /// Stops counting: (write-family calls, io_uring_enter calls).
+    pub fn finish(self) -> Option<(u64, u64)> {
+        // SAFETY: kill has no memory preconditions; perf prints its counts on SIGINT.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let out = self.child.wait_with_output().ok()?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        let (mut writes, mut uring, mut seen) = (0u64, 0u64, 0);
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(',').collect();
+            let (Some(n), Some(ev)) = (f.first(), f.get(2)) else {
+                continue;
+            };
+            let Ok(n) = n.trim().parse::<u64>() else {
+                continue;
+            };
+            seen += 1;
+            match ev.trim().strip_prefix("syscalls:sys_enter_") {
+                Some("io_uring_enter") => uring += n,
+                Some(_) => writes += n,
+                None => seen -= 1,
+            }
+        }
+        (seen > 0).then_some((writes, uring))
+    }
+}
