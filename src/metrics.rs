@@ -13,7 +13,7 @@
 use crate::stats::{
     DropReason, HistogramSnapshot, RejectReason, ShardStats, Stats, UplinkStats, LATENCY_BUCKETS,
 };
-use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+use metrics::{counter, gauge, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
@@ -195,82 +195,57 @@ impl Exporter {
     }
 }
 
+/// How `/metrics` types a metric.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+use Kind::{Counter, Gauge};
+
+/// Type, unit and `# HELP` text of every metric the recorder renders (the histograms are
+/// written by [`write_histogram`] with their own).
+const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
+    (BUILD_INFO, Gauge, None, "Build information; the value is always 1."),
+    (SESSIONS_ACTIVE, Gauge, None, "Websocket sessions currently connected."),
+    (SESSIONS_ACCEPTED, Counter, None, "Websocket sessions accepted (upgrade completed)."),
+    (SESSIONS_REJECTED, Counter, None, "Connections turned away: max_clients (limit reached), remotes (address not allowed for the user), auth_deadline (no login in time), handshake (failed upgrade)."),
+    (SESSIONS_LIMIT, Gauge, None, "The max-clients setting (0 = unlimited)."),
+    (LOGINS, Counter, None, "AUTH attempts by result."),
+    (LOGIN_SLOW_CHECKS, Counter, None, "PBKDF2 password checks run (credential cache misses)."),
+    (LOGIN_CACHE_HITS, Counter, None, "Logins answered from the verified-credential cache."),
+    (EVENTS_RECEIVED, Counter, None, "Events accepted from websocket clients."),
+    (EVENTS_DELIVERED, Counter, None, "Events written to websocket clients."),
+    (EVENTS_DROPPED, Counter, None, "Events not delivered: queue_full (a session's outbox overflowed, oldest dropped), filter, rights, malformed, oversized (message over max-message-size)."),
+    (OUTBOX_EVENTS, Gauge, None, "Events waiting in session outboxes."),
+    (OUTBOX_CAPACITY, Gauge, None, "The max-out-queue setting (per session)."),
+    (BYTES_RECEIVED, Counter, Some(Unit::Bytes), "Websocket text bytes received from clients."),
+    (BYTES_SENT, Counter, Some(Unit::Bytes), "Websocket text bytes written to clients."),
+    (SOCKET_WRITES, Counter, None, "Writes issued to client sockets (one per send call, whatever it carried)."),
+    (RING_EVENTS, Counter, None, "Events moved through the rings between cores."),
+    (RING_OCCUPANCY, Gauge, None, "Events currently inside the rings between cores."),
+    (RING_CAPACITY, Gauge, None, "The max-in-queue setting (per ring)."),
+    (UPLINK_EVENTS, Counter, None, "Events between the sessions and the uplink."),
+    (UPLINK_CONNECTED, Gauge, None, "1 while the uplink's far side (broker, host) is connected."),
+    (UPLINK_RECONNECTS, Counter, None, "Uplink reconnections."),
+    (UPLINK_PUBLISHED, Counter, None, "Messages the uplink sent to its far side."),
+    (UPLINK_ACKED, Counter, None, "Acknowledgements the uplink received."),
+    (UPLINK_IN_FLIGHT, Gauge, None, "Uplink messages sent and not yet acknowledged."),
+    (UPLINK_BUFFERED, Gauge, None, "Uplink messages held while the far side is away or slow."),
+    (UPLINK_DROPPED, Counter, None, "Uplink messages dropped because its buffer was full."),
+    (UPLINK_MALFORMED, Counter, None, "Messages from the uplink's far side that could not be decoded."),
+];
+
 fn describe_all() {
-    describe_gauge!(BUILD_INFO, "Build information; the value is always 1.");
-    describe_gauge!(SESSIONS_ACTIVE, "Websocket sessions currently connected.");
-    describe_counter!(
-        SESSIONS_ACCEPTED,
-        "Websocket sessions accepted (upgrade completed)."
-    );
-    describe_counter!(
-        SESSIONS_REJECTED,
-        "Connections turned away: max_clients (limit reached), remotes (address not allowed for the user), auth_deadline (no login in time), handshake (failed upgrade)."
-    );
-    describe_gauge!(SESSIONS_LIMIT, "The max-clients setting (0 = unlimited).");
-    describe_counter!(LOGINS, "AUTH attempts by result.");
-    describe_counter!(
-        LOGIN_SLOW_CHECKS,
-        "PBKDF2 password checks run (credential cache misses)."
-    );
-    describe_counter!(
-        LOGIN_CACHE_HITS,
-        "Logins answered from the verified-credential cache."
-    );
-    describe_counter!(EVENTS_RECEIVED, "Events accepted from websocket clients.");
-    describe_counter!(EVENTS_DELIVERED, "Events written to websocket clients.");
-    describe_counter!(
-        EVENTS_DROPPED,
-        "Events not delivered: queue_full (a session's outbox overflowed, oldest dropped), filter, rights, malformed, oversized (message over max-message-size)."
-    );
-    describe_gauge!(OUTBOX_EVENTS, "Events waiting in session outboxes.");
-    describe_gauge!(OUTBOX_CAPACITY, "The max-out-queue setting (per session).");
-    describe_counter!(
-        BYTES_RECEIVED,
-        Unit::Bytes,
-        "Websocket text bytes received from clients."
-    );
-    describe_counter!(
-        BYTES_SENT,
-        Unit::Bytes,
-        "Websocket text bytes written to clients."
-    );
-    describe_counter!(
-        SOCKET_WRITES,
-        "Writes issued to client sockets (one per send call, whatever it carried)."
-    );
-    describe_counter!(RING_EVENTS, "Events moved through the rings between cores.");
-    describe_gauge!(
-        RING_OCCUPANCY,
-        "Events currently inside the rings between cores."
-    );
-    describe_gauge!(RING_CAPACITY, "The max-in-queue setting (per ring).");
-    describe_counter!(UPLINK_EVENTS, "Events between the sessions and the uplink.");
-    describe_gauge!(
-        UPLINK_CONNECTED,
-        "1 while the uplink's far side (broker, host) is connected."
-    );
-    describe_counter!(UPLINK_RECONNECTS, "Uplink reconnections.");
-    describe_counter!(
-        UPLINK_PUBLISHED,
-        "Messages the uplink sent to its far side."
-    );
-    describe_counter!(UPLINK_ACKED, "Acknowledgements the uplink received.");
-    describe_gauge!(
-        UPLINK_IN_FLIGHT,
-        "Uplink messages sent and not yet acknowledged."
-    );
-    describe_gauge!(
-        UPLINK_BUFFERED,
-        "Uplink messages held while the far side is away or slow."
-    );
-    describe_counter!(
-        UPLINK_DROPPED,
-        "Uplink messages dropped because its buffer was full."
-    );
-    describe_counter!(
-        UPLINK_MALFORMED,
-        "Messages from the uplink's far side that could not be decoded."
-    );
+    metrics::with_recorder(|r| {
+        for &(name, kind, unit, help) in DESCRIPTIONS {
+            match kind {
+                Counter => r.describe_counter(name.into(), unit, help.into()),
+                Gauge => r.describe_gauge(name.into(), unit, help.into()),
+            }
+        }
+    });
 }
 
 /// Writes one histogram in the Prometheus text format (cumulative buckets).

@@ -752,6 +752,18 @@ mod tests {
 
     const CONNACK: &[u8] = &[0x20, 0x02, 0x00, 0x00];
 
+    /// `c`'s socket to the broker comes up at `at` (it writes CONNECT).
+    fn socket_up(c: &mut Client, at: Instant) {
+        c.handle_connecting(at);
+        c.handle_connected(at);
+    }
+
+    /// `c`'s socket comes up and the broker accepts the session (CONNACK 0), all at `at`.
+    fn broker_accepts(c: &mut Client, at: Instant) {
+        socket_up(c, at);
+        c.handle_read(CONNACK, at);
+    }
+
     fn puback(pkid: u16) -> Vec<u8> {
         let [h, l] = pkid.to_be_bytes();
         vec![0x40, 0x02, h, l]
@@ -818,9 +830,7 @@ mod tests {
         c.handle_closed(ConnectionError::Io("reset".into()), t);
         let t1 = t + Duration::from_secs(1);
         assert!(c.poll_connect(t1));
-        c.handle_connecting(t1);
-        c.handle_connected(t1);
-        c.handle_read(CONNACK, t1);
+        broker_accepts(&mut c, t1);
         let seen = peer.take(&mut c);
         assert_eq!(seen[0], Seen::Connect);
         assert!(matches!(seen[1], Seen::Subscribe { .. }));
@@ -864,8 +874,7 @@ mod tests {
         let mut c = Client::new(cfg(), now);
         let mut peer = Peer::new();
         assert!(c.poll_connect(now));
-        c.handle_connecting(now);
-        c.handle_connected(now);
+        socket_up(&mut c, now);
         assert_eq!(peer.take(&mut c), [Seen::Connect]);
         c.handle_read(CONNACK, now);
         assert_eq!(
@@ -925,9 +934,7 @@ mod tests {
         assert_eq!(c.pending_len(), 3);
         assert_eq!(c.stats().dropped_overflow, 2);
         let mut peer = Peer::new();
-        c.handle_connecting(t);
-        c.handle_connected(t);
-        c.handle_read(CONNACK, t);
+        broker_accepts(&mut c, t);
         let topics: Vec<String> = peer
             .take(&mut c)
             .into_iter()
@@ -959,9 +966,7 @@ mod tests {
         assert!(!c.poll_connect(t + Duration::from_millis(999)));
         assert!(c.poll_connect(t + Duration::from_secs(1)));
         let t1 = t + Duration::from_secs(1);
-        c.handle_connecting(t1);
-        c.handle_connected(t1);
-        c.handle_read(CONNACK, t1);
+        broker_accepts(&mut c, t1);
         let seen = peer.take(&mut c);
         assert_eq!(seen[0], Seen::Connect);
         assert!(matches!(seen[1], Seen::Subscribe { .. }));
@@ -1004,9 +1009,7 @@ mod tests {
         }
         assert_eq!(waits, [1, 2, 4, 5, 5]);
         // A successful connection resets the schedule.
-        c.handle_connecting(now);
-        c.handle_connected(now);
-        c.handle_read(CONNACK, now);
+        broker_accepts(&mut c, now);
         c.handle_closed(ConnectionError::Io("x".into()), now);
         assert_eq!(c.poll_timeout(), Some(now + Duration::from_secs(1)));
     }
@@ -1068,8 +1071,7 @@ mod tests {
         assert!(!c.wants_socket());
         assert_eq!(disconnect_reason(&mut c), ConnectionError::ConnAckTimeout);
         let t1 = c.poll_timeout().unwrap();
-        c.handle_connecting(t1);
-        c.handle_connected(t1);
+        socket_up(&mut c, t1);
         c.handle_read(&[0x20, 0x02, 0x00, 0x05], t1);
         assert!(matches!(
             disconnect_reason(&mut c),
@@ -1131,8 +1133,7 @@ mod tests {
     fn packet_before_connack_is_a_protocol_error() {
         let t = Instant::now();
         let mut c = Client::new(cfg(), t);
-        c.handle_connecting(t);
-        c.handle_connected(t);
+        socket_up(&mut c, t);
         c.handle_read(&[0xD0, 0x00], t);
         assert!(!c.wants_socket());
     }
@@ -1144,9 +1145,7 @@ mod tests {
         cf.clear_will_topic = Some("w".into());
         let mut c = Client::new(cf, t);
         let mut peer = Peer::new();
-        c.handle_connecting(t);
-        c.handle_connected(t);
-        c.handle_read(CONNACK, t);
+        broker_accepts(&mut c, t);
         let seen = peer.take(&mut c);
         assert_eq!(seen[0], Seen::Connect);
         assert_eq!(
@@ -1172,8 +1171,7 @@ mod tests {
         cf.protocol = Protocol::V5;
         cf.send_maximum = 10;
         let mut c = Client::new(cf, t);
-        c.handle_connecting(t);
-        c.handle_connected(t);
+        socket_up(&mut c, t);
         // CONNACK with receive maximum 1.
         c.handle_read(&[0x20, 0x06, 0x00, 0x00, 0x03, 0x21, 0x00, 0x01], t);
         assert!(c.is_connected());

@@ -398,87 +398,71 @@ fn unexpected(what: &str) -> Result<Incoming, CodecError> {
     )))
 }
 
+/// The decoding both protocol versions share: `$v` is the mqttbytes module (`v4` or `v5`),
+/// `$failed` tells a refused subscription among SUBACK's return codes, and `$own` are the arms
+/// that differ between the versions (CONNACK, DISCONNECT).
+macro_rules! decode_packet {
+    ($v:ident, $packet:expr, suback_failed: $failed:expr, { $($own:tt)* }) => {
+        Ok(match $packet {
+            $($own)*
+            $v::Packet::SubAck(s) => Incoming::SubAck {
+                pkid: s.pkid,
+                failures: s.return_codes.iter().filter($failed).count(),
+            },
+            $v::Packet::Publish(p) => Incoming::Publish(Message {
+                topic: p.topic,
+                payload: p.payload,
+                qos: from_qos(p.qos),
+                pkid: p.pkid,
+                retain: p.retain,
+                dup: p.dup,
+            }),
+            $v::Packet::PubAck(a) => Incoming::PubAck { pkid: a.pkid },
+            $v::Packet::PubRec(a) => Incoming::PubRec { pkid: a.pkid },
+            $v::Packet::PubRel(a) => Incoming::PubRel { pkid: a.pkid },
+            $v::Packet::PubComp(a) => Incoming::PubComp { pkid: a.pkid },
+            $v::Packet::UnsubAck(_) => Incoming::UnsubAck,
+            $v::Packet::PingResp => Incoming::PingResp,
+            $v::Packet::Connect(_) => return unexpected("CONNECT"),
+            $v::Packet::Subscribe(_) => return unexpected("SUBSCRIBE"),
+            $v::Packet::Unsubscribe(_) => return unexpected("UNSUBSCRIBE"),
+            $v::Packet::PingReq => return unexpected("PINGREQ"),
+        })
+    };
+}
+
+/// CONNACK's result: `Ok` for success, else the broker's reason.
+fn connack_result<C: PartialEq + std::fmt::Debug>(code: C, success: C) -> Result<(), String> {
+    if code == success {
+        Ok(())
+    } else {
+        Err(format!("{code:?}"))
+    }
+}
+
 fn decode_v4(p: v4::Packet) -> Result<Incoming, CodecError> {
-    Ok(match p {
+    decode_packet!(v4, p, suback_failed: |c| matches!(c, v4::SubscribeReasonCode::Failure), {
         v4::Packet::ConnAck(c) => Incoming::ConnAck {
             session_present: c.session_present,
-            result: match c.code {
-                v4::ConnectReturnCode::Success => Ok(()),
-                other => Err(format!("{other:?}")),
-            },
+            result: connack_result(c.code, v4::ConnectReturnCode::Success),
             receive_maximum: None,
             server_keepalive: None,
         },
-        v4::Packet::Publish(p) => Incoming::Publish(Message {
-            topic: p.topic,
-            payload: p.payload,
-            qos: from_qos(p.qos),
-            pkid: p.pkid,
-            retain: p.retain,
-            dup: p.dup,
-        }),
-        v4::Packet::PubAck(a) => Incoming::PubAck { pkid: a.pkid },
-        v4::Packet::PubRec(a) => Incoming::PubRec { pkid: a.pkid },
-        v4::Packet::PubRel(a) => Incoming::PubRel { pkid: a.pkid },
-        v4::Packet::PubComp(a) => Incoming::PubComp { pkid: a.pkid },
-        v4::Packet::SubAck(s) => Incoming::SubAck {
-            pkid: s.pkid,
-            failures: s
-                .return_codes
-                .iter()
-                .filter(|c| matches!(c, v4::SubscribeReasonCode::Failure))
-                .count(),
-        },
-        v4::Packet::UnsubAck(_) => Incoming::UnsubAck,
-        v4::Packet::PingResp => Incoming::PingResp,
-        v4::Packet::Connect(_) => return unexpected("CONNECT"),
-        v4::Packet::Subscribe(_) => return unexpected("SUBSCRIBE"),
-        v4::Packet::Unsubscribe(_) => return unexpected("UNSUBSCRIBE"),
-        v4::Packet::PingReq => return unexpected("PINGREQ"),
         // Decoded before mqttbytes sees it (see Codec::decode).
         v4::Packet::Disconnect => return unexpected("DISCONNECT"),
     })
 }
 
 fn decode_v5(p: v5::Packet) -> Result<Incoming, CodecError> {
-    Ok(match p {
+    decode_packet!(v5, p, suback_failed: |c| (**c as u8) >= 0x80, {
         v5::Packet::ConnAck(c) => Incoming::ConnAck {
             session_present: c.session_present,
-            result: match c.code {
-                v5::ConnectReturnCode::Success => Ok(()),
-                other => Err(format!("{other:?}")),
-            },
+            result: connack_result(c.code, v5::ConnectReturnCode::Success),
             receive_maximum: c.properties.as_ref().and_then(|p| p.receive_max),
             server_keepalive: c.properties.as_ref().and_then(|p| p.server_keep_alive),
         },
-        v5::Packet::Publish(p) => Incoming::Publish(Message {
-            topic: p.topic,
-            payload: p.payload,
-            qos: from_qos(p.qos),
-            pkid: p.pkid,
-            retain: p.retain,
-            dup: p.dup,
-        }),
-        v5::Packet::PubAck(a) => Incoming::PubAck { pkid: a.pkid },
-        v5::Packet::PubRec(a) => Incoming::PubRec { pkid: a.pkid },
-        v5::Packet::PubRel(a) => Incoming::PubRel { pkid: a.pkid },
-        v5::Packet::PubComp(a) => Incoming::PubComp { pkid: a.pkid },
-        v5::Packet::SubAck(s) => Incoming::SubAck {
-            pkid: s.pkid,
-            failures: s
-                .return_codes
-                .iter()
-                .filter(|c| (**c as u8) >= 0x80)
-                .count(),
-        },
-        v5::Packet::UnsubAck(_) => Incoming::UnsubAck,
-        v5::Packet::PingResp => Incoming::PingResp,
         // Decoded before mqttbytes sees it (see Codec::decode).
         v5::Packet::Disconnect(_) => return unexpected("DISCONNECT"),
-        v5::Packet::Connect(_) => return unexpected("CONNECT"),
-        v5::Packet::Subscribe(_) => return unexpected("SUBSCRIBE"),
-        v5::Packet::Unsubscribe(_) => return unexpected("UNSUBSCRIBE"),
-        v5::Packet::PingReq => return unexpected("PINGREQ"),
     })
 }
 

@@ -319,18 +319,13 @@ impl Vars for EventVars<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vscp_proto::DateTime;
 
+    /// The spec's E2 with the last GUID bytes set, so the nickname and GUID variables have
+    /// something to show.
     fn e2() -> Event {
         Event {
-            head: 0x60,
-            class: 10,
-            vscp_type: 6,
-            obid: 17,
-            timestamp: 123_456_789,
-            datetime: DateTime::parse("2024-03-01T12:34:56Z").unwrap(),
             guid: Guid::parse("FF:FF:FF:FF:FF:FF:FF:F5:00:00:00:00:00:02:01:0A").unwrap(),
-            data: vec![0x88, 0x82, 0x09, 0xC4],
+            ..vscp_proto::testing::e2()
         }
     }
 

@@ -12,7 +12,11 @@ use crate::number::{read_u16, read_u64, read_u8};
 /// A receive filter. A mask bit 1 means "this bit must equal the filter bit", 0 means
 /// "don't care"; the all-zero value (the default) passes everything. Priorities are the 0..7
 /// value, not head bits.
+///
+/// `repr(C)`, fields in this order: the layout is the 15.x ABI's `vscpEventFilter` (42 bytes,
+/// align 2), which the vscpd driver declares as this type (its layout test pins it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct Filter {
     pub filter_priority: u8,
     pub mask_priority: u8,

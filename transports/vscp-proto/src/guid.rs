@@ -6,7 +6,12 @@ use crate::error::ParseError;
 use crate::hex;
 
 /// A VSCP GUID, byte 0 most significant. Output form is 16 upper-case hex pairs joined by `:`.
+///
+/// `repr(transparent)`: laid out as the 16 bytes, so it can stand in C structs (see [`Filter`]).
+///
+/// [`Filter`]: crate::Filter
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+#[repr(transparent)]
 pub struct Guid(pub [u8; 16]);
 
 impl Guid {

@@ -299,7 +299,7 @@ impl Ctx {
 }
 
 fn parse_user(obj: &Map<String, Value>, ctx: &mut Ctx) -> Result<User, UsersError> {
-    let name = match string_key(obj, ctx, "name", Some("user"))? {
+    let name = match read_key(obj, ctx, "name", Some("user"), as_string)? {
         Some((_, n)) => trim_c(n).to_owned(),
         None => return Err(ctx.err("name", "missing")),
     };
@@ -309,7 +309,7 @@ fn parse_user(obj: &Map<String, Value>, ctx: &mut Ctx) -> Result<User, UsersErro
     ctx.user = Some(name.clone());
     let id = u32::try_from(ctx.index).map_err(|_| ctx.err("", "too many users"))?;
 
-    let password = match string_key(obj, ctx, "password", None)? {
+    let password = match read_key(obj, ctx, "password", None, as_string)? {
         Some((_, p)) if !trim_c(p).is_empty() => {
             PasswordHash::parse(trim_c(p)).map_err(|e| ctx.err("password", e))?
         }
@@ -317,31 +317,32 @@ fn parse_user(obj: &Map<String, Value>, ctx: &mut Ctx) -> Result<User, UsersErro
         None => return Err(ctx.err("password", "missing")),
     };
 
-    let full_name = string_key(obj, ctx, "full-name", Some("fullname"))?
+    let full_name = read_key(obj, ctx, "full-name", Some("fullname"), as_string)?
         .map_or_else(String::new, |(_, s)| s.to_owned());
-    let note = string_key(obj, ctx, "note", None)?.map_or_else(String::new, |(_, s)| s.to_owned());
+    let note = read_key(obj, ctx, "note", None, as_string)?
+        .map_or_else(String::new, |(_, s)| s.to_owned());
 
-    let filter_text = string_key(obj, ctx, "filter", None)?.map_or("", |(_, s)| s);
-    let mask_text = string_key(obj, ctx, "mask", None)?.map_or("", |(_, s)| s);
+    let filter_text = read_key(obj, ctx, "filter", None, as_string)?.map_or("", |(_, s)| s);
+    let mask_text = read_key(obj, ctx, "mask", None, as_string)?.map_or("", |(_, s)| s);
     // Parse the halves separately first so the error can name the right key.
     Filter::parse_filter_half(filter_text).map_err(|e| ctx.err("filter", e.to_string()))?;
     Filter::parse_filter_half(mask_text).map_err(|e| ctx.err("mask", e.to_string()))?;
     let filter = Filter::from_strings(filter_text, mask_text)
         .map_err(|e| ctx.err("filter", e.to_string()))?;
 
-    let rights = match list_key(obj, ctx, "rights", None)? {
+    let rights = match read_key(obj, ctx, "rights", None, as_list)? {
         Some((key, items)) => rights::parse_rights(items).map_err(|e| ctx.err(key, e))?,
         None => rights::USER,
     };
-    let remotes = match list_key(obj, ctx, "remotes", None)? {
+    let remotes = match read_key(obj, ctx, "remotes", None, as_list)? {
         Some((key, items)) => Remotes::parse_items(items).map_err(|e| ctx.err(key, e))?,
         None => Remotes::default(),
     };
-    let allow_events = match list_key(obj, ctx, "allow-events", Some("events"))? {
+    let allow_events = match read_key(obj, ctx, "allow-events", Some("events"), as_list)? {
         Some((key, items)) => AllowEvents::parse_items(items).map_err(|e| ctx.err(key, e))?,
         None => AllowEvents::default(),
     };
-    let max_priority = max_priority(obj, ctx)?;
+    let max_priority = read_key(obj, ctx, "max-priority", None, as_priority)?.map(|(_, p)| p);
 
     Ok(User {
         id,
@@ -358,72 +359,59 @@ fn parse_user(obj: &Map<String, Value>, ctx: &mut Ctx) -> Result<User, UsersErro
     })
 }
 
-/// Looks up `key` or its alias. Both present with different values is an error rather than a
-/// silent pick (STYLE: never quietly ignore one of two overlapping fields). `null` is absent.
-fn lookup<'a>(
+/// Looks up `key` or its alias and reads its value with `read`; an error names the key that was
+/// present. Both present with different values is an error rather than a silent pick (STYLE:
+/// never quietly ignore one of two overlapping fields). `null` is absent.
+fn read_key<'a, T>(
     obj: &'a Map<String, Value>,
     ctx: &Ctx,
     key: &'static str,
     alias: Option<&'static str>,
-) -> Result<Option<(&'static str, &'a Value)>, UsersError> {
+    read: fn(&'a Value) -> Result<T, &'static str>,
+) -> Result<Option<(&'static str, T)>, UsersError> {
     let main = obj.get(key).filter(|v| !v.is_null()).map(|v| (key, v));
     let alt = alias.and_then(|a| obj.get(a).filter(|v| !v.is_null()).map(|v| (a, v)));
-    match (main, alt) {
-        (Some((_, a)), Some((alias, b))) if a != b => Err(ctx.err(
-            key,
-            format!("conflicts with its alias {alias:?}; give only one of them"),
-        )),
-        (Some(m), _) => Ok(Some(m)),
-        (None, alt) => Ok(alt),
-    }
+    let found = match (main, alt) {
+        (Some((_, a)), Some((alias, b))) if a != b => {
+            return Err(ctx.err(
+                key,
+                format!("conflicts with its alias {alias:?}; give only one of them"),
+            ))
+        }
+        (Some(m), _) => Some(m),
+        (None, alt) => alt,
+    };
+    found
+        .map(|(k, v)| read(v).map(|t| (k, t)).map_err(|e| ctx.err(k, e)))
+        .transpose()
 }
 
-fn string_key<'a>(
-    obj: &'a Map<String, Value>,
-    ctx: &Ctx,
-    key: &'static str,
-    alias: Option<&'static str>,
-) -> Result<Option<(&'static str, &'a str)>, UsersError> {
-    match lookup(obj, ctx, key, alias)? {
-        None => Ok(None),
-        Some((k, Value::String(s))) => Ok(Some((k, s.as_str()))),
-        Some((k, _)) => Err(ctx.err(k, "must be a string")),
-    }
+fn as_string(v: &Value) -> Result<&str, &'static str> {
+    v.as_str().ok_or("must be a string")
 }
 
 /// A key that takes a string or an array of strings.
-fn list_key<'a>(
-    obj: &'a Map<String, Value>,
-    ctx: &Ctx,
-    key: &'static str,
-    alias: Option<&'static str>,
-) -> Result<Option<(&'static str, Vec<&'a str>)>, UsersError> {
-    match lookup(obj, ctx, key, alias)? {
-        None => Ok(None),
-        Some((k, Value::String(s))) => Ok(Some((k, vec![s.as_str()]))),
-        Some((k, Value::Array(items))) => items
+fn as_list(v: &Value) -> Result<Vec<&str>, &'static str> {
+    match v {
+        Value::String(s) => Ok(vec![s.as_str()]),
+        Value::Array(items) => items
             .iter()
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| ctx.err(k, "array elements must be strings"))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(|v| Some((k, v))),
-        Some((k, _)) => Err(ctx.err(k, "must be a string or an array of strings")),
+            .map(|v| v.as_str().ok_or("array elements must be strings"))
+            .collect(),
+        _ => Err("must be a string or an array of strings"),
     }
 }
 
-fn max_priority(obj: &Map<String, Value>, ctx: &Ctx) -> Result<Option<u8>, UsersError> {
-    const KEY: &str = "max-priority";
-    let value = match lookup(obj, ctx, KEY, None)? {
-        None => return Ok(None),
-        Some((_, Value::Number(n))) => n.as_u64(),
-        Some((_, Value::String(s))) => rights::parse_number(s),
-        Some(_) => return Err(ctx.err(KEY, "must be a number 0..7")),
+/// `max-priority`: a number 0..7, or a string `parse_number` reads as one.
+fn as_priority(v: &Value) -> Result<u8, &'static str> {
+    let value = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => rights::parse_number(s),
+        _ => None,
     };
     match value {
-        Some(p) if p <= 7 => Ok(u8::try_from(p).ok()),
-        _ => Err(ctx.err(KEY, "must be a number 0..7")),
+        Some(p) if p <= 7 => Ok(p as u8),
+        _ => Err("must be a number 0..7"),
     }
 }
 

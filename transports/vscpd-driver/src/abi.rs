@@ -23,82 +23,71 @@ pub const VSCP_ERROR_MEMORY: c_int = 35;
 /// `CANAL_ERROR_INTERNAL`: a bug (a caught panic).
 pub const VSCP_ERROR_INTERNAL: c_int = 36;
 
-/// `vscpEvent` as laid out by the 15.x headers (vscp `72968b7` `vscp.h`): 56 bytes, align 8
-/// on LP64. The padding the C compiler inserts is the same `repr(C)` inserts.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct VscpEvent {
-    /// CRC over the event (UDP/Ethernet transports); 0 from websocket clients.
-    pub crc: u16,
-    /// Object id: the connection id of the session the event came from.
-    pub obid: u32,
-    /// UTC date and time of the event; all zero = not set.
-    pub year: u16,
-    /// 1–12.
-    pub month: u8,
-    /// 1–31.
-    pub day: u8,
-    /// 0–23.
-    pub hour: u8,
-    /// 0–59.
-    pub minute: u8,
-    /// 0–59.
-    pub second: u8,
-    /// Sender's relative timestamp in microseconds.
-    pub timestamp: u32,
-    /// Priority, GUID type and flag bits.
-    pub head: u16,
-    /// VSCP class.
-    pub vscp_class: u16,
-    /// VSCP type.
-    pub vscp_type: u16,
-    /// Originating node's GUID, MSB first.
-    pub guid: [u8; 16],
-    /// Number of bytes at `pdata`, at most 512.
-    pub size_data: u16,
-    /// The data; NULL when `size_data` is 0.
-    pub pdata: *mut u8,
+/// Declares a `repr(C)` event struct of the 15.x headers: the header fields `vscpEvent` and
+/// `vscpEventEx` share (`crc` … `size_data`, in the headers' order, so `repr(C)` pads them as
+/// the C compiler does), then the struct's own way of holding the data.
+macro_rules! vscp_event_struct {
+    ($(#[$attr:meta])* $name:ident { $(#[$data_attr:meta])* $data:ident: $data_ty:ty }) => {
+        $(#[$attr])*
+        #[repr(C)]
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name {
+            /// CRC over the event (UDP/Ethernet transports); 0 from websocket clients.
+            pub crc: u16,
+            /// Object id: the connection id of the session the event came from.
+            pub obid: u32,
+            /// UTC date and time of the event; all zero = not set.
+            pub year: u16,
+            /// 1–12.
+            pub month: u8,
+            /// 1–31.
+            pub day: u8,
+            /// 0–23.
+            pub hour: u8,
+            /// 0–59.
+            pub minute: u8,
+            /// 0–59.
+            pub second: u8,
+            /// Sender's relative timestamp in microseconds.
+            pub timestamp: u32,
+            /// Priority, GUID type and flag bits.
+            pub head: u16,
+            /// VSCP class.
+            pub vscp_class: u16,
+            /// VSCP type.
+            pub vscp_type: u16,
+            /// Originating node's GUID, MSB first.
+            pub guid: [u8; 16],
+            /// Number of data bytes, at most 512.
+            pub size_data: u16,
+            $(#[$data_attr])*
+            pub $data: $data_ty,
+        }
+    };
 }
 
-/// `vscpEventEx` (not used by the five driver functions; mirrored so its layout is checked
-/// alongside the other two and ready for VSCP Works-style callers).
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-// The fields are those of VscpEvent, with the data inline instead of behind a pointer.
-#[allow(missing_docs)]
-pub struct VscpEventEx {
-    pub crc: u16,
-    pub obid: u32,
-    pub year: u16,
-    pub month: u8,
-    pub day: u8,
-    pub hour: u8,
-    pub minute: u8,
-    pub second: u8,
-    pub timestamp: u32,
-    pub head: u16,
-    pub vscp_class: u16,
-    pub vscp_type: u16,
-    pub guid: [u8; 16],
-    pub size_data: u16,
-    pub data: [u8; MAX_DATA],
+vscp_event_struct! {
+    /// `vscpEvent` as laid out by the 15.x headers (vscp `72968b7` `vscp.h`): 56 bytes, align 8
+    /// on LP64. The padding the C compiler inserts is the same `repr(C)` inserts.
+    VscpEvent {
+        /// The `size_data` bytes; NULL when `size_data` is 0.
+        pdata: *mut u8
+    }
 }
 
-/// `vscpEventFilter`: an event passes when `(event ^ filter) & mask == 0` field by field.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-// Filter/mask pairs per event field; the names say which.
-#[allow(missing_docs)]
-pub struct VscpEventFilter {
-    pub filter_priority: u8,
-    pub mask_priority: u8,
-    pub filter_class: u16,
-    pub mask_class: u16,
-    pub filter_type: u16,
-    pub mask_type: u16,
-    pub filter_guid: [u8; 16],
-    pub mask_guid: [u8; 16],
+vscp_event_struct! {
+    /// `vscpEventEx` (not used by the five driver functions; mirrored so its layout is checked
+    /// alongside the other two and ready for VSCP Works-style callers): the fields of
+    /// [`VscpEvent`], with the data inline instead of behind a pointer.
+    VscpEventEx {
+        /// The first `size_data` bytes are the data.
+        data: [u8; MAX_DATA]
+    }
 }
+
+/// `vscpEventFilter`: an event passes when `(event ^ filter) & mask == 0` field by field. It is
+/// [`vscp_proto::Filter`] itself, which is `repr(C)` with the header's field order for this.
+pub type VscpEventFilter = vscp_proto::Filter;
 
 /// Why a host event was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

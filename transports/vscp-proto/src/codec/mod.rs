@@ -32,20 +32,29 @@ pub(crate) fn push_u64(out: &mut String, mut v: u64) {
 /// date, timestamp, class, type, GUID), each after its lead-in from `leads`: the two forms
 /// differ only in the text around the values.
 pub(crate) fn write_header_fields(ev: &crate::Event, leads: &[&str; 7], out: &mut String) {
-    out.push_str(leads[0]);
-    push_u64(out, ev.head.into());
-    out.push_str(leads[1]);
-    push_u64(out, ev.obid.into());
-    out.push_str(leads[2]);
-    ev.datetime.write_iso(out);
-    out.push_str(leads[3]);
-    push_u64(out, ev.timestamp.into());
-    out.push_str(leads[4]);
-    push_u64(out, ev.class.into());
-    out.push_str(leads[5]);
-    push_u64(out, ev.vscp_type.into());
-    out.push_str(leads[6]);
-    ev.guid.write_to(out);
+    /// A header field's value and how it is written.
+    enum Value<'e> {
+        Decimal(u64),
+        Date(&'e crate::DateTime),
+        Guid(&'e crate::Guid),
+    }
+    let values = [
+        Value::Decimal(ev.head.into()),
+        Value::Decimal(ev.obid.into()),
+        Value::Date(&ev.datetime),
+        Value::Decimal(ev.timestamp.into()),
+        Value::Decimal(ev.class.into()),
+        Value::Decimal(ev.vscp_type.into()),
+        Value::Guid(&ev.guid),
+    ];
+    for (lead, value) in leads.iter().zip(values) {
+        out.push_str(lead);
+        match value {
+            Value::Decimal(v) => push_u64(out, v),
+            Value::Date(d) => d.write_iso(out),
+            Value::Guid(g) => g.write_to(out),
+        }
+    }
 }
 
 /// Appends `v` in decimal, left-padded with zeros to at least `width` digits (`width` ≤ 5).
