@@ -1223,17 +1223,11 @@ mod tests {
         assert_eq!(cfg.users_file, deploy.join("users.json"));
         let defaults = Config::samples(&deploy).unwrap();
         // The sample documents the defaults, so it must agree with them.
-        assert_eq!(cfg.listen, defaults.listen);
-        assert_eq!(cfg.max_in_queue, defaults.max_in_queue);
-        assert_eq!(cfg.max_out_queue, defaults.max_out_queue);
-        assert_eq!(cfg.max_clients, defaults.max_clients);
-        assert_eq!(cfg.max_message_bytes, defaults.max_message_bytes);
-        assert_eq!(cfg.auth_timeout, defaults.auth_timeout);
-        assert_eq!(cfg.idle_timeout, defaults.idle_timeout);
-        assert_eq!(cfg.shards, defaults.shards);
-        assert_eq!(cfg.logging, defaults.logging);
-        assert_eq!(cfg.in_filter, defaults.in_filter);
-        assert_eq!(cfg.out_filter, defaults.out_filter);
-        assert_eq!(cfg.guid, defaults.guid);
+        macro_rules! same {
+            ($($field:ident),*) => {$(assert_eq!(cfg.$field, defaults.$field, stringify!($field));)*};
+        }
+        same!(listen, max_in_queue, max_out_queue, max_clients);
+        same!(max_message_bytes, auth_timeout, idle_timeout, shards);
+        same!(logging, in_filter, out_filter, guid);
     }
 }
