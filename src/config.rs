@@ -419,8 +419,15 @@ impl RawConfig {
         let (key_file, key) = read_file(r, "key-file", self.key_file, base_dir, "vscp.key", |t| {
             vscp_proto::auth::parse_key_file(t).map_err(|e| e.to_string())
         })?;
-        let users = (self.path_users, "users.json");
-        let (users_file, ()) = read_file(r, "path-users", users.0, base_dir, users.1, |_| Ok(()))?;
+        let users = read_file(
+            r,
+            "path-users",
+            self.path_users,
+            base_dir,
+            "users.json",
+            |_| Ok(()),
+        );
+        let (users_file, ()) = users?;
         let filter = self.filter.unwrap_or_default().0;
         Ok(Config {
             source: None,

@@ -558,7 +558,6 @@ impl RawTls {
         } else {
             TlsVerify::Full
         };
-        let (ca_file, ca_path) = (ca_file, ca_path);
         Ok(Some(TlsConfig {
             origin,
             ca_file,
