@@ -11,14 +11,13 @@
 //! read, the users file known to be readable and relative paths resolved against the folder of
 //! the config file. See `docs/config.md` for the key reference and the value rules.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{Map, Value};
-use vscp_config::{Block, Flag, Int, Reader, ValueOr};
+use vscp_config::{parsed_by, Block, Flag, Int, Reader, Redacted, ValueOr};
 use vscp_proto::{Filter, Guid};
 
 pub use vscp_config::ConfigError;
@@ -27,11 +26,10 @@ pub use vscp_config::ConfigError;
 pub const DEFAULT_PORT: u16 = 8884;
 /// Default listen address: loopback only, like REF (`ws://localhost:8884`), so a fresh install
 /// is not reachable from the network before the operator decides it should be.
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT);
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(LOCALHOST, DEFAULT_PORT);
 /// Default `metrics-interface`: loopback, so metrics are not exposed by accident.
-pub const DEFAULT_METRICS_LISTEN: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9884);
+pub const DEFAULT_METRICS_LISTEN: SocketAddr = SocketAddr::new(LOCALHOST, 9884);
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Upper bound of both queue sizes: a ring of a million events per pair of cores is already
 /// hundreds of MiB of worst-case memory; anything larger is a typo, not a tuning decision.
 const MAX_QUEUE: u64 = 1_000_000;
@@ -46,43 +44,18 @@ pub const SAMPLE_CONFIG: &str = include_str!("../deploy/websocksrv.json");
 
 /// REF keys that we accept without acting on them, each with the reason shown to the operator,
 /// so someone migrating a REF config is told *why* a setting has no effect.
-const UNUSED_TOP: &[(&str, &str)] = &[
-    ("write", "configuration is never written back to disk"),
-    (
-        "encryption",
-        "a tcp/ip link interface setting; ws1/ws2 AUTH always uses AES-128",
-    ),
-    (
-        "tls",
-        "TLS is not supported yet; the listener serves plain ws:// (put a TLS proxy in front)",
-    ),
-    (
-        "response-timeout",
-        "a tcp/ip link client setting; see auth-timeout and idle-timeout",
-    ),
-    ("web-root", "static file serving is not implemented"),
-    (
-        "enable-rest",
-        "the REST placeholder endpoint is not implemented",
-    ),
-    ("enable-static", "static file serving is not implemented"),
-    (
-        "url-rest",
-        "the REST placeholder endpoint is not implemented",
-    ),
-    (
-        "mongoose-debug",
-        "there is no mongoose; use logging.*-log-level",
-    ),
-    (
-        "max-client-queue-size",
-        "REF never applied it; the per-session queue is max-out-queue",
-    ),
-    (
-        "rx-filter",
-        "REF never applied it; use filter.out-filter/filter.out-mask",
-    ),
-];
+const UNUSED_TOP: &str = "\
+write: configuration is never written back to disk
+encryption: a tcp/ip link interface setting; ws1/ws2 AUTH always uses AES-128
+tls: TLS is not supported yet; the listener serves plain ws:// (put a TLS proxy in front)
+response-timeout: a tcp/ip link client setting; see auth-timeout and idle-timeout
+web-root: static file serving is not implemented
+enable-rest: the REST placeholder endpoint is not implemented
+enable-static: static file serving is not implemented
+url-rest: the REST placeholder endpoint is not implemented
+mongoose-debug: there is no mongoose; use logging.*-log-level
+max-client-queue-size: REF never applied it; the per-session queue is max-out-queue
+rx-filter: REF never applied it; use filter.out-filter/filter.out-mask";
 
 /// Log levels of the REF logging block (spdlog names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -133,148 +106,88 @@ impl LogLevel {
     }
 }
 
-impl<'de> Deserialize<'de> for LogLevel {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LogLevel, D::Error> {
-        let text = String::deserialize(d)?;
-        LogLevel::parse(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "unknown level {text:?}; expected trace, debug, info, warn, err, error, critical or off"
-            ))
-        })
-    }
-}
-
-/// The `logging` block. Defaults follow the seed: console on at info, file off.
+/// The `logging` block; each field names its key (docs/config.md "logging" has defaults and
+/// ranges). Patterns are spdlog syntax: the flags `crate::logging::Pattern` knows are
+/// interpreted, others printed as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoggingConfig {
-    /// `file-enable-log` (alias `file-enable`); default false.
+    /// `file-enable-log` (alias `file-enable`).
     pub file_enable: bool,
-    /// `file-log-level`; default info.
+    /// `file-log-level`.
     pub file_level: LogLevel,
-    /// `file-pattern`; spdlog syntax (the flags `crate::logging::Pattern` knows are
-    /// interpreted, others printed as written).
+    /// `file-pattern`.
     pub file_pattern: String,
-    /// `file-path`; default `/tmp/vscp-websocksrv.log`, relative paths resolve against the config
-    /// file's folder.
+    /// `file-path`, resolved against the config file's folder.
     pub file_path: PathBuf,
-    /// `file-max-size` in bytes; rotate past this size. Default 5242880 (REF), range 1024..=2^40.
+    /// `file-max-size` in bytes: rotate past this size.
     pub file_max_size: u64,
-    /// `file-max-files`; rotated files to keep. Default 7 (REF), range 1..=1000.
+    /// `file-max-files`: rotated files to keep.
     pub file_max_files: usize,
-    /// `console-enable-log`; default true.
+    /// `console-enable-log`.
     pub console_enable: bool,
-    /// `console-log-level`; default info.
+    /// `console-log-level`.
     pub console_level: LogLevel,
-    /// `console-pattern`; spdlog syntax, as `file_pattern`.
+    /// `console-pattern`.
     pub console_pattern: String,
 }
 
-/// The validated driver configuration. Field docs give the config key, default and range;
-/// `docs/config.md` has the full reference.
-#[derive(Clone)]
+/// The validated driver configuration. Each field names its config key; `docs/config.md` has
+/// the defaults, ranges and meaning of each. `Debug` hides the shared key and the `mqtt` block.
+#[derive(Clone, Debug)]
 pub struct Config {
     /// The file this came from; `None` for built-in defaults and inline JSON.
     pub source: Option<PathBuf>,
     /// The label errors about this config start with: the file, `<inline>`, ...
     pub origin: String,
-    /// `interface`: where to listen. Default `127.0.0.1:8884`.
+    /// `interface`: where to listen.
     pub listen: SocketAddr,
-    /// `url-ws1`: request path of the ws1 endpoint, always starting with `/`. Default `/ws1`.
+    /// `url-ws1`: request path of the ws1 endpoint, always starting with `/`.
     pub url_ws1: String,
-    /// `url-ws2`: request path of the ws2 endpoint, always starting with `/`. Default `/ws2`.
+    /// `url-ws2`: request path of the ws2 endpoint, always starting with `/`.
     pub url_ws2: String,
-    /// `enable-ws1`; default true.
+    /// `enable-ws1`.
     pub enable_ws1: bool,
-    /// `enable-ws2`; default true.
+    /// `enable-ws2`.
     pub enable_ws2: bool,
     /// AES-128 key for AUTH: the first 32 hex digits of `key-file` (ws1.md §4.1).
-    pub key: [u8; 16],
-    /// `key-file`, resolved. Default `vscp.key` next to the config file (`/etc/vscp/vscp.key`
-    /// for the vscpd layout).
+    pub key: Redacted<[u8; 16]>,
+    /// `key-file`, resolved against the config file's folder.
     pub key_file: PathBuf,
-    /// `path-users`, resolved; known to be a readable file. Default `users.json` next to the
-    /// config file. Its content is parsed by the users module, not here.
+    /// `path-users`, resolved; known to be a readable file (the users module parses it).
     pub users_file: PathBuf,
-    /// `guid`: interface GUID. All zero (the default) means "derive one", see
-    /// [`Config::interface_guid`].
+    /// `guid`: interface GUID; all zero means "derive one", see [`Config::interface_guid`].
     pub guid: [u8; 16],
-    /// `max-in-queue`: capacity in events of the inter-core rings and the uplink queue; a full
-    /// ring applies backpressure to the sending session, it never drops. Default 32000,
-    /// range 1..=1_000_000.
+    /// `max-in-queue`: events in the inter-core rings and the uplink queue; full = backpressure.
     pub max_in_queue: usize,
-    /// `max-out-queue`: capacity in events of each session's outbound queue; when full the
-    /// oldest event is dropped and counted. Default 32000, range 1..=1_000_000.
+    /// `max-out-queue`: events in each session's outbound queue; full = the oldest is dropped.
     pub max_out_queue: usize,
-    /// `receive-sent-events`: deliver a client's own events back to it. Default false.
+    /// `receive-sent-events`: deliver a client's own events back to it.
     pub receive_sent_events: bool,
-    /// `filter.in-filter` / `filter.in-mask`: applied to events from the uplink on their way to
-    /// clients. Default all pass.
+    /// `filter.in-filter`/`in-mask`: for events from the uplink on their way to clients.
     pub in_filter: Filter,
-    /// `filter.out-filter` / `filter.out-mask`: applied to events accepted from websocket clients
-    /// before they are routed anywhere (local bus and uplink). Default all pass.
+    /// `filter.out-filter`/`out-mask`: for client events, before they are routed anywhere.
     pub out_filter: Filter,
-    /// `max-clients`: concurrent sessions; 0 = unlimited. Default 100 (REF), range 0..=1_000_000.
+    /// `max-clients`: concurrent sessions; 0 = unlimited.
     pub max_clients: usize,
-    /// `max-message-size`: largest websocket message in bytes (close 1009 past it). Default
-    /// 65536: a ws2 event with 512 data bytes is about 3 KiB of JSON, and a malicious client must
-    /// not make us buffer megabytes per connection. Range 512 (a legal ws1 event line still
-    /// fits) ..= 16 MiB (tungstenite's per-frame default).
+    /// `max-message-size`: largest websocket message in bytes (close 1009 past it).
     pub max_message_bytes: usize,
-    /// `auth-timeout` (seconds): close sessions not authenticated by then; zero = off.
-    /// Default 30 s, range 0..=86400.
+    /// `auth-timeout`: close sessions not authenticated by then; zero = off.
     pub auth_timeout: Duration,
-    /// `idle-timeout` (seconds): close sessions with no inbound traffic for this long; zero = off
-    /// (the default), range 0..=86400.
+    /// `idle-timeout`: close sessions with no inbound traffic for this long; zero = off.
     pub idle_timeout: Duration,
-    /// `ws2-accept-client-iv`: accept a ws2 AUTH whose IV is not this session's SID (REF
-    /// leniency; re-opens replay). Default false.
+    /// `ws2-accept-client-iv`: accept a ws2 AUTH IV other than the SID (re-opens replay).
     pub ws2_accept_client_iv: bool,
-    /// `metrics-interface`: where `/metrics`, `/healthz` and `/readyz` are served (default
-    /// 127.0.0.1:9884; an empty string disables the endpoint).
+    /// `metrics-interface`: where `/metrics`, `/healthz`, `/readyz` are served; `None` = off.
     pub metrics_listen: Option<SocketAddr>,
     /// `shards` (our extension): executor threads; `None` (absent or 0) = one per CPU.
-    /// Range 0..=1024.
     pub shards: Option<usize>,
     /// The `logging` block.
     pub logging: LoggingConfig,
-    /// `debug`: extra diagnostic logging. Default false.
+    /// `debug`: extra diagnostic logging.
     pub debug: bool,
-    /// `mqtt`: the MQTT bridge block (vscpd driver-entry layout), kept raw here because the
-    /// `vscp-mqtt` crate validates it (`vscp_websocksrv::mqtt::MqttUplink::new`). Only its type
-    /// (an object) is checked at load. `None`: no bridge, in-process bus only.
-    pub mqtt: Option<Value>,
-}
-
-// Hand-written so the shared key and the broker password never land in a log line through `{:?}`.
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("source", &self.source)
-            .field("listen", &self.listen)
-            .field("url_ws1", &self.url_ws1)
-            .field("url_ws2", &self.url_ws2)
-            .field("enable_ws1", &self.enable_ws1)
-            .field("enable_ws2", &self.enable_ws2)
-            .field("key", &"<redacted>")
-            .field("key_file", &self.key_file)
-            .field("users_file", &self.users_file)
-            .field("guid", &Guid(self.guid))
-            .field("max_in_queue", &self.max_in_queue)
-            .field("max_out_queue", &self.max_out_queue)
-            .field("receive_sent_events", &self.receive_sent_events)
-            .field("in_filter", &self.in_filter)
-            .field("out_filter", &self.out_filter)
-            .field("max_clients", &self.max_clients)
-            .field("max_message_bytes", &self.max_message_bytes)
-            .field("auth_timeout", &self.auth_timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("ws2_accept_client_iv", &self.ws2_accept_client_iv)
-            .field("shards", &self.shards)
-            .field("logging", &self.logging)
-            .field("debug", &self.debug)
-            .field("mqtt", &self.mqtt.as_ref().map(|_| "<mqtt block>"))
-            .finish()
-    }
+    /// `mqtt`: the bridge block, kept raw for `vscp-mqtt` to validate
+    /// (`vscp_websocksrv::mqtt::MqttUplink::new`); `None`: no bridge, in-process bus only.
+    pub mqtt: Option<Redacted<Value>>,
 }
 
 /// The driver config file as written. Every key is optional (`null` is the same as absent);
@@ -283,36 +196,37 @@ impl fmt::Debug for Config {
 #[serde(rename_all = "kebab-case")]
 struct RawConfig {
     debug: Option<Flag>,
-    interface: Option<String>,
-    url_ws1: Option<String>,
-    url_ws2: Option<String>,
+    interface: Option<Listen>,
+    url_ws1: Option<UrlPath>,
+    url_ws2: Option<UrlPath>,
     enable_ws1: Option<Flag>,
     enable_ws2: Option<Flag>,
-    key_file: Option<String>,
-    path_users: Option<String>,
-    guid: Option<String>,
+    key_file: Option<PathText>,
+    path_users: Option<PathText>,
+    guid: Option<GuidText>,
     max_in_queue: Option<Int<1, MAX_QUEUE>>,
     max_out_queue: Option<Int<1, MAX_QUEUE>>,
     receive_sent_events: Option<Flag>,
     filter: Option<Block<RawFilter>>,
     max_clients: Option<Int<0, 1_000_000>>,
+    // 512: a legal ws1 event line still fits; 16 MiB: tungstenite's per-frame default.
     max_message_size: Option<Int<512, { 16 << 20 }>>,
     auth_timeout: Option<Int<0, MAX_TIMEOUT_SECS>>,
     idle_timeout: Option<Int<0, MAX_TIMEOUT_SECS>>,
     ws2_accept_client_iv: Option<Flag>,
     shards: Option<Int<0, 1024>>,
     logging: Option<Block<RawLogging>>,
-    metrics_interface: Option<String>,
+    metrics_interface: Option<MetricsListen>,
     mqtt: Option<Map<String, Value>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 struct RawFilter {
-    in_filter: Option<String>,
-    in_mask: Option<String>,
-    out_filter: Option<String>,
-    out_mask: Option<String>,
+    in_filter: Option<FilterHalf>,
+    in_mask: Option<FilterHalf>,
+    out_filter: Option<FilterHalf>,
+    out_mask: Option<FilterHalf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -322,13 +236,49 @@ struct RawLogging {
     file_enable: Option<Flag>,
     file_log_level: Option<LogLevel>,
     file_pattern: Option<String>,
-    file_path: Option<String>,
+    file_path: Option<PathText>,
     file_max_size: Option<Int<1024, { 1 << 40 }>>,
     file_max_files: Option<Int<1, 1000>>,
     console_enable_log: Option<Flag>,
     console_log_level: Option<LogLevel>,
     console_pattern: Option<String>,
 }
+
+/// `interface`, see [`parse_interface`].
+struct Listen(SocketAddr);
+/// `metrics-interface`: as `interface` with another default port; empty = off.
+struct MetricsListen(Option<SocketAddr>);
+/// A URL path as [`url_path`] reads it.
+struct UrlPath(String);
+/// A non-empty path as written (trimmed), resolved against the config folder later.
+struct PathText(String);
+/// The `guid` key, see [`parse_guid`].
+struct GuidText([u8; 16]);
+/// One half of a filter/mask pair in the ws1 `SETFILTER` string form `priority,class,type,GUID`
+/// (events.md §8.3), checked by the same reader the protocol uses so the syntax is defined in
+/// one place. Absent (the default) is all zero, which passes every event.
+struct FilterHalf(String);
+
+parsed_by!(
+    LogLevel => |t: String| LogLevel::parse(&t).ok_or_else(|| format!(
+        "unknown level {t:?}; expected trace, debug, info, warn, err, error, critical or off"
+    )),
+    Listen => |t: String| parse_interface(&t).map(Listen),
+    MetricsListen => |t: String| match t.trim() {
+        "" => Ok(MetricsListen(None)),
+        t => parse_address(t, DEFAULT_METRICS_LISTEN.port()).map(|a| MetricsListen(Some(a))),
+    },
+    UrlPath => |t: String| url_path(&t).map(UrlPath),
+    PathText => |t: String| match t.trim() {
+        "" => Err("must not be empty".to_owned()),
+        t => Ok(PathText(t.to_owned())),
+    },
+    GuidText => |t: String| parse_guid(&t).map(GuidText),
+    FilterHalf => |t: String| match Filter::parse_filter_half(&t) {
+        Ok(_) => Ok(FilterHalf(t)),
+        Err(e) => Err(format!("{t:?}: {e}; expected priority,class,type,GUID")),
+    },
+);
 
 impl Config {
     /// Starts from a vscpd configuration (`vscpd.conf`) instead: the `drivers.level2[]` entry
@@ -345,10 +295,8 @@ impl Config {
         let Some((index, entry)) = (entries.iter().enumerate())
             .find(|(_, e)| e.get("name").and_then(Value::as_str) == Some(driver))
         else {
-            return Err(r.err(
-                "drivers.level2",
-                format!("no entry with \"name\": {driver:?}"),
-            ));
+            let reason = format!("no entry with \"name\": {driver:?}");
+            return Err(r.err("drivers.level2", reason));
         };
         let at = |key: &str| format!("drivers.level2[{index}].{key}");
         if entry.get("enable").and_then(Value::as_bool) == Some(false) {
@@ -380,12 +328,12 @@ impl Config {
         }
         if let Some(m) = entry.get("mqtt") {
             if cfg.mqtt.is_some() {
+                let key = at("mqtt");
                 r.warn(format_args!(
-                    "{}: replaces the mqtt block of the driver config",
-                    at("mqtt")
+                    "{key}: replaces the mqtt block of the driver config"
                 ));
             }
-            cfg.mqtt = Some(m.clone());
+            cfg.mqtt = Some(Redacted(m.clone()));
         }
         Ok((cfg, r.warnings))
     }
@@ -456,16 +404,10 @@ impl Config {
 
 impl RawConfig {
     fn validate(self, r: &mut Reader, base_dir: &Path) -> Result<Config, ConfigError> {
-        let listen = match &self.interface {
-            None => DEFAULT_LISTEN,
-            Some(text) => parse_interface(text).map_err(|reason| r.err("interface", reason))?,
-        };
-        let url_ws1 = url(r, self.url_ws1, "url-ws1", "/ws1")?;
-        let url_ws2 = url(r, self.url_ws2, "url-ws2", "/ws2")?;
-        let (enable_ws1, enable_ws2) = (
-            self.enable_ws1.value_or(true),
-            self.enable_ws2.value_or(true),
-        );
+        let url_ws1 = self.url_ws1.map_or_else(|| "/ws1".into(), |u| u.0);
+        let url_ws2 = self.url_ws2.map_or_else(|| "/ws2".into(), |u| u.0);
+        let enable_ws1 = self.enable_ws1.value_or(true);
+        let enable_ws2 = self.enable_ws2.value_or(true);
         if enable_ws1 && enable_ws2 && url_ws1 == url_ws2 {
             let reason =
                 format!("same path as url-ws1 ({url_ws1}); the two protocols need different paths");
@@ -474,87 +416,57 @@ impl RawConfig {
         if !enable_ws1 && !enable_ws2 {
             r.warn("both enable-ws1 and enable-ws2 are false; no websocket session can be opened");
         }
-        let key_file = path(
-            r,
-            self.key_file.as_deref(),
-            "key-file",
-            base_dir,
-            "vscp.key",
-        )?;
-        let key = readable(r, &key_file, "key-file", self.key_file.is_some(), |text| {
-            vscp_proto::auth::parse_key_file(&text).map_err(|e| e.to_string())
+        let (key_file, key) = read_file(r, "key-file", self.key_file, base_dir, "vscp.key", |t| {
+            vscp_proto::auth::parse_key_file(t).map_err(|e| e.to_string())
         })?;
-        let users_file = path(
+        let users = read_file(
             r,
-            self.path_users.as_deref(),
             "path-users",
+            self.path_users,
             base_dir,
             "users.json",
-        )?;
-        readable(
-            r,
-            &users_file,
-            "path-users",
-            self.path_users.is_some(),
             |_| Ok(()),
-        )?;
-        let guid = match &self.guid {
-            None => [0; 16],
-            Some(text) => parse_guid(text).map_err(|reason| r.err("guid", reason))?,
-        };
+        );
+        let (users_file, ()) = users?;
         let filter = self.filter.unwrap_or_default().0;
-        let metrics_listen = match self.metrics_interface.as_deref().map(str::trim) {
-            None => Some(DEFAULT_METRICS_LISTEN),
-            Some("") => None,
-            Some(text) => Some(
-                parse_address(text, DEFAULT_METRICS_LISTEN.port())
-                    .map_err(|reason| r.err("metrics-interface", reason))?,
-            ),
-        };
         Ok(Config {
             source: None,
             origin: r.origin.file.clone(),
-            listen,
+            listen: self.interface.map_or(DEFAULT_LISTEN, |l| l.0),
             url_ws1,
             url_ws2,
             enable_ws1,
             enable_ws2,
-            key,
+            key: Redacted(key),
             key_file,
             users_file,
-            guid,
+            guid: self.guid.map_or([0; 16], |g| g.0),
             max_in_queue: self.max_in_queue.value_or(32_000) as usize,
             max_out_queue: self.max_out_queue.value_or(32_000) as usize,
             receive_sent_events: self.receive_sent_events.value_or(false),
-            in_filter: filter_pair(
-                r,
-                filter.in_filter,
-                filter.in_mask,
-                ["in-filter", "in-mask"],
-            )?,
-            out_filter: filter_pair(
-                r,
-                filter.out_filter,
-                filter.out_mask,
-                ["out-filter", "out-mask"],
-            )?,
+            in_filter: filter_pair(filter.in_filter, filter.in_mask),
+            out_filter: filter_pair(filter.out_filter, filter.out_mask),
             max_clients: self.max_clients.value_or(100) as usize,
+            // A ws2 event with 512 data bytes is about 3 KiB of JSON, and a malicious client
+            // must not make us buffer megabytes per connection.
             max_message_bytes: self.max_message_size.value_or(64 * 1024) as usize,
             auth_timeout: Duration::from_secs(self.auth_timeout.value_or(30)),
             idle_timeout: Duration::from_secs(self.idle_timeout.value_or(0)),
             ws2_accept_client_iv: self.ws2_accept_client_iv.value_or(false),
-            metrics_listen,
+            metrics_listen: self
+                .metrics_interface
+                .map_or(Some(DEFAULT_METRICS_LISTEN), |m| m.0),
             // 0 reads as "pick for me", like max-clients' 0 = "no limit".
             shards: Some(self.shards.value_or(0) as usize).filter(|&n| n != 0),
-            logging: self.logging.unwrap_or_default().0.validate(r, base_dir)?,
+            logging: self.logging.unwrap_or_default().0.validate(r, base_dir),
             debug: self.debug.value_or(false),
-            mqtt: self.mqtt.map(Value::Object),
+            mqtt: self.mqtt.map(|m| Redacted(Value::Object(m))),
         })
     }
 }
 
 impl RawLogging {
-    fn validate(self, r: &mut Reader, base_dir: &Path) -> Result<LoggingConfig, ConfigError> {
+    fn validate(self, r: &mut Reader, base_dir: &Path) -> LoggingConfig {
         // `file-enable` is what the REF docs call it, `file-enable-log` what the REF sample
         // uses; both are accepted, and a contradiction is reported rather than resolved silently.
         let file_enable = match (self.file_enable_log, self.file_enable) {
@@ -568,103 +480,71 @@ impl RawLogging {
             (main, alias) => main.or(alias).value_or(false),
         };
         let pattern = |p: Option<String>| p.unwrap_or_else(|| DEFAULT_LOG_PATTERN.to_owned());
-        let file_path = self.file_path.as_deref();
-        Ok(LoggingConfig {
+        let file_path = self
+            .file_path
+            .map_or("/tmp/vscp-websocksrv.log".into(), |p| p.0);
+        LoggingConfig {
             file_enable,
             file_level: self.file_log_level.unwrap_or(LogLevel::Info),
             file_pattern: pattern(self.file_pattern),
-            file_path: path(
-                r,
-                file_path,
-                "logging.file-path",
-                base_dir,
-                "/tmp/vscp-websocksrv.log",
-            )?,
+            file_path: base_dir.join(file_path),
             file_max_size: self.file_max_size.value_or(5_242_880),
             file_max_files: self.file_max_files.value_or(7) as usize,
             console_enable: self.console_enable_log.value_or(true),
             console_level: self.console_log_level.unwrap_or(LogLevel::Info),
             console_pattern: pattern(self.console_pattern),
-        })
+        }
     }
 }
 
-fn url(r: &Reader, text: Option<String>, key: &str, default: &str) -> Result<String, ConfigError> {
-    let text = text.as_deref().unwrap_or(default).trim();
-    if text.is_empty() {
-        return Err(r.err(key, "must not be empty"));
-    }
-    // The path is compared exactly against the request path, which never contains these, so a
-    // value with them could never match: better to say so now.
+/// Checks a URL path. It is compared exactly against the request path, which never contains
+/// whitespace, controls, `?` or `#`, so a value with them could never match: better to say so.
+fn url_path(text: &str) -> Result<String, String> {
+    let text = text.trim();
     let bad = |c: &char| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#';
-    if let Some(c) = text.chars().find(bad) {
-        return Err(r.err(
-            key,
-            format!("{text:?} contains {c:?}; expected a plain URL path"),
-        ));
+    match text.chars().find(bad) {
+        _ if text.is_empty() => Err("must not be empty".to_owned()),
+        Some(c) => Err(format!(
+            "{text:?} contains {c:?}; expected a plain URL path"
+        )),
+        // REF adds a missing leading slash.
+        None if text.starts_with('/') => Ok(text.to_owned()),
+        None => Ok(format!("/{text}")),
     }
-    // REF adds a missing leading slash.
-    Ok(match text.starts_with('/') {
-        true => text.to_owned(),
-        false => format!("/{text}"),
-    })
 }
 
-/// A path key, resolved against the config file's folder unless absolute.
-fn path(
+/// Resolves the path key `key` (`text`, else `default`) against the config file's folder and
+/// hands the text of the regular file it names to `check`. A path that came from a default
+/// says so, so a "file not found" for a key never written is no mystery.
+fn read_file<T>(
     r: &Reader,
-    text: Option<&str>,
     key: &str,
+    text: Option<PathText>,
     base_dir: &Path,
     default: &str,
-) -> Result<PathBuf, ConfigError> {
-    let text = text.unwrap_or(default).trim();
-    if text.is_empty() {
-        return Err(r.err(key, "must not be empty"));
-    }
-    Ok(base_dir.join(text))
-}
-
-/// Reads the regular file `path` named by `key` and hands its text to `check`. A path that
-/// came from a default says so, so a "file not found" for a key never written is no mystery.
-fn readable<T>(
-    r: &Reader,
-    path: &Path,
-    key: &str,
-    given: bool,
-    check: impl FnOnce(String) -> Result<T, String>,
-) -> Result<T, ConfigError> {
-    let shown = match given {
-        true => path.display().to_string(),
-        false => format!("{} (default; set \"{key}\" to change)", path.display()),
+    check: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<(PathBuf, T), ConfigError> {
+    let path = base_dir.join(text.as_ref().map_or(default, |t| &t.0));
+    let shown = match text {
+        Some(_) => path.display().to_string(),
+        None => format!("{} (default; set \"{key}\" to change)", path.display()),
     };
     if path.is_dir() {
         return Err(r.err(key, format!("{shown} is not a regular file")));
     }
-    let text = std::fs::read(path).map_err(|e| r.err(key, format!("cannot read {shown}: {e}")))?;
-    check(String::from_utf8_lossy(&text).into_owned())
-        .map_err(|e| r.err(key, format!("{shown}: {e}")))
+    let bytes =
+        std::fs::read(&path).map_err(|e| r.err(key, format!("cannot read {shown}: {e}")))?;
+    let value = check(&String::from_utf8_lossy(&bytes));
+    Ok((
+        path,
+        value.map_err(|e| r.err(key, format!("{shown}: {e}")))?,
+    ))
 }
 
-/// One filter/mask pair in the ws1 `SETFILTER` string form `priority,class,type,GUID`
-/// (events.md §8.3), parsed by the same reader the protocol uses so the syntax is defined in
-/// one place. Absent (the default) is all zero, which passes every event.
-fn filter_pair(
-    r: &Reader,
-    filter: Option<String>,
-    mask: Option<String>,
-    keys: [&str; 2],
-) -> Result<Filter, ConfigError> {
-    let texts = [filter.unwrap_or_default(), mask.unwrap_or_default()];
-    // Each half is checked on its own first so the error names the key that is wrong.
-    for (key, text) in keys.iter().zip(&texts) {
-        Filter::parse_filter_half(text).map_err(|e| {
-            let reason = format!("{text:?}: {e}; expected priority,class,type,GUID");
-            r.err(&format!("filter.{key}"), reason)
-        })?;
-    }
-    Filter::from_strings(&texts[0], &texts[1])
-        .map_err(|e| r.err(&format!("filter.{}", keys[0]), e.to_string()))
+/// A filter from its two halves, each already checked when read.
+fn filter_pair(filter: Option<FilterHalf>, mask: Option<FilterHalf>) -> Filter {
+    let text = |half: Option<FilterHalf>| half.map_or_else(String::new, |h| h.0);
+    Filter::from_strings(&text(filter), &text(mask)).expect("both halves parsed when read")
 }
 
 /// Parses `interface`: `PORT`, `HOST`, `HOST:PORT`, `[v6]:PORT`, `[v6]`, a bare IPv6 address,
@@ -681,73 +561,37 @@ fn parse_interface(text: &str) -> Result<SocketAddr, String> {
 /// `parse_interface` with another port for when none is written (the metrics listener must not
 /// default to the websocket port).
 fn parse_address(text: &str, default_port: u16) -> Result<SocketAddr, String> {
+    let (scheme, host, port) = vscp_config::split_address(text)?;
     let text = text.trim();
-    if text.is_empty() {
-        return Err("must not be empty; expected e.g. \"127.0.0.1:8884\"".to_owned());
-    }
-    let rest = match text.find("://") {
-        None => text,
-        Some(i) => {
-            let scheme = text[..i].to_ascii_lowercase();
-            match scheme.as_str() {
-                "tcp" | "ws" | "http" => &text[i + 3..],
-                "wss" | "stcp" | "ssl" | "tls" | "https" => {
-                    return Err(format!(
-                        "{text:?}: TLS is not supported yet; use ws:// or tcp:// and put a TLS \
-                         proxy in front"
-                    ))
-                }
-                _ => {
-                    return Err(format!(
-                        "{text:?}: unsupported scheme {scheme:?}; expected tcp:// or ws://"
-                    ))
-                }
-            }
+    match scheme.as_str() {
+        "" | "tcp" | "ws" | "http" => {}
+        "wss" | "stcp" | "ssl" | "tls" | "https" => {
+            return Err(format!(
+            "{text:?}: TLS is not supported yet; use ws:// or tcp:// and put a TLS proxy in front"
+        ))
         }
+        _ => {
+            return Err(format!(
+                "{text:?}: unsupported scheme {scheme:?}; expected tcp:// or ws://"
+            ))
+        }
+    }
+    let ip = match host {
+        "" => {
+            return Err(format!(
+                "{text:?}: missing host; write 0.0.0.0:PORT to listen on every interface"
+            ))
+        }
+        // A bare port: loopback.
+        _ if port.is_none() && host.bytes().all(|b| b.is_ascii_digit()) => {
+            return Ok(SocketAddr::new(LOCALHOST, vscp_config::parse_port(host, text)?));
+        }
+        _ if host.eq_ignore_ascii_case("localhost") => LOCALHOST,
+        _ => host.parse::<IpAddr>().map_err(|_| {
+            format!("{text:?}: {host:?} is not an IP address or localhost (host names are not resolved)")
+        })?,
     };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains('/') {
-        return Err(format!(
-            "{text:?}: a path is not allowed here; set url-ws1/url-ws2 instead"
-        ));
-    }
-    if rest.is_empty() {
-        return Err(format!("{text:?}: missing host and port"));
-    }
-
-    if rest.bytes().all(|b| b.is_ascii_digit()) {
-        let port = parse_port(rest, text)?;
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
-    }
-
-    let (host, port) = vscp_config::split_host_port(rest)?;
-    let port = match port {
-        None => default_port,
-        Some(p) => parse_port(p, text)?,
-    };
-    let ip = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else if host.is_empty() {
-        return Err(format!(
-            "{text:?}: missing host; write 0.0.0.0:PORT to listen on every interface"
-        ));
-    } else {
-        host.parse::<IpAddr>().map_err(|_| {
-            format!(
-                "{text:?}: {host:?} is not an IP address or localhost (host names are not \
-                 resolved)"
-            )
-        })?
-    };
-    Ok(SocketAddr::new(ip, port))
-}
-
-fn parse_port(p: &str, whole: &str) -> Result<u16, String> {
-    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{whole:?}: {p:?} is not a port number"));
-    }
-    p.parse::<u16>()
-        .map_err(|_| format!("{whole:?}: port {p} is out of range 0..=65535"))
+    Ok(SocketAddr::new(ip, port.unwrap_or(default_port)))
 }
 
 /// Reads the interface GUID. Stricter than [`Guid::parse`], which (like REF) fills missing
@@ -1386,17 +1230,11 @@ mod tests {
         assert_eq!(cfg.users_file, deploy.join("users.json"));
         let defaults = Config::samples(&deploy).unwrap();
         // The sample documents the defaults, so it must agree with them.
-        assert_eq!(cfg.listen, defaults.listen);
-        assert_eq!(cfg.max_in_queue, defaults.max_in_queue);
-        assert_eq!(cfg.max_out_queue, defaults.max_out_queue);
-        assert_eq!(cfg.max_clients, defaults.max_clients);
-        assert_eq!(cfg.max_message_bytes, defaults.max_message_bytes);
-        assert_eq!(cfg.auth_timeout, defaults.auth_timeout);
-        assert_eq!(cfg.idle_timeout, defaults.idle_timeout);
-        assert_eq!(cfg.shards, defaults.shards);
-        assert_eq!(cfg.logging, defaults.logging);
-        assert_eq!(cfg.in_filter, defaults.in_filter);
-        assert_eq!(cfg.out_filter, defaults.out_filter);
-        assert_eq!(cfg.guid, defaults.guid);
+        macro_rules! same {
+            ($($field:ident),*) => {$(assert_eq!(cfg.$field, defaults.$field, stringify!($field));)*};
+        }
+        same!(listen, max_in_queue, max_out_queue, max_clients);
+        same!(max_message_bytes, auth_timeout, idle_timeout, shards);
+        same!(logging, in_filter, out_filter, guid);
     }
 }

@@ -55,7 +55,7 @@ impl Settings {
         };
         Settings {
             session: SessionConfig {
-                key: cfg.key,
+                key: *cfg.key,
                 ws2_accept_client_iv: cfg.ws2_accept_client_iv,
                 software_version: env!("CARGO_PKG_VERSION").to_string(),
                 copyright:

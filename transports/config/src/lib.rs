@@ -158,12 +158,12 @@ impl Reader {
     }
 
     /// Deserializes `value` into `T`. An error names the dotted key of the offending value;
-    /// every key `T` does not know gets one warning, or for keys in `unused` (full dotted key,
-    /// reason) a warning that says why the key has no effect.
+    /// every key `T` does not know gets one warning, or for keys in `unused` (lines of
+    /// `full.dotted.key: reason`) a warning that says why the key has no effect.
     pub fn read<T: DeserializeOwned>(
         &mut self,
         value: &Value,
-        unused: &[(&str, &str)],
+        unused: &str,
     ) -> Result<T, ConfigError> {
         let mut ignored = Vec::new();
         let mut on_ignored = |path: serde_ignored::Path<'_>| ignored.push(dotted(&path));
@@ -180,10 +180,11 @@ impl Reader {
             });
         for key in ignored {
             let key = self.origin.key(&key);
-            match unused.iter().find(|(k, _)| *k == key) {
-                Some((_, why)) => {
-                    self.warn(format_args!("key \"{key}\" accepted but not used: {why}"))
-                }
+            let why = unused
+                .lines()
+                .find_map(|l| l.strip_prefix(&key)?.strip_prefix(": "));
+            match why {
+                Some(why) => self.warn(format_args!("key \"{key}\" accepted but not used: {why}")),
                 None => self.warn(format_args!("unknown key \"{key}\" ignored")),
             }
         }
@@ -191,25 +192,86 @@ impl Reader {
     }
 }
 
-/// Splits `host[:port]`, `[IPv6][:port]` or a bare IPv6 address, the address forms both
-/// readers take (after their own scheme rules). The port stays text: each reader has its own
-/// range and default.
-pub fn split_host_port(text: &str) -> Result<(&str, Option<&str>), String> {
-    if let Some(inner) = text.strip_prefix('[') {
-        let (host, after) = (inner.split_once(']'))
-            .ok_or_else(|| format!("{text:?}: missing ']' after the IPv6 address"))?;
-        return match after {
-            "" => Ok((host, None)),
-            _ => (after.strip_prefix(':').map(|port| (host, Some(port))))
-                .ok_or_else(|| format!("{text:?}: expected ':PORT' after ']'")),
-        };
+/// Splits an address as both readers take it: optional `scheme://` (returned lower-cased, `""`
+/// without one), then `host[:port]`, `[IPv6][:port]` or a bare IPv6 address, then at most one
+/// `/`. The host may be empty; what it may be and which schemes count is the caller's rule.
+pub fn split_address(text: &str) -> Result<(String, &str, Option<u16>), String> {
+    let text = text.trim();
+    let (scheme, rest) = match text.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => (String::new(), text),
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('/') {
+        return Err(format!("{text:?}: a path is not allowed here"));
     }
-    // More than one colon without brackets is a bare IPv6 address.
-    Ok(match text.split_once(':') {
-        Some((host, port)) if !port.contains(':') => (host, Some(port)),
-        _ => (text, None),
-    })
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(inner) => match inner.split_once(']') {
+            None => return Err(format!("{text:?}: missing ']' after the IPv6 address")),
+            Some((host, "")) => (host, None),
+            Some((host, after)) => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(format!("{text:?}: expected ':PORT' after ']'")),
+            },
+        },
+        // More than one colon without brackets is a bare IPv6 address.
+        None => match rest.split_once(':') {
+            Some((host, port)) if !port.contains(':') => (host, Some(port)),
+            _ => (rest, None),
+        },
+    };
+    Ok((scheme, host, port.map(|p| parse_port(p, text)).transpose()?))
 }
+
+/// A port number in 0..=65535; `whole` is the address it came from, quoted in the error.
+pub fn parse_port(port: &str, whole: &str) -> Result<u16, String> {
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{whole:?}: {port:?} is not a port number"));
+    }
+    (port.parse()).map_err(|_| format!("{whole:?}: port {port} is out of range 0..=65535"))
+}
+
+/// A value that `Debug` shows as `<redacted>` (the shared key, the raw `mqtt` block with its
+/// password), so `{:?}` of a config never leaks it into a log line.
+#[derive(Clone)]
+pub struct Redacted<T>(pub T);
+
+impl<T> fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl<T> std::ops::Deref for Redacted<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: PartialEq> PartialEq<T> for Redacted<T> {
+    fn eq(&self, other: &T) -> bool {
+        self.0 == *other
+    }
+}
+
+/// Implements `Deserialize` for types that a parser makes from a deserialized value (a `String`,
+/// a `serde_json::Value`, ...), so the parser's error names the key like every other one:
+/// `parsed_by!(Port => |text: String| parse_port(&text).map(Port))`.
+#[macro_export]
+macro_rules! parsed_by {
+    ($($t:ty => $parse:expr),* $(,)?) => {$(
+        impl<'de> $crate::serde::Deserialize<'de> for $t {
+            fn deserialize<D: $crate::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let value = $crate::serde::Deserialize::deserialize(d)?;
+                $parse(value).map_err(<D::Error as $crate::serde::de::Error>::custom)
+            }
+        }
+    )*};
+}
+
+#[doc(hidden)]
+pub use serde;
 
 /// A block that must be a JSON object: a derived struct alone would also take an array, its
 /// fields in order, which no config file means.

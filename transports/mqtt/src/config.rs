@@ -11,6 +11,7 @@
 //! Our own extension: `max-offline-events` (see [`MqttConfig::max_offline_events`]).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
-use vscp_config::{Block, ConfigError, Flag, Int, Origin, Reader, Text, ValueOr};
+use vscp_config::{parsed_by, Block, ConfigError, Flag, Int, Origin, Reader, Text, ValueOr};
 use vscp_proto::{Filter, Guid};
 
 use crate::codec::{Protocol, QoS};
@@ -32,7 +33,7 @@ pub const DEFAULT_PORT: u16 = 1883;
 /// no port.
 pub const DEFAULT_TLS_PORT: u16 = 8883;
 /// Host schemes that ask for TLS (vscpd and the mosquitto/paho tools use all of these).
-const TLS_SCHEMES: &[&str] = &["stcp://", "mqtts://", "ssl://", "tls://"];
+const TLS_SCHEMES: &[&str] = &["stcp", "mqtts", "ssl", "tls"];
 /// Default capacity of the offline buffer, in publishes (one per event and publish entry).
 pub const DEFAULT_MAX_OFFLINE_EVENTS: usize = 10_000;
 
@@ -122,7 +123,7 @@ pub struct TlsConfig {
     pub min_version: TlsVersion,
 }
 
-/// The validated `mqtt` block.
+/// The validated `mqtt` block. Fields name their key; mqtt.md §2 has defaults and ranges.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MqttConfig {
     /// File and key of the block, for the checks the bridge finishes later (rendered topics).
@@ -140,33 +141,33 @@ pub struct MqttConfig {
     /// `clientid` as written; `{{rnd}}` and the static variables are rendered at start.
     /// Empty: the broker assigns one and a clean session is forced.
     pub client_id: String,
-    /// `keepalive` (s, 0..=65535); 0 disables PINGREQ. Default 30 (REF; its docs claim 60).
+    /// `keepalive`; 0 disables PINGREQ. Default 30 (REF; its docs claim 60).
     pub keepalive: Duration,
-    /// `connection-timeout` (ms, 100..=300000): TCP connect plus CONNACK. Default 5000.
+    /// `connection-timeout` (ms): TCP connect plus CONNACK.
     pub connection_timeout: Duration,
-    /// `bcleansession`: default false; forced true without a client id.
+    /// `bcleansession`: forced true without a client id.
     pub clean_session: bool,
-    /// `bjsonmeasurementblock`: default true.
+    /// `bjsonmeasurementblock`.
     pub json_measurement_block: bool,
-    /// `bUseTopicForEventDefaults`: default false (mqtt.md §6.2 step 5).
+    /// `bUseTopicForEventDefaults` (mqtt.md §6.2 step 5).
     pub topic_event_defaults: bool,
-    /// `bescape-pub-topics`: render publish and will topics as templates. Default true.
+    /// `bescape-pub-topics`: render publish and will topics as templates.
     pub escape_pub_topics: bool,
     /// `user-escapes`: extra template variables.
     pub user_escapes: Vec<(String, String)>,
     /// `mqtt-options.protocol-version`: 311 (default) or 500.
     pub protocol: Protocol,
-    /// `mqtt-options.tcp-nodelay`: default true.
+    /// `mqtt-options.tcp-nodelay`.
     pub tcp_nodelay: bool,
-    /// `mqtt-options.receive-maximum` (1..=65535): QoS 1/2 messages the broker may have in
-    /// flight to us (MQTT 5 CONNECT property). Default 20 (REF).
+    /// `mqtt-options.receive-maximum`: QoS 1/2 messages the broker may have in flight to us
+    /// (MQTT 5 CONNECT property).
     pub receive_maximum: u16,
-    /// `mqtt-options.send-maximum` (1..=65535): our in-flight window of unacknowledged QoS 1/2
-    /// publishes (further capped by the broker's receive maximum in MQTT 5). Default 20 (REF).
+    /// `mqtt-options.send-maximum`: our in-flight window of unacknowledged QoS 1/2 publishes
+    /// (further capped by the broker's receive maximum in MQTT 5).
     pub send_maximum: u16,
     pub reconnect: Reconnect,
     /// `filter`: events from the broker must pass it to reach the sessions (REF parses it
-    /// but never applies it). Default: all pass.
+    /// but never applies it).
     pub filter: Filter,
     pub will: Option<Will>,
     pub subscribe: Vec<SubscribeEntry>,
@@ -174,8 +175,8 @@ pub struct MqttConfig {
     /// `v5.user-properties`: attached to every publish in MQTT 5.
     pub user_properties: Vec<(String, String)>,
     /// `max-offline-events` (our extension): publishes held while the broker is away or the
-    /// in-flight window is full. When full, the oldest is dropped and counted. Default 10000;
-    /// at most a million (a publish holds a topic and a payload of a few KiB).
+    /// in-flight window is full; when full, the oldest is dropped and counted. At most a
+    /// million (a publish holds a topic and a payload of a few KiB).
     pub max_offline_events: usize,
 }
 
@@ -193,7 +194,7 @@ struct RawMqtt {
     clientid: Option<String>,
     publish_format: Option<PublishFormat>,
     subscribe_format: Option<SubscribeFormat>,
-    qos: Option<Int<0, 2>>,
+    qos: Option<QoS>,
     bcleansession: Option<Flag>,
     bretain: Option<Flag>,
     keepalive: Option<Int<0, 65535>>,
@@ -266,24 +267,24 @@ struct RawFilter {
 #[derive(Deserialize)]
 struct RawWill {
     topic: Option<String>,
-    qos: Option<Int<0, 2>>,
+    qos: Option<QoS>,
     retain: Option<Flag>,
     payload: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(rename_all = "kebab-case")]
 struct RawSubscribe {
     topic: Option<String>,
-    qos: Option<Int<0, 2>>,
+    qos: Option<QoS>,
     v5_options: Option<V5Options>,
     format: Option<SubscribeFormat>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 struct RawPublish {
     topic: Option<String>,
-    qos: Option<Int<0, 2>>,
+    qos: Option<QoS>,
     bretain: Option<Flag>,
     retain: Option<Flag>,
     format: Option<PublishFormat>,
@@ -298,26 +299,20 @@ struct RawV5 {
 /// `subscribe[].v5-options`, see [`v5_options`].
 struct V5Options(u8);
 
-/// Values read by this module's parsers go through serde too, so their errors name the key.
-macro_rules! parsed_by {
-    ($($t:ty => $parse:expr),* $(,)?) => {$(
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                $parse(&Value::deserialize(d)?).map_err(de::Error::custom)
-            }
-        }
-    )*};
-}
-
 parsed_by!(
-    PublishFormat => publish_format,
-    SubscribeFormat => subscribe_format,
-    V5Options => |v| v5_options(v).map(V5Options),
-    Protocol => |v: &Value| match v.as_u64() {
+    PublishFormat => |v: Value| publish_format(&v),
+    SubscribeFormat => |v: Value| subscribe_format(&v),
+    V5Options => |v: Value| v5_options(&v).map(V5Options),
+    Protocol => |v: Value| match v.as_u64() {
         Some(311) => Ok(Protocol::V311),
         Some(500) => Ok(Protocol::V5),
         _ => Err(format!("expected 311 (MQTT 3.1.1) or 500 (MQTT 5), found {v}")),
     },
+    QoS => |n: Int<0, 2>| Ok::<_, String>(match n.0 {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }),
 );
 
 /// A `subscribe[]`/`publish[]` item. REF skips plain strings; a string is taken as a topic with
@@ -327,61 +322,40 @@ struct Entry<T> {
     bare: bool,
 }
 
-/// The item types of both lists, so one reader serves both.
-trait HasTopic: Default {
-    fn topic(&mut self) -> &mut Option<String>;
-}
-
-impl HasTopic for RawSubscribe {
-    fn topic(&mut self) -> &mut Option<String> {
-        &mut self.topic
-    }
-}
-
-impl HasTopic for RawPublish {
-    fn topic(&mut self) -> &mut Option<String> {
-        &mut self.topic
-    }
-}
-
-impl<'de, T: HasTopic + Deserialize<'de>> Deserialize<'de> for Entry<T> {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Entry<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<T>(PhantomData<T>);
-        impl<'de, T: HasTopic + Deserialize<'de>> Visitor<'de> for V<T> {
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
             type Value = Entry<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an object or a topic string")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Entry<T>, E> {
-                let mut fields = T::default();
-                *fields.topic() = Some(s.to_owned());
+                let fields = T::deserialize(serde_json::json!({ "topic": s }));
+                let fields = fields.map_err(E::custom)?;
                 Ok(Entry { fields, bare: true })
             }
             // Through the caller's `MapAccess`, so paths and unknown keys are still tracked.
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Entry<T>, A::Error> {
                 let fields = T::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(Entry {
-                    fields,
-                    bare: false,
-                })
+                let bare = false;
+                Ok(Entry { fields, bare })
             }
         }
         d.deserialize_any(V(PhantomData))
     }
 }
 
-/// Item `at` of a list, its topic, and the key topic errors name (`at` itself when bare).
-fn item<T: HasTopic>(
+/// The topic of list item `at` and the key its errors name (`at` itself for a bare string).
+fn topic(
     r: &Reader,
-    e: Entry<T>,
+    topic: Option<String>,
+    bare: bool,
     at: String,
-) -> Result<(T, Template, String), ConfigError> {
-    let (mut fields, key) = match e.bare {
-        true => (e.fields, at),
-        false => (e.fields, format!("{at}.topic")),
-    };
-    match fields.topic().take() {
-        Some(t) if !t.trim().is_empty() => Ok((fields, Template::parse(&t), key)),
+) -> Result<(Template, String), ConfigError> {
+    let key = if bare { at } else { format!("{at}.topic") };
+    match topic {
+        Some(t) if !t.trim().is_empty() => Ok((Template::parse(&t), key)),
         _ => Err(r.err(&key, "a topic is required")),
     }
 }
@@ -396,45 +370,27 @@ impl MqttConfig {
         prefix: &str,
     ) -> Result<(MqttConfig, Vec<String>), ConfigError> {
         let mut r = Reader::new(file, prefix);
-        let raw: RawMqtt = r.read(value, &[])?;
-        let cfg = raw.validate(&mut r)?;
+        let cfg = r.read::<RawMqtt>(value, "")?.validate(&mut r)?;
         Ok((cfg, r.warnings))
     }
 }
 
-fn qos(n: Option<Int<0, 2>>, default: QoS) -> QoS {
-    match n.map(|n| n.0) {
-        None => default,
-        Some(0) => QoS::AtMostOnce,
-        Some(1) => QoS::AtLeastOnce,
-        Some(_) => QoS::ExactlyOnce,
-    }
-}
-
 fn pairs(map: Option<BTreeMap<String, Text>>) -> Vec<(String, String)> {
-    map.unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect()
+    map.into_iter().flatten().map(|(k, v)| (k, v.0)).collect()
 }
 
 impl RawMqtt {
     fn validate(self, r: &mut Reader) -> Result<MqttConfig, ConfigError> {
         let host_text = self.host.unwrap_or_else(|| "localhost".into());
         let (host, host_port) = parse_host(&host_text).map_err(|e| r.err("host", e))?;
-        let tls = self
-            .tls
-            .unwrap_or_default()
-            .0
-            .validate(r, tls_scheme(&host_text))?;
-        let default_port = if tls_scheme(&host_text) {
+        let scheme = tls_scheme(&host_text);
+        let tls = self.tls.unwrap_or_default().0.validate(r, scheme)?;
+        let default_port = if scheme {
             DEFAULT_TLS_PORT
         } else {
             DEFAULT_PORT
         };
-        let port = self
-            .port
-            .map_or(host_port.unwrap_or(default_port), |p| p.0 as u16);
+        let port = (self.port).map_or(host_port.unwrap_or(default_port), |p| p.0 as u16);
         let bind = parse_bind(self.bind.as_deref().unwrap_or("")).map_err(|e| r.err("bind", e))?;
         let client_id = self.clientid.unwrap_or_default();
         let mut clean_session = self.bcleansession.value_or(false);
@@ -466,42 +422,33 @@ impl RawMqtt {
             let reason = format!("{delay_max} is less than reconnect.delay ({delay})");
             return Err(r.err("reconnect.delay-max", reason));
         }
-        let default_qos = qos(self.qos, QoS::AtMostOnce);
+        let default_qos = self.qos.unwrap_or(QoS::AtMostOnce);
         let default_retain = self.bretain.value_or(false);
-        let pub_format = self.publish_format.unwrap_or(PublishFormat::Json);
-        let sub_format = self.subscribe_format.unwrap_or(SubscribeFormat::Auto);
         let mut subscribe = Vec::new();
-        for (i, e) in self.subscribe.unwrap_or_default().into_iter().enumerate() {
-            let (e, topic, _) = item(r, e, format!("subscribe[{i}]"))?;
+        for (i, Entry { fields: e, bare }) in self.subscribe.into_iter().flatten().enumerate() {
             subscribe.push(SubscribeEntry {
-                topic,
-                qos: qos(e.qos, default_qos),
+                topic: topic(r, e.topic, bare, format!("subscribe[{i}]"))?.0,
+                qos: e.qos.unwrap_or(default_qos),
                 v5_options: e.v5_options.map_or(0, |o| o.0),
-                format: e.format.unwrap_or(sub_format),
+                format: (e.format.or(self.subscribe_format)).unwrap_or(SubscribeFormat::Auto),
             });
         }
         let mut publish = Vec::new();
-        for (i, e) in self.publish.unwrap_or_default().into_iter().enumerate() {
-            let (e, topic, topic_key) = item(r, e, format!("publish[{i}]"))?;
+        for (i, Entry { fields: e, bare }) in self.publish.into_iter().flatten().enumerate() {
+            let (topic, topic_key) = topic(r, e.topic, bare, format!("publish[{i}]"))?;
             if topic.is_literal() && topic.source().contains(['+', '#']) {
-                return Err(r.err(
-                    &topic_key,
-                    "a publish topic cannot contain the wildcards + or #",
-                ));
+                let reason = "a publish topic cannot contain the wildcards + or #";
+                return Err(r.err(&topic_key, reason));
             }
-            if let (Some(b), Some(x)) = (e.bretain, e.retain) {
-                if b != x {
-                    return Err(r.err(
-                        &format!("publish[{i}].retain"),
-                        "both bretain and retain are given and they differ; keep one",
-                    ));
-                }
+            if matches!((e.bretain, e.retain), (Some(b), Some(x)) if b != x) {
+                let reason = "both bretain and retain are given and they differ; keep one";
+                return Err(r.err(&format!("publish[{i}].retain"), reason));
             }
             publish.push(PublishEntry {
                 topic,
-                qos: qos(e.qos, default_qos),
+                qos: e.qos.unwrap_or(default_qos),
                 retain: e.bretain.or(e.retain).value_or(default_retain),
-                format: e.format.unwrap_or(pub_format),
+                format: (e.format.or(self.publish_format)).unwrap_or(PublishFormat::Json),
             });
         }
         Ok(MqttConfig {
@@ -537,8 +484,7 @@ impl RawMqtt {
             subscribe,
             publish,
             user_properties: pairs(self.v5.and_then(|v| v.0.user_properties)),
-            max_offline_events: self
-                .max_offline_events
+            max_offline_events: (self.max_offline_events)
                 .value_or(DEFAULT_MAX_OFFLINE_EVENTS as u64)
                 as usize,
         })
@@ -552,10 +498,8 @@ impl RawTls {
     /// than silently connecting with weaker settings than asked for.
     fn validate(self, r: &mut Reader, scheme: bool) -> Result<Option<TlsConfig>, ConfigError> {
         let given = |s: &Option<String>| {
-            s.as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
+            let s = s.as_deref().map(str::trim);
+            s.filter(|s| !s.is_empty()).map(PathBuf::from)
         };
         for (k, v) in [("psk", &self.psk), ("psk-identity", &self.psk_identity)] {
             if given(v).is_some() {
@@ -573,10 +517,8 @@ impl RawTls {
                 return Err(r.err("tls.keyfile", "tls.certfile is set: its key is needed too"))
             }
             (None, Some(_)) => {
-                return Err(r.err(
-                    "tls.certfile",
-                    "tls.keyfile is set: the certificate it belongs to is needed too",
-                ))
+                let reason = "tls.keyfile is set: the certificate it belongs to is needed too";
+                return Err(r.err("tls.certfile", reason));
             }
         };
         let origin = r.origin.child("tls");
@@ -590,10 +532,8 @@ impl RawTls {
                 TlsVersion::Tls12
             }
             _ => {
-                return Err(r.err(
-                    "tls.version",
-                    format!("expected \"tlsv1.2\" or \"tlsv1.3\", found {version:?}"),
-                ))
+                let reason = format!("expected \"tlsv1.2\" or \"tlsv1.3\", found {version:?}");
+                return Err(r.err("tls.version", reason));
             }
         };
         if given(&self.ciphers).is_some() {
@@ -651,13 +591,10 @@ impl RawFilter {
 impl RawWill {
     /// REF sets a will only when both topic and payload are non-empty.
     fn validate(self) -> Option<Will> {
-        let (topic, payload) = (
-            self.topic.unwrap_or_default(),
-            self.payload.unwrap_or_default(),
-        );
+        let (topic, payload) = (self.topic?, self.payload?);
         (!topic.is_empty() && !payload.is_empty()).then(|| Will {
             topic: Template::parse(&topic),
-            qos: qos(self.qos, QoS::AtLeastOnce),
+            qos: self.qos.unwrap_or(QoS::AtLeastOnce),
             retain: self.retain.value_or(true),
             payload,
         })
@@ -666,112 +603,85 @@ impl RawWill {
 
 /// Whether `host` starts with a TLS scheme.
 fn tls_scheme(host: &str) -> bool {
-    let lower = host.trim().to_ascii_lowercase();
-    TLS_SCHEMES.iter().any(|s| lower.starts_with(s))
+    let scheme = vscp_config::split_address(host).map(|(scheme, ..)| scheme);
+    scheme.is_ok_and(|s| TLS_SCHEMES.contains(&s.as_str()))
 }
 
 /// `bind`: empty (none), an IP address (any local port), or `ip:port` / `[v6]:port`.
 fn parse_bind(text: &str) -> Result<Option<SocketAddr>, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Ok(None);
-    }
-    if let Ok(ip) = t.parse::<IpAddr>() {
-        return Ok(Some(SocketAddr::new(ip, 0)));
-    }
-    t.parse::<SocketAddr>().map(Some).map_err(|_| {
+    let expected = || {
         format!("expected a local IP address, optionally with :port ([v6]:port), found {text:?}")
-    })
+    };
+    match vscp_config::split_address(text).map_err(|_| expected())? {
+        (_, "", None) => Ok(None),
+        (scheme, host, port) if scheme.is_empty() => {
+            let ip = host.parse::<IpAddr>().map_err(|_| expected())?;
+            Ok(Some(SocketAddr::new(ip, port.unwrap_or(0))))
+        }
+        _ => Err(expected()),
+    }
 }
 
 /// `host`: optional scheme, a name or address, optional `:port` (`[v6]:port` for IPv6).
 fn parse_host(text: &str) -> Result<(String, Option<u16>), String> {
-    let t = text.trim();
-    let lower = t.to_ascii_lowercase();
-    let rest = ["tcp://", "mqtt://"]
-        .iter()
-        .find(|s| lower.starts_with(*s))
-        .map_or(t, |s| &t[s.len()..]);
-    let rest = TLS_SCHEMES
-        .iter()
-        .find(|s| lower.starts_with(*s))
-        .map_or(rest, |s| &t[s.len()..]);
-    if rest.contains("://") {
+    let (scheme, host, port) = vscp_config::split_address(text)?;
+    if !["", "tcp", "mqtt"].contains(&scheme.as_str()) && !TLS_SCHEMES.contains(&scheme.as_str()) {
         return Err(format!(
             "unsupported scheme in {text:?}; use tcp://, mqtt:// or (TLS) mqtts://, ssl://"
         ));
     }
-    let (host, port) = vscp_config::split_host_port(rest.trim_end_matches('/'))?;
-    if host.is_empty() {
-        return Err("no host name or address".into());
+    match (host, port) {
+        ("", _) => Err("no host name or address".into()),
+        (_, Some(0)) => Err(format!(
+            "{:?}: port 0 is out of range 1..=65535",
+            text.trim()
+        )),
+        _ => Ok((host.to_owned(), port)),
     }
-    let port = match port {
-        None => None,
-        Some(p) => Some(
-            p.parse::<u16>()
-                .ok()
-                .filter(|&n| n != 0)
-                .ok_or_else(|| format!("invalid port {p:?} in {text:?}"))?,
-        ),
-    };
-    Ok((host.to_owned(), port))
 }
 
-/// Format names are matched by substring after lower-casing, in REF's order (mqtt.md §3).
-fn format_by_name(s: &str) -> Option<SubscribeFormat> {
-    let l = s.to_ascii_lowercase();
-    [
-        ("binary", SubscribeFormat::Binary),
-        ("string", SubscribeFormat::String),
-        ("json", SubscribeFormat::Json),
-        ("xml", SubscribeFormat::Xml),
-        ("auto", SubscribeFormat::Auto),
-    ]
-    .into_iter()
-    .find(|(name, _)| l.contains(name))
-    .map(|(_, f)| f)
-}
-
-/// A publish format: a name, or REF's number 0..=3. REF falls back to JSON for anything
-/// else; a typo is reported here instead.
-fn publish_format(v: &Value) -> Result<PublishFormat, String> {
-    let f = match v {
-        Value::Number(n) => match n.as_u64() {
-            Some(0) => Some(SubscribeFormat::Json),
-            Some(1) => Some(SubscribeFormat::Xml),
-            Some(2) => Some(SubscribeFormat::String),
-            Some(3) => Some(SubscribeFormat::Binary),
-            _ => None,
-        },
-        Value::String(s) => format_by_name(s),
+/// A subscribe format: a name or a number 0..=4 (4 = auto). Names are matched by substring
+/// after lower-casing, in REF's order (mqtt.md §3).
+fn subscribe_format(v: &Value) -> Result<SubscribeFormat, String> {
+    use SubscribeFormat as F;
+    let by_name = [
+        ("binary", F::Binary),
+        ("string", F::String),
+        ("json", F::Json),
+    ];
+    let by_name = by_name
+        .into_iter()
+        .chain([("xml", F::Xml), ("auto", F::Auto)]);
+    let found = match v {
+        Value::Number(n) => (n.as_u64().and_then(|n| usize::try_from(n).ok())).and_then(|n| {
+            [F::Json, F::Xml, F::String, F::Binary, F::Auto]
+                .get(n)
+                .copied()
+        }),
+        Value::String(s) => {
+            let lower = s.to_ascii_lowercase();
+            by_name
+                .into_iter()
+                .find(|(name, _)| lower.contains(name))
+                .map(|(_, f)| f)
+        }
         _ => None,
     };
-    match f {
-        Some(SubscribeFormat::Json) => Ok(PublishFormat::Json),
-        Some(SubscribeFormat::Xml) => Ok(PublishFormat::Xml),
-        Some(SubscribeFormat::String) => Ok(PublishFormat::String),
-        Some(SubscribeFormat::Binary) => Ok(PublishFormat::Binary),
+    found.ok_or_else(|| format!("expected json, xml, string, binary or auto (or 0..=4), found {v}"))
+}
+
+/// A publish format: as a subscribe format, without auto. REF falls back to JSON for anything
+/// else; a typo is reported here instead.
+fn publish_format(v: &Value) -> Result<PublishFormat, String> {
+    match subscribe_format(v) {
+        Ok(SubscribeFormat::Json) => Ok(PublishFormat::Json),
+        Ok(SubscribeFormat::Xml) => Ok(PublishFormat::Xml),
+        Ok(SubscribeFormat::String) => Ok(PublishFormat::String),
+        Ok(SubscribeFormat::Binary) => Ok(PublishFormat::Binary),
         _ => Err(format!(
             "expected json, xml, string or binary (or 0..=3), found {v}"
         )),
     }
-}
-
-/// A subscribe format: a name or a number 0..=4 (4 = auto).
-fn subscribe_format(v: &Value) -> Result<SubscribeFormat, String> {
-    let f = match v {
-        Value::Number(n) => match n.as_u64() {
-            Some(0) => Some(SubscribeFormat::Json),
-            Some(1) => Some(SubscribeFormat::Xml),
-            Some(2) => Some(SubscribeFormat::String),
-            Some(3) => Some(SubscribeFormat::Binary),
-            Some(4) => Some(SubscribeFormat::Auto),
-            _ => None,
-        },
-        Value::String(s) => format_by_name(s),
-        _ => None,
-    };
-    f.ok_or_else(|| format!("expected json, xml, string, binary or auto (or 0..=4), found {v}"))
 }
 
 /// `v5-options`: a number, or tokens (`NO_LOCAL`, `RETAIN_AS_PUBLISHED`, `SEND_RETAIN_ALWAYS`,
