@@ -110,14 +110,16 @@ pub fn ws_config(read_chunk: usize) -> WebSocketConfig {
         .max_message_size(Some(1 << 20))
 }
 
-/// Upgrades, reads the greeting, logs in and OPENs. Each step is checked; a negative reply is
-/// an error carrying the server's text.
+/// Upgrades, reads the greeting, logs in and, with `open`, OPENs the channel (a client that
+/// only publishes leaves it closed, so the server sends it nothing but its acks). Each step is
+/// checked; a negative reply is an error carrying the server's text.
 pub async fn open_session(
     stream: TcpStream,
     host: &str,
     dialect: Dialect,
     login: &Login,
     read_chunk: usize,
+    open: bool,
 ) -> Result<Ws> {
     let url = format!("ws://{host}{}", dialect.path());
     let (mut ws, _) =
@@ -141,7 +143,7 @@ pub async fn open_session(
     let iv = vscp_proto::auth::hex_decode_16(&sid).context("greeting carries no SID")?;
     let crypto =
         vscp_proto::auth::encrypt_credentials(&login.key, &iv, &login.user, &login.password);
-    let (auth, open) = match dialect {
+    let (auth, open_cmd) = match dialect {
         Dialect::Ws1 => (format!("C;AUTH;{sid};{crypto}"), "C;OPEN".to_string()),
         Dialect::Ws2 => (
             format!(
@@ -150,7 +152,8 @@ pub async fn open_session(
             r#"{"type":"CMD","command":"OPEN","args":null}"#.to_string(),
         ),
     };
-    for (what, cmd) in [("AUTH", auth), ("OPEN", open)] {
+    let steps = [("AUTH", auth), ("OPEN", open_cmd)];
+    for (what, cmd) in steps.into_iter().take(1 + open as usize) {
         ws.send(Message::text(cmd)).await?;
         let r = read_text(&mut ws).await.with_context(|| what.to_string())?;
         if !is_positive(dialect, &r) {

@@ -208,7 +208,7 @@ async fn connect_client(
         Target::Vscp { login, dialect, .. } => {
             let d = if subscriber { *dialect } else { Dialect::Ws1 };
             (
-                Sub::Vscp(open_session(stream, &host, d, login, 16 * 1024).await?),
+                Sub::Vscp(open_session(stream, &host, d, login, 16 * 1024, subscriber).await?),
                 fd,
             )
         }

@@ -109,7 +109,7 @@ async fn run_inner(p: Params, live: Arc<Live>, clock: Clock) -> Result<(Latency,
     let mut clients = Vec::new();
     for _ in 0..p.clients.max(1) {
         let s = tcp_connect(None, p.addr).await?;
-        let ws = open_session(s, &p.addr.to_string(), Dialect::Ws1, &p.login, 4096)
+        let ws = open_session(s, &p.addr.to_string(), Dialect::Ws1, &p.login, 4096, false)
             .await
             .context("websocket client")?;
         clients.push(ws);

@@ -177,7 +177,7 @@ async fn per_thread(
                 let stream = tcp_connect(sources.pick(), p2.addr).await?;
                 // Held sessions keep this chunk for their life; storm sessions close at once.
                 let chunk = if p2.hold.is_some() { 256 } else { 4096 };
-                open_session(stream, &host, p2.dialect, &p2.login, chunk).await
+                open_session(stream, &host, p2.dialect, &p2.login, chunk, true).await
             })
             .await;
             in_flight.set(in_flight.get() - 1);
