@@ -100,10 +100,15 @@ fn series_follow_sessions_logins_events_and_drops() {
     bad.send(&"x".repeat(5000));
     assert_eq!(bad.read_close_code(), Some(1009));
 
+    // Sessions may sit on different shards: an event reaches another shard's sessions through a
+    // ring, so wait for every series that such a hop feeds, not only for b's deliveries.
     assert!(eventually(Duration::from_secs(5), || {
         let m = scrape(maddr);
         get(&m, "vscp_events_delivered_total{dialect=\"ws2\"}") == 8.0
             && get(&m, "vscp_sessions_active") == 3.0
+            && get(&m, "vscp_events_dropped_total{reason=\"queue_full\"}") >= 4.0
+            && get(&m, "vscp_events_dropped_total{reason=\"filter\"}") >= 1.0
+            && get(&m, "vscp_outbox_events") >= 5.0
     }));
     let m2 = scrape(maddr);
     assert_eq!(get(&m2, "vscp_events_received_total{dialect=\"ws1\"}"), 8.0);
