@@ -21,6 +21,7 @@ use glommio::GlommioError;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -303,6 +304,7 @@ impl Hub {
 
     /// Finishes [`Hub::publish`] from the full ring `from` on, waiting for room in each.
     pub async fn publish_blocked(&self, ev: Arc<RoutedEvent>, from: usize) {
+        let _waiting = Waiting::new(&self.stats.publishers_waiting);
         let count = self.peers.borrow().len();
         for i in from..count {
             let (peer, is_shard) = self.peers.borrow()[i].clone();
@@ -370,5 +372,22 @@ impl Hub {
 
     pub fn session_count(&self) -> usize {
         self.slots.borrow().len()
+    }
+}
+
+/// Counts a session in `publishers_waiting` while it waits for room in a ring; the count drops
+/// however the wait ends, also when the session's future is dropped mid-wait.
+struct Waiting<'a>(&'a AtomicI64);
+
+impl<'a> Waiting<'a> {
+    fn new(gauge: &'a AtomicI64) -> Waiting<'a> {
+        ShardStats::gauge_add(gauge, 1);
+        Waiting(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        ShardStats::gauge_add(self.0, -1);
     }
 }

@@ -35,6 +35,7 @@ pub mod names {
     pub const EVENTS_DROPPED: &str = "vscp_events_dropped_total";
     pub const OUTBOX_EVENTS: &str = "vscp_outbox_events";
     pub const OUTBOX_CAPACITY: &str = "vscp_outbox_capacity_events";
+    pub const PUBLISHERS_WAITING: &str = "vscp_publishers_waiting";
     pub const BYTES_RECEIVED: &str = "vscp_bytes_received_total";
     pub const BYTES_SENT: &str = "vscp_bytes_sent_total";
     pub const SOCKET_WRITES: &str = "vscp_socket_writes_total";
@@ -159,6 +160,7 @@ impl Exporter {
                     .absolute(s.dropped(reason));
             }
             gauge!(OUTBOX_EVENTS, "core" => core.clone()).set(s.outbox_depth as f64);
+            gauge!(PUBLISHERS_WAITING, "core" => core.clone()).set(s.publishers_waiting as f64);
             counter!(BYTES_RECEIVED, "core" => core.clone()).absolute(s.bytes_in);
             counter!(BYTES_SENT, "core" => core.clone()).absolute(s.bytes_out);
             counter!(SOCKET_WRITES, "core" => core.clone()).absolute(s.socket_writes);
@@ -220,6 +222,7 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     (EVENTS_DROPPED, Counter, None, "Events not delivered: queue_full (a session's outbox overflowed, oldest dropped), filter, rights, malformed, oversized (message over max-message-size)."),
     (OUTBOX_EVENTS, Gauge, None, "Events waiting in session outboxes."),
     (OUTBOX_CAPACITY, Gauge, None, "The max-out-queue setting (per session)."),
+    (PUBLISHERS_WAITING, Gauge, None, "Sessions waiting for room in a full ring to another core or to the uplink (backpressure; their sockets are not read meanwhile)."),
     (BYTES_RECEIVED, Counter, Some(Unit::Bytes), "Websocket text bytes received from clients."),
     (BYTES_SENT, Counter, Some(Unit::Bytes), "Websocket text bytes written to clients."),
     (SOCKET_WRITES, Counter, None, "Writes issued to client sockets (one per send call, whatever it carried)."),

@@ -24,8 +24,11 @@ use std::sync::Arc;
 use std::time::Instant;
 use vscp_proto::Event;
 
-/// How many events may wait between the per-shard readers and the uplink's own loop.
-const MERGE_CAPACITY: usize = 1024;
+/// How many events may wait between the per-shard readers and the uplink's own loop. Small on
+/// purpose: the rings (`max-in-queue` each) are the buffer, and with an uplink that applies
+/// backpressure every event parked here is one more a client saw acknowledged while the
+/// uplink could not take it. One bridge batch is enough to keep the loop fed.
+const MERGE_CAPACITY: usize = 64;
 
 /// Something the sessions exchange events with. Moved to the uplink executor at start.
 pub trait Uplink: Send + 'static {

@@ -100,6 +100,7 @@ pub struct Bridge {
     malformed_log: BurstLog,
     topic_log: BurstLog,
     consecutive_failures: u64,
+    wait_when_connected: bool,
     host: String,
     port: u16,
 }
@@ -198,6 +199,7 @@ impl Bridge {
             clear_will_topic,
             send_maximum: cfg.send_maximum,
             max_pending: cfg.max_offline_events,
+            wait_when_connected: cfg.backpressure,
             reconnect: cfg.reconnect,
             max_packet_bytes: MAX_PACKET_BYTES,
             user_properties: match cfg.protocol {
@@ -206,6 +208,7 @@ impl Bridge {
             },
         };
         Ok(Bridge {
+            wait_when_connected: cfg.backpressure,
             client: Client::new(client_cfg, now),
             routes,
             subscriptions,
@@ -294,6 +297,15 @@ impl Bridge {
             );
         }
         self.after_client(now, unix_us);
+    }
+
+    /// False while the broker is connected and the buffer cannot take one more event's
+    /// publications (with `backpressure` on): the glue then stops taking events, the rings
+    /// from the shards fill, and the publishing sessions wait instead of losing events.
+    pub fn can_take_event(&self) -> bool {
+        !self.wait_when_connected
+            || !self.client.is_connected()
+            || self.client.has_room(self.routes.len())
     }
 
     // ---- connection inputs (delegated to the client) ----

@@ -35,6 +35,10 @@ use crate::error::ConnectionError;
 /// connection must not turn the uplink core into a busy loop.
 pub const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(100);
 
+/// The most publications one event may add to a waiting buffer beyond its capacity (one per
+/// publish entry); past it the buffer drops oldest even while connected.
+const MAX_EVENT_PUBLICATIONS: usize = 64;
+
 /// Static settings of the client.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -53,6 +57,9 @@ pub struct ClientConfig {
     pub send_maximum: u16,
     /// Capacity of the offline buffer.
     pub max_pending: usize,
+    /// While connected, a full buffer is the caller's signal to wait ([`Client::has_room`])
+    /// rather than a reason to drop: nothing is dropped then. Off: drop oldest at all times.
+    pub wait_when_connected: bool,
     pub reconnect: Reconnect,
     /// Largest packet accepted from the broker; larger ones are skipped and counted.
     pub max_packet_bytes: usize,
@@ -197,6 +204,13 @@ impl Client {
         self.state == State::Connected
     }
 
+    /// True when `n` more publications fit the buffer. With `wait_when_connected` the glue
+    /// asks this before taking another event and waits while it is false; an empty buffer
+    /// always has room, so an event with more publications than the buffer holds still goes.
+    pub fn has_room(&self, n: usize) -> bool {
+        self.pending.is_empty() || self.pending.len() + n <= self.cfg.max_pending
+    }
+
     /// True when the glue should start a TCP connection now.
     pub fn poll_connect(&self, now: Instant) -> bool {
         matches!(self.state, State::Idle { retry_at } if now >= retry_at)
@@ -281,7 +295,11 @@ impl Client {
             self.stats.dropped_overflow += 1;
             return;
         }
-        if self.cfg.max_pending == 0 {
+        let waits = self.cfg.wait_when_connected && self.state == State::Connected;
+        if waits && self.pending.len() < self.cfg.max_pending.max(MAX_EVENT_PUBLICATIONS) {
+            // The glue checked `has_room`; the bound above only guards against a caller that
+            // did not.
+        } else if self.cfg.max_pending == 0 {
             // No buffer at all: only what can go out right now is kept.
             let can_send = self.state == State::Connected
                 && self.pending.is_empty()
@@ -650,6 +668,7 @@ mod tests {
             clear_will_topic: None,
             send_maximum: 2,
             max_pending: 3,
+            wait_when_connected: false,
             reconnect: Reconnect {
                 delay: Duration::from_secs(1),
                 delay_max: Duration::from_secs(5),
@@ -871,7 +890,11 @@ mod tests {
     }
 
     fn connected(now: Instant) -> (Client, Peer) {
-        let mut c = Client::new(cfg(), now);
+        connected_with(cfg(), now)
+    }
+
+    fn connected_with(cfg: ClientConfig, now: Instant) -> (Client, Peer) {
+        let mut c = Client::new(cfg, now);
         let mut peer = Peer::new();
         assert!(c.poll_connect(now));
         socket_up(&mut c, now);
@@ -922,6 +945,37 @@ mod tests {
             })
             .collect();
         assert_eq!(sent, [1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn connected_full_buffer_asks_to_wait_and_drops_nothing() {
+        let t = Instant::now() + T0_OFFSET;
+        let cfg = ClientConfig {
+            wait_when_connected: true,
+            ..cfg()
+        };
+        let (mut c, _peer) = connected_with(cfg, t);
+        // Window 2, buffer 3: the caller publishes while `has_room(1)` says so.
+        let mut n = 0;
+        while c.has_room(1) {
+            n += 1;
+            c.publish(publication(n, QoS::AtLeastOnce), t);
+        }
+        assert_eq!((n, c.inflight_len(), c.pending_len()), (5, 2, 3));
+        assert!(!c.has_room(1));
+        // Even a caller that ignores it loses nothing while connected (up to the guard).
+        c.publish(publication(6, QoS::AtLeastOnce), t);
+        assert_eq!((c.pending_len(), c.stats().dropped_overflow), (4, 0));
+        c.handle_read(&puback(2), t);
+        c.handle_read(&puback(3), t);
+        assert_eq!((c.inflight_len(), c.pending_len()), (2, 2));
+        assert!(c.has_room(1));
+        // Away from the broker the buffer drops oldest again.
+        c.handle_closed(ConnectionError::Io("gone".into()), t);
+        for m in 7..=9 {
+            c.publish(publication(m, QoS::AtLeastOnce), t);
+        }
+        assert_eq!(c.stats().dropped_overflow, 2);
     }
 
     #[test]

@@ -178,6 +178,9 @@ pub struct MqttConfig {
     /// in-flight window is full; when full, the oldest is dropped and counted. At most a
     /// million (a publish holds a topic and a payload of a few KiB).
     pub max_offline_events: usize,
+    /// `backpressure` (our extension, default on): while the broker is connected, a full
+    /// buffer makes the publishing clients wait instead of dropping (docs/mqtt.md).
+    pub backpressure: bool,
 }
 
 /// The block as written, in the order of the vscpd sample; every key optional (`null` is the
@@ -212,6 +215,7 @@ struct RawMqtt {
     publish: Option<Vec<Entry<RawPublish>>>,
     v5: Option<Block<RawV5>>,
     max_offline_events: Option<Int<0, 1_000_000>>,
+    backpressure: Option<Flag>,
 }
 
 #[derive(Deserialize, Default)]
@@ -487,6 +491,7 @@ impl RawMqtt {
             max_offline_events: (self.max_offline_events)
                 .value_or(DEFAULT_MAX_OFFLINE_EVENTS as u64)
                 as usize,
+            backpressure: self.backpressure.value_or(true),
         })
     }
 }
@@ -822,6 +827,16 @@ mod tests {
         assert!(c.escape_pub_topics);
         assert!(!c.topic_event_defaults);
         assert_eq!(c.max_offline_events, DEFAULT_MAX_OFFLINE_EVENTS);
+        assert!(
+            c.backpressure,
+            "a connected broker's pace holds the clients back"
+        );
+        assert!(
+            !parse(json!({"backpressure": false}))
+                .unwrap()
+                .0
+                .backpressure
+        );
         assert!(c.will.is_none());
         assert!(c.publish.is_empty() && c.subscribe.is_empty());
     }
@@ -1011,6 +1026,7 @@ mod tests {
                 json!({"max-offline-events": 2_000_000}),
                 "mqtt.max-offline-events",
             ),
+            (json!({"backpressure": "yes"}), "mqtt.backpressure"),
         ] {
             assert_eq!(key_of(v.clone()), key, "{v}");
         }

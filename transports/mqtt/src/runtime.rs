@@ -129,7 +129,17 @@ impl MqttBridge {
                     }
                 }
                 .fuse();
-                let recv = ports.recv().fuse();
+                // Backpressure: while the bridge cannot take an event, none is taken, so the
+                // rings fill and the publishing sessions wait (their sockets are not read).
+                let taking = bridge.can_take_event();
+                let recv = async {
+                    if taking {
+                        ports.recv().await
+                    } else {
+                        futures::future::pending().await
+                    }
+                }
+                .fuse();
                 let conn_fut = async {
                     match connecting.as_mut() {
                         Some(f) => f.await,
@@ -177,6 +187,9 @@ impl MqttBridge {
                     drop(ev);
                     // Take what is already waiting, then write once.
                     for _ in 1..BATCH {
+                        if !bridge.can_take_event() {
+                            break;
+                        }
                         match ports.recv().now_or_never() {
                             Some(Some(ev)) => bridge.handle_session_event(&ev, now, wall),
                             _ => break,

@@ -7,6 +7,9 @@
 //! 3. `broker_messages_reach_ws1_and_ws2_in_every_subscribe_format`
 //! 4. `broker_restart_mid_stream_delivers_every_buffered_event_once`
 //! 5. `two_servers_exchange_events_both_ways_once_*`
+//!
+//! Issue 12 (backpressure): `a_slow_broker_makes_publishers_wait_and_nothing_is_dropped`, and
+//! its counterpart with `backpressure: false`, which shows the same load losing events.
 mod common;
 
 use common::*;
@@ -683,4 +686,76 @@ fn qos2_publish_and_subscribe_deliver_once() {
     assert_eq!((s.events_to_sessions, s.messages_received), (1, 1), "{s:?}");
     drop(c);
     node.srv.shutdown();
+}
+
+// ---- issue 12: backpressure from a slow broker ------------------------------------------------
+
+/// One ws1 client sends `n` events without waiting, then reads its `n` replies, through a
+/// server whose bridge publishes QoS 1 to a broker that acknowledges one PUBACK per 1 ms
+/// (window 5, buffer 20, rings of 16). Returns the bridge's counters and what the broker got.
+fn ingest_through_a_slow_broker(tag: &str, backpressure: bool, n: u16) -> (Ingested, usize) {
+    let broker = Broker::start(tag);
+    let slow = Proxy::slow(broker.addr(Protocol::V311), Duration::from_millis(1));
+    let collector = Collector::start(broker.observer_addr(), &format!("collector-{tag}"), "bp/#");
+    let mut block = mqtt_block(
+        &broker,
+        Protocol::V311,
+        json!({
+            "max-offline-events": 20,
+            "backpressure": backpressure,
+            "mqtt-options": {"send-maximum": 5},
+            "publish": [{"topic": "bp/{{class}}/{{type}}", "qos": 1, "format": "string"}]
+        }),
+    );
+    block["port"] = json!(slow.public.port());
+    let node = Node::start(tag, block, json!({"max-in-queue": 16}));
+    node.wait_connected();
+    let mut c = connect_ws(node.addr(), "/ws1");
+    assert!(c.auth("admin", "secret").starts_with("+;AUTH1;"));
+    for seq in 1..=n {
+        c.send(&seq_event(seq));
+    }
+    for i in 0..n {
+        assert_eq!(c.recv_text(), "+;EVENT", "reply {i}");
+    }
+    let settled = eventually(Duration::from_secs(30), || {
+        let s = node.stats.snapshot();
+        s.inflight == 0 && s.offline_queued == 0 && collector.count() as u64 >= s.acked
+    });
+    assert!(settled, "{:?}", node.stats.snapshot());
+    let s = node.stats.snapshot();
+    drop(c);
+    node.srv.shutdown();
+    (
+        Ingested {
+            dropped: s.offline_dropped,
+            acked: s.acked,
+        },
+        collector.count(),
+    )
+}
+
+#[derive(Debug)]
+struct Ingested {
+    dropped: u64,
+    acked: u64,
+}
+
+#[test]
+fn a_slow_broker_makes_publishers_wait_and_nothing_is_dropped() {
+    let n = 1000;
+    let (s, got) = ingest_through_a_slow_broker("bp-on", true, n);
+    assert_eq!(s.dropped, 0, "{s:?}");
+    assert_eq!(s.acked, u64::from(n), "{s:?}");
+    assert!(got >= usize::from(n), "{got} of {n} reached the broker");
+}
+
+/// The same load with backpressure off loses events: the test above can fail.
+#[test]
+fn without_backpressure_a_slow_broker_drops_oldest_and_counts() {
+    let n = 1000;
+    let (s, got) = ingest_through_a_slow_broker("bp-off", false, n);
+    assert!(s.dropped > 0, "{s:?}");
+    assert_eq!(s.acked + s.dropped, u64::from(n), "{s:?}");
+    assert_eq!(got as u64, s.acked, "what was not dropped arrived");
 }

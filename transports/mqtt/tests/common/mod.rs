@@ -175,6 +175,9 @@ impl Drop for Broker {
 pub struct Proxy {
     pub public: SocketAddr,
     upstream: SocketAddr,
+    /// Pause before each small chunk forwarded from the broker (`Proxy::slow`): a broker that
+    /// acknowledges slowly.
+    pace: Option<Duration>,
     running: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     acceptor: Option<JoinHandle<()>>,
@@ -182,11 +185,22 @@ pub struct Proxy {
 
 impl Proxy {
     fn start(upstream: SocketAddr) -> Proxy {
+        Proxy::start_paced(upstream, None)
+    }
+
+    /// A proxy that forwards what the broker sends 4 bytes (one PUBACK) at a time, waiting
+    /// `pace` before each: PUBACKs come at most one per `pace`.
+    pub fn slow(upstream: SocketAddr, pace: Duration) -> Proxy {
+        Proxy::start_paced(upstream, Some(pace))
+    }
+
+    fn start_paced(upstream: SocketAddr, pace: Option<Duration>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
         let public = listener.local_addr().unwrap();
         let mut p = Proxy {
             public,
             upstream,
+            pace,
             running: Arc::new(AtomicBool::new(false)),
             conns: Arc::new(Mutex::new(Vec::new())),
             acceptor: None,
@@ -201,6 +215,7 @@ impl Proxy {
         let running = self.running.clone();
         let conns = self.conns.clone();
         let upstream = self.upstream;
+        let pace = self.pace;
         self.acceptor = Some(std::thread::spawn(move || {
             while running.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -215,12 +230,17 @@ impl Proxy {
                         list.push(down.try_clone().unwrap());
                         list.push(up.try_clone().unwrap());
                         drop(list);
-                        for (mut from, mut to) in [
-                            (down.try_clone().unwrap(), up.try_clone().unwrap()),
-                            (up, down),
+                        for (mut from, mut to, pace) in [
+                            (down.try_clone().unwrap(), up.try_clone().unwrap(), None),
+                            (up, down, pace),
                         ] {
                             std::thread::spawn(move || {
-                                let _ = std::io::copy(&mut from, &mut to);
+                                match pace {
+                                    None => {
+                                        let _ = std::io::copy(&mut from, &mut to);
+                                    }
+                                    Some(p) => copy_paced(&mut from, &mut to, p),
+                                }
                                 let _ = to.shutdown(Shutdown::Both);
                                 let _ = from.shutdown(Shutdown::Both);
                             });
@@ -258,6 +278,21 @@ impl Proxy {
             }
         };
         self.run(listener);
+    }
+}
+
+fn copy_paced(from: &mut TcpStream, to: &mut TcpStream, pace: Duration) {
+    let mut chunk = [0u8; 4];
+    loop {
+        match from.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                std::thread::sleep(pace);
+                if to.write_all(&chunk[..n]).is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 
