@@ -20,6 +20,7 @@
 //! take at once (nothing else happens meanwhile), shutdown or queued events (the hub's slot),
 //! input, the login/idle deadline.
 
+use crate::awaiting::{Awaiting, Due};
 use crate::context::{ClientSlot, ShardCtx, WRITE_BATCH};
 use crate::credentials::LoginFailure;
 use crate::hub::{Origin, ReceiveView, Routed, RoutedEvent, Slot, Wake};
@@ -38,6 +39,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, field, Instrument};
 use vscp_proto::session::{stamp_event, Action, EventRejection, PublishOutcome, State, Timeout};
 use vscp_proto::{Dialect, Session};
+use vscp_transport::confirm::Confirm;
 use vscp_transport::{
     Close, Decoded, Framing, Handshake, HandshakeLimits, Incoming, Transport, WireError,
 };
@@ -87,6 +89,7 @@ pub fn serve<T: Transport>(
         input: Vec::new(),
         input_at: 0,
         output: Vec::new(),
+        awaiting: None,
         peer,
         conn_id,
         ctx,
@@ -136,6 +139,9 @@ struct Conn<F> {
     input_at: usize,
     /// Output the socket has not taken yet. Unallocated otherwise.
     output: Vec<u8>,
+    /// Replies waiting for the uplink to confirm an event (`ack-from-broker`), and those
+    /// queued behind them; boxed and only made when first needed.
+    awaiting: Option<Box<Awaiting>>,
     peer: SocketAddr,
     conn_id: u32,
 }
@@ -349,7 +355,12 @@ impl<F: Framing> Conn<F> {
                 }
                 Step::Publish(ev, ring) => {
                     let ctx = self.ctx.clone();
+                    let confirm = ev.confirm.clone();
                     Box::pin(ctx.hub.publish_blocked(ev, ring)).await;
+                    if let Some(c) = confirm {
+                        self.await_confirm(c, Instant::now());
+                        continue;
+                    }
                     self.session.event_reply(PublishOutcome::Accepted)
                 }
                 Step::Yield => {
@@ -377,6 +388,11 @@ impl<F: Framing> Conn<F> {
                     return End::Io(e);
                 }
             };
+            if let Some(a) = self.awaiting.as_mut().filter(|a| !a.is_empty()) {
+                // Behind an event that waits for the uplink.
+                a.push_reply(reply);
+                continue;
+            }
             // Written now, or left in `output` for the next step to finish.
             if let Wrote::Failed(e) = poll_fn(|cx| Poll::Ready(self.write_text(cx, &reply))).await {
                 Box::pin(self.publish_what_was_read()).await;
@@ -405,13 +421,28 @@ impl<F: Framing> Conn<F> {
             if let Poll::Ready(w) = self.slot.poll_wait(cx) {
                 return Poll::Ready(Step::Wake(w));
             }
+            match self.poll_awaiting(cx) {
+                Some(Step::Blocked) => continue,
+                Some(step) => return Poll::Ready(step),
+                None => {}
+            }
+            if self.awaiting.as_ref().is_some_and(|a| a.is_full()) {
+                // The client has as many events unconfirmed as it may: it is not read.
+                break;
+            }
             match self.poll_input(cx, Mode::Serve) {
                 Poll::Ready(Step::Blocked) => continue,
                 Poll::Ready(step) => return Poll::Ready(step),
                 Poll::Pending => break,
             }
         }
-        match self.session.poll_timeout(&self.ctx.session_cfg) {
+        let confirm_due = self.awaiting.as_ref().and_then(|a| a.deadline());
+        let session_due = self.session.poll_timeout(&self.ctx.session_cfg);
+        let due = match (session_due, confirm_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match due {
             // Logged-in sessions without an idle timeout have no timer at all.
             None => *timer = None,
             Some(at) => {
@@ -457,7 +488,8 @@ impl<F: Framing> Conn<F> {
                 .handle_message(&mut text, &self.ctx.session_cfg, now.instant);
             self.count_rejection();
             if let Action::Publish(ev) = action {
-                let ev = self.route(ev, &now);
+                // Nobody is left to tell whether the broker has it.
+                let ev = self.route(ev, &now, None);
                 self.ctx.hub.stats().received(self.session.dialect(), 1);
                 let hub = &self.ctx.hub;
                 if let Routed::Blocked(ring) = hub.publish(&ev) {
@@ -545,7 +577,11 @@ impl<F: Framing> Conn<F> {
         let now = Clock::now();
         let mut used = 0;
         let mut step = None;
-        while used < buf.len() && step.is_none() && tally.events < ctx.batch_events as u64 {
+        while used < buf.len()
+            && step.is_none()
+            && tally.events < ctx.batch_events as u64
+            && !self.awaiting.as_ref().is_some_and(|a| a.is_full())
+        {
             let msg = match self
                 .framing
                 .decode(&mut buf[used..], ctx.max_message_bytes, &mut out)
@@ -621,19 +657,70 @@ impl<F: Framing> Conn<F> {
             }
             Action::Authenticate(creds) => return Some(Step::Login(Box::new(creds))),
             Action::Publish(ev) => {
-                let ev = self.route(ev, now);
+                let confirm = self.ctx.confirm_timeout.map(|_| Confirm::new());
+                let ev = self.route(ev, now, confirm.clone());
                 tally.events += 1;
-                if let Routed::Blocked(ring) = self.ctx.hub.publish(&ev) {
-                    return Some(Step::Publish(ev, ring));
+                match (self.ctx.hub.publish(&ev), confirm) {
+                    (Routed::Blocked(ring), _) => return Some(Step::Publish(ev, ring)),
+                    (Routed::Done, Some(c)) => {
+                        self.await_confirm(c, now.instant);
+                        return None;
+                    }
+                    // Filtered before the uplink, or nothing to wait for.
+                    (Routed::Done | Routed::Filtered, _) => {
+                        self.session.event_reply(PublishOutcome::Accepted)
+                    }
                 }
-                let reply = self.session.event_reply(PublishOutcome::Accepted);
-                tally.reply(&self.framing, out, &reply);
-                return None;
             }
         };
         self.sync_view();
-        tally.reply(&self.framing, out, &reply);
+        match self.awaiting.as_mut().filter(|a| !a.is_empty()) {
+            Some(a) => a.push_reply(reply),
+            None => tally.reply(&self.framing, out, &reply),
+        }
         None
+    }
+
+    /// The reply to an event waits until the uplink confirms it, at most `confirm_timeout`.
+    fn await_confirm(&mut self, confirm: Confirm, now: Instant) {
+        let timeout = self.ctx.confirm_timeout.unwrap_or_default();
+        self.awaiting
+            .get_or_insert_with(Default::default)
+            .push_event(confirm, now + timeout);
+    }
+
+    /// Writes the waiting replies that are due, in order; registers for the oldest one still
+    /// waiting. `None` when there was nothing to write or it went out at once.
+    fn poll_awaiting(&mut self, cx: &mut Context<'_>) -> Option<Step> {
+        let awaiting = self.awaiting.as_deref_mut().filter(|a| !a.is_empty())?;
+        let now = Instant::now();
+        let ctx = self.ctx.clone();
+        let stats = ctx.hub.stats();
+        let mut tx = ctx.io.tx.borrow_mut();
+        tx.clear();
+        let mut bytes = 0;
+        loop {
+            while let Some(due) = awaiting.next_due(now) {
+                let text = match due {
+                    Due::Reply(text) => text,
+                    Due::Event(true) => self.session.event_reply(PublishOutcome::Accepted),
+                    Due::Event(false) => {
+                        ShardStats::add(&stats.unconfirmed, 1);
+                        self.session.event_reply(PublishOutcome::NotConfirmed)
+                    }
+                };
+                bytes += text.len() as u64;
+                self.framing.encode(&mut tx, text.as_bytes());
+            }
+            if awaiting.is_empty() || awaiting.poll_front(cx).is_pending() {
+                break;
+            }
+        }
+        if tx.is_empty() {
+            return None;
+        }
+        ShardStats::add(&stats.bytes_out, bytes);
+        write_now(&mut self.stream, &mut self.output, cx, &tx, stats).step()
     }
 
     /// Counts the event the session refused last, if it did.
@@ -673,13 +760,16 @@ impl<F: Framing> Conn<F> {
     }
 
     /// Stamps an event the client sent and wraps it for routing.
-    fn route(&self, mut ev: vscp_proto::Event, now: &Clock) -> Arc<RoutedEvent> {
+    fn route(
+        &self,
+        mut ev: vscp_proto::Event,
+        now: &Clock,
+        confirm: Option<Confirm>,
+    ) -> Arc<RoutedEvent> {
         stamp_event(&mut ev, self.conn_id, now.unix_us, &self.ctx.interface_guid);
-        Arc::new(RoutedEvent::new(
-            ev,
-            Origin::Client(self.conn_id),
-            now.instant,
-        ))
+        let mut routed = RoutedEvent::new(ev, Origin::Client(self.conn_id), now.instant);
+        routed.confirm = confirm;
+        Arc::new(routed)
     }
 
     fn sync_view(&self) {

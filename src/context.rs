@@ -36,6 +36,8 @@ pub struct ShardCtx {
     /// ([`batch_events`]).
     pub batch_events: usize,
     pub interface_guid: Guid,
+    /// With `ack-from-broker`: how long a session waits for the uplink to confirm an event.
+    pub confirm_timeout: Option<std::time::Duration>,
     /// The shard's receive and send buffers, shared by all its connections.
     pub io: IoBuffers,
     rng: ring::rand::SystemRandom,
@@ -65,6 +67,7 @@ impl ShardCtx {
             max_message_bytes: settings.max_message_bytes,
             batch_events: batch_events(settings.max_out_queue),
             interface_guid: settings.interface_guid,
+            confirm_timeout: settings.confirm_timeout,
             io: IoBuffers::new(),
             rng: ring::rand::SystemRandom::new(),
         }

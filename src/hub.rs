@@ -26,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 use vscp_proto::{Dialect, Event, Filter};
+use vscp_transport::confirm::Confirm;
 
 /// Where an event entered the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub struct RoutedEvent {
     pub accepted_at: Instant,
     /// The wire text in each dialect, indexed by [`Dialect::index`].
     encoded: [OnceLock<Bytes>; Dialect::COUNT],
+    /// Set when the sending session waits for the uplink to confirm it (`ack-from-broker`).
+    pub confirm: Option<Confirm>,
 }
 
 impl RoutedEvent {
@@ -55,6 +58,7 @@ impl RoutedEvent {
             origin,
             accepted_at,
             encoded: Default::default(),
+            confirm: None,
         }
     }
 

@@ -12,6 +12,7 @@
 //! - [`shard`]: a shard's executor: listeners, ring readers, drain at shutdown;
 //! - [`listener`]: the accept loop of one listener (client slots, back-off);
 //! - [`conn`]: one connection of any transport driving a `vscp_proto::Session`;
+//! - [`awaiting`]: replies held until the uplink confirms an event (`ack-from-broker`);
 //! - [`context`]: what a connection gets from its shard (hub, credentials, buffers);
 //! - [`hub`]: fan-out of events to local sessions and to the other shards' rings;
 //! - [`credentials`]: password checks off the hot path with a verified-credential cache;
@@ -22,6 +23,7 @@
 //! - [`mqtt`]: the MQTT bridge (crate `vscp-mqtt`) as an uplink.
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod awaiting;
 pub mod config;
 pub mod conn;
 pub mod context;

@@ -36,6 +36,7 @@ pub mod names {
     pub const OUTBOX_EVENTS: &str = "vscp_outbox_events";
     pub const OUTBOX_CAPACITY: &str = "vscp_outbox_capacity_events";
     pub const PUBLISHERS_WAITING: &str = "vscp_publishers_waiting";
+    pub const EVENTS_UNCONFIRMED: &str = "vscp_events_unconfirmed_total";
     pub const BYTES_RECEIVED: &str = "vscp_bytes_received_total";
     pub const BYTES_SENT: &str = "vscp_bytes_sent_total";
     pub const SOCKET_WRITES: &str = "vscp_socket_writes_total";
@@ -161,6 +162,7 @@ impl Exporter {
             }
             gauge!(OUTBOX_EVENTS, "core" => core.clone()).set(s.outbox_depth as f64);
             gauge!(PUBLISHERS_WAITING, "core" => core.clone()).set(s.publishers_waiting as f64);
+            counter!(EVENTS_UNCONFIRMED, "core" => core.clone()).absolute(s.unconfirmed);
             counter!(BYTES_RECEIVED, "core" => core.clone()).absolute(s.bytes_in);
             counter!(BYTES_SENT, "core" => core.clone()).absolute(s.bytes_out);
             counter!(SOCKET_WRITES, "core" => core.clone()).absolute(s.socket_writes);
@@ -222,6 +224,7 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     (EVENTS_DROPPED, Counter, None, "Events not delivered: queue_full (a session's outbox overflowed, oldest dropped), filter, rights, malformed, oversized (message over max-message-size)."),
     (OUTBOX_EVENTS, Gauge, None, "Events waiting in session outboxes."),
     (OUTBOX_CAPACITY, Gauge, None, "The max-out-queue setting (per session)."),
+    (EVENTS_UNCONFIRMED, Counter, None, "Events answered with an error because the broker did not confirm them in time (ack-from-broker); they may still arrive."),
     (PUBLISHERS_WAITING, Gauge, None, "Sessions waiting for room in a full ring to another core or to the uplink (backpressure; their sockets are not read meanwhile)."),
     (BYTES_RECEIVED, Counter, Some(Unit::Bytes), "Websocket text bytes received from clients."),
     (BYTES_SENT, Counter, Some(Unit::Bytes), "Websocket text bytes written to clients."),

@@ -54,6 +54,10 @@ impl Uplink for MqttUplink {
         "mqtt"
     }
 
+    fn confirm_timeout(&self) -> Option<std::time::Duration> {
+        self.bridge.ack_timeout()
+    }
+
     fn run(self: Box<Self>, ports: UplinkPorts) -> Pin<Box<dyn Future<Output = ()>>> {
         let exported = ports.stats().clone();
         let own = self.bridge.stats();
@@ -114,5 +118,9 @@ impl EventPorts for Ports {
 
     async fn send(&self, event: Event) {
         self.0.send(event).await
+    }
+
+    fn confirmation(event: &Shared) -> Option<&vscp_transport::confirm::Confirm> {
+        event.0.confirm.as_ref()
     }
 }

@@ -136,7 +136,10 @@ pub fn start_with_uplink(
         .map(|n| n.get())
         .unwrap_or(1);
     let n = cfg.shards.unwrap_or(cpus).max(1);
-    let settings = Arc::new(Settings::from_config(cfg));
+    let settings = Arc::new(Settings {
+        confirm_timeout: uplink.as_ref().and_then(|u| u.confirm_timeout()),
+        ..Settings::from_config(cfg)
+    });
     for spec in &settings.listeners {
         if spec.addr.port() != 0 {
             // Listeners set SO_REUSEPORT, so a second server on the same port would silently

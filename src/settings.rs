@@ -45,6 +45,9 @@ pub struct Settings {
     pub in_filter: Filter,
     pub out_filter: Filter,
     pub interface_guid: Guid,
+    /// Sessions reply to an event only once the uplink confirms it, within this time (the
+    /// uplink's [`crate::uplink::Uplink::confirm_timeout`]; `None` without).
+    pub confirm_timeout: Option<std::time::Duration>,
 }
 
 impl Settings {
@@ -76,6 +79,7 @@ impl Settings {
             out_filter: cfg.out_filter,
             // The configured `guid`, or one derived from the listen address (ws1.md Q9).
             interface_guid: Guid(cfg.interface_guid()),
+            confirm_timeout: None,
         }
     }
 }

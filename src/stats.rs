@@ -104,6 +104,9 @@ pub struct ShardStats {
     /// Sessions waiting for room in a full ring (to another shard or to the uplink): their
     /// sockets are not read meanwhile. This is backpressure at work, not a loss.
     pub publishers_waiting: AtomicI64,
+    /// Events answered with an error because the uplink did not confirm them in time or
+    /// dropped them (`ack-from-broker`); they may still arrive, the client was told to resend.
+    pub unconfirmed: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     /// Writes issued to client sockets: one per send(2) call, whatever it carried, so that
@@ -217,6 +220,7 @@ pub struct Stats {
     pub dropped: [u64; DropReason::COUNT],
     pub outbox_depth: i64,
     pub publishers_waiting: i64,
+    pub unconfirmed: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub socket_writes: u64,
@@ -248,6 +252,7 @@ impl Stats {
             add_all(&mut s.dropped, &sh.dropped);
             s.outbox_depth += sh.outbox_depth.load(Relaxed);
             s.publishers_waiting += sh.publishers_waiting.load(Relaxed);
+            s.unconfirmed += sh.unconfirmed.load(Relaxed);
             s.bytes_in += sh.bytes_in.load(Relaxed);
             s.bytes_out += sh.bytes_out.load(Relaxed);
             s.socket_writes += sh.socket_writes.load(Relaxed);

@@ -38,6 +38,12 @@ pub trait Uplink: Send + 'static {
     /// Runs on the uplink executor until the server stops: the future is then dropped, so
     /// anything it holds is released.
     fn run(self: Box<Self>, ports: UplinkPorts) -> Pin<Box<dyn Future<Output = ()>>>;
+
+    /// `Some(timeout)` when client sessions should reply to an event only once this uplink
+    /// confirms it (through [`RoutedEvent::confirm`]), waiting at most `timeout`.
+    fn confirm_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The uplink's ends of the rings.

@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use vscp_proto::number::read_u16;
 use vscp_proto::{DateTime, Event, Guid};
+use vscp_transport::confirm::Confirm;
 
 use crate::client::{Client, ClientConfig, ClientEvent, ClientStats, Publication};
-use crate::codec::Protocol;
 use crate::codec::{ConnectOptions, Message, SubscribeFilter, WillMessage};
+use crate::codec::{Protocol, QoS};
 use crate::config::{MqttConfig, PublishEntry};
 use crate::dedup::{self, event_key, Dedup, Seen};
 use crate::error::{ConfigError, ConnectionError};
@@ -253,7 +254,16 @@ impl Bridge {
 
     /// An event accepted from a websocket client: publish it to every publish entry.
     /// `unix_us` stamps it if it arrives unstamped (the server normally did that already).
-    pub fn handle_session_event(&mut self, ev: &Event, now: Instant, unix_us: u64) {
+    /// `confirm`, when the session waits for the broker: held once per QoS 1/2 publish and
+    /// released at its PUBACK/PUBCOMP, so it is confirmed when the broker has all of them (at
+    /// once when there are none).
+    pub fn handle_session_event(
+        &mut self,
+        ev: &Event,
+        confirm: Option<&Confirm>,
+        now: Instant,
+        unix_us: u64,
+    ) {
         BridgeStats::add(&self.stats.events_from_sessions, 1);
         let stamped;
         let ev = if ev.timestamp == 0 || ev.datetime.is_unset() {
@@ -285,6 +295,13 @@ impl Bridge {
             payload::encode(ev, format, self.measurement_block, &mut payload);
             let (qos, retain) = (route.entry.qos, route.entry.retain);
             BridgeStats::add(&self.stats.publications, 1);
+            let confirm = match confirm {
+                Some(c) if qos != QoS::AtMostOnce => {
+                    c.hold();
+                    Some(c.clone())
+                }
+                _ => None,
+            };
             self.client.publish(
                 Publication {
                     topic,
@@ -292,9 +309,13 @@ impl Bridge {
                     qos,
                     retain,
                     tag: key,
+                    confirm,
                 },
                 now,
             );
+        }
+        if let Some(c) = confirm {
+            c.release();
         }
         self.after_client(now, unix_us);
     }
@@ -626,11 +647,45 @@ mod tests {
     }
 
     #[test]
+    fn confirmation_waits_for_the_puback_of_every_qos1_publish() {
+        use vscp_transport::confirm::{Confirm, Confirmation};
+        let t = Instant::now();
+        let (mut b, _) = bridge(sample(), t);
+        connect(&mut b, t);
+        let c = Confirm::new();
+        b.handle_session_event(&e2(), Some(&c), t, UNIX_US);
+        let pkid = match &written(&mut b)[0] {
+            mqttbytes::v4::Packet::Publish(p) => p.pkid,
+            other => panic!("{other:?}"),
+        };
+        // The QoS 0 entry is written, the QoS 1 one is not acknowledged yet.
+        assert_eq!(c.state(), Confirmation::Pending);
+        let [h, l] = pkid.to_be_bytes();
+        b.handle_read(&[0x40, 0x02, h, l], t, UNIX_US);
+        assert_eq!(c.state(), Confirmation::Confirmed);
+
+        // Only QoS 0 entries: nothing to wait for.
+        let (mut b, _) = bridge(json!({"publish": [{"topic": "a", "qos": 0}]}), t);
+        connect(&mut b, t);
+        let c = Confirm::new();
+        b.handle_session_event(&e2(), Some(&c), t, UNIX_US);
+        assert_eq!(c.state(), Confirmation::Confirmed);
+
+        // Broker away: buffered, and failed when the bridge stops with it unsent.
+        let (mut b, _) = bridge(sample(), t);
+        let c = Confirm::new();
+        b.handle_session_event(&e2(), Some(&c), t, UNIX_US);
+        assert_eq!(c.state(), Confirmation::Pending);
+        b.shutdown(t, UNIX_US);
+        assert_eq!(c.state(), Confirmation::Failed);
+    }
+
+    #[test]
     fn session_event_goes_to_every_entry() {
         let t = Instant::now();
         let (mut b, stats) = bridge(sample(), t);
         connect(&mut b, t);
-        b.handle_session_event(&e2(), t, UNIX_US);
+        b.handle_session_event(&e2(), None, t, UNIX_US);
         let pkts = written(&mut b);
         assert_eq!(pkts.len(), 2);
         match (&pkts[0], &pkts[1]) {
@@ -666,7 +721,7 @@ mod tests {
         let (mut b, _) = bridge(v, t);
         let pkts = connect(&mut b, t);
         assert!(matches!(&pkts[1], mqttbytes::v4::Packet::Publish(p) if p.topic == "plain/will"));
-        b.handle_session_event(&e2(), t, UNIX_US);
+        b.handle_session_event(&e2(), None, t, UNIX_US);
         let pkts = written(&mut b);
         assert!(matches!(&pkts[0], mqttbytes::v4::Packet::Publish(p)
             if p.topic == "vscp/{{guid}}/{{class}}/{{type}}/{{nodeid}}"));
@@ -678,7 +733,7 @@ mod tests {
         let (mut b, stats) = bridge(sample(), t);
         connect(&mut b, t);
         let ev = e2();
-        b.handle_session_event(&ev, t, UNIX_US);
+        b.handle_session_event(&ev, None, t, UNIX_US);
         let pkts = written(&mut b);
         // The broker echoes both publishes back on a subscribed topic.
         for p in &pkts {
@@ -820,7 +875,7 @@ mod tests {
         for ts in 1..=3 {
             let mut ev = e2();
             ev.timestamp = ts;
-            b.handle_session_event(&ev, t, UNIX_US);
+            b.handle_session_event(&ev, None, t, UNIX_US);
         }
         assert_eq!(stats.snapshot().offline_queued, 6);
         let pkts = connect(&mut b, t);
@@ -873,7 +928,7 @@ mod tests {
             t,
         );
         connect(&mut b, t);
-        b.handle_session_event(&e2(), t, UNIX_US);
+        b.handle_session_event(&e2(), None, t, UNIX_US);
         assert!(written(&mut b).is_empty());
         assert_eq!(stats.snapshot().topic_errors, 1);
         let _ = QoS::AtMostOnce;

@@ -30,6 +30,7 @@ use crate::codec::{Ack, Codec, ConnectOptions, Incoming, Message, OutPublish, Su
 use crate::codec::{Protocol, QoS};
 use crate::config::Reconnect;
 use crate::error::ConnectionError;
+use vscp_transport::confirm::Confirm;
 
 /// The shortest reconnect delay, whatever the configuration says: a broker that refuses every
 /// connection must not turn the uplink core into a busy loop.
@@ -68,13 +69,30 @@ pub struct ClientConfig {
 }
 
 /// One message to publish. `tag` is the caller's; it comes back in [`ClientEvent::Sent`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Publication {
     pub topic: String,
     pub payload: Bytes,
     pub qos: QoS,
     pub retain: bool,
     pub tag: u64,
+    /// Released at PUBACK (QoS 1) or PUBCOMP (QoS 2), failed when the publication is dropped.
+    /// The caller holds it once per QoS 1/2 publication (QoS 0 ones carry none).
+    pub confirm: Option<Confirm>,
+}
+
+impl Publication {
+    fn acknowledged(&self) {
+        if let Some(c) = &self.confirm {
+            c.release();
+        }
+    }
+
+    fn dropped(&self) {
+        if let Some(c) = &self.confirm {
+            c.fail();
+        }
+    }
 }
 
 /// What happened inside the client, for the bridge to act on.
@@ -293,6 +311,7 @@ impl Client {
     pub fn publish(&mut self, p: Publication, now: Instant) {
         if self.state == State::Stopped {
             self.stats.dropped_overflow += 1;
+            p.dropped();
             return;
         }
         let waits = self.cfg.wait_when_connected && self.state == State::Connected;
@@ -306,10 +325,13 @@ impl Client {
                 && (p.qos == QoS::AtMostOnce || self.inflight.len() < self.window);
             if !can_send {
                 self.stats.dropped_overflow += 1;
+                p.dropped();
                 return;
             }
         } else if self.pending.len() >= self.cfg.max_pending {
-            self.pending.pop_front();
+            if let Some(old) = self.pending.pop_front() {
+                old.dropped();
+            }
             self.stats.dropped_overflow += 1;
         }
         self.pending.push_back(p);
@@ -373,7 +395,13 @@ impl Client {
             self.out.clear();
         }
         self.stats.dropped_overflow += self.pending.len() as u64;
-        self.pending.clear();
+        for p in self.pending.drain(..) {
+            p.dropped();
+        }
+        // Not acknowledged now: whoever waits on them is told at once.
+        for (_, p) in &self.inflight {
+            p.dropped();
+        }
         self.state = State::Stopped;
     }
 
@@ -427,7 +455,9 @@ impl Client {
                     .iter()
                     .position(|(id, p)| *id == pkid && p.qos == QoS::AtLeastOnce)
                 {
-                    self.inflight.remove(i);
+                    if let Some((_, p)) = self.inflight.remove(i) {
+                        p.acknowledged();
+                    }
                     self.stats.acked += 1;
                     self.fill_window(now);
                 }
@@ -452,7 +482,9 @@ impl Client {
             Incoming::PubComp { pkid } => {
                 if self.released.remove(&pkid) {
                     if let Some(i) = self.inflight.iter().position(|(id, _)| *id == pkid) {
-                        self.inflight.remove(i);
+                        if let Some((_, p)) = self.inflight.remove(i) {
+                            p.acknowledged();
+                        }
                         self.stats.acked += 1;
                         self.fill_window(now);
                     }
@@ -686,6 +718,7 @@ mod tests {
             qos,
             retain: false,
             tag: n,
+            confirm: None,
         }
     }
 

@@ -181,6 +181,11 @@ pub struct MqttConfig {
     /// `backpressure` (our extension, default on): while the broker is connected, a full
     /// buffer makes the publishing clients wait instead of dropping (docs/mqtt.md).
     pub backpressure: bool,
+    /// `ack-from-broker` (our extension, default off): a client's event is acknowledged only
+    /// once the broker has every QoS 1/2 publish it produced; `ack-timeout` (ms) is how long
+    /// the reply waits before it is an error the client can retry on (docs/mqtt.md).
+    pub ack_from_broker: bool,
+    pub ack_timeout: Duration,
 }
 
 /// The block as written, in the order of the vscpd sample; every key optional (`null` is the
@@ -216,6 +221,8 @@ struct RawMqtt {
     v5: Option<Block<RawV5>>,
     max_offline_events: Option<Int<0, 1_000_000>>,
     backpressure: Option<Flag>,
+    ack_from_broker: Option<Flag>,
+    ack_timeout: Option<Int<100, 300_000>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -492,6 +499,8 @@ impl RawMqtt {
                 .value_or(DEFAULT_MAX_OFFLINE_EVENTS as u64)
                 as usize,
             backpressure: self.backpressure.value_or(true),
+            ack_from_broker: self.ack_from_broker.value_or(false),
+            ack_timeout: Duration::from_millis(self.ack_timeout.value_or(5000)),
         })
     }
 }
@@ -839,6 +848,11 @@ mod tests {
         );
         assert!(c.will.is_none());
         assert!(c.publish.is_empty() && c.subscribe.is_empty());
+        assert!(!c.ack_from_broker);
+        assert_eq!(c.ack_timeout, Duration::from_millis(5000));
+        let (a, _) = parse(json!({"ack-from-broker": true, "ack-timeout": 250})).unwrap();
+        assert!(a.ack_from_broker);
+        assert_eq!(a.ack_timeout, Duration::from_millis(250));
     }
 
     /// REF's outer-object bug: sub-keys are read where they are documented.
@@ -1027,6 +1041,7 @@ mod tests {
                 "mqtt.max-offline-events",
             ),
             (json!({"backpressure": "yes"}), "mqtt.backpressure"),
+            (json!({"ack-timeout": 10}), "mqtt.ack-timeout"),
         ] {
             assert_eq!(key_of(v.clone()), key, "{v}");
         }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use glommio::net::TcpStream;
 use vscp_proto::Event;
+use vscp_transport::confirm::Confirm;
 
 use crate::bridge::{Bridge, Identity};
 use crate::config::MqttConfig;
@@ -47,6 +48,11 @@ pub trait EventPorts {
 
     /// Delivers an event from the broker to the sessions.
     fn send(&self, event: Event) -> impl Future<Output = ()>;
+
+    /// The confirmation a session waits on for this event, if it waits (ack-from-broker).
+    fn confirmation(_event: &Self::Incoming) -> Option<&Confirm> {
+        None
+    }
 }
 
 /// A configured MQTT bridge, ready to be moved to the uplink core and run there.
@@ -74,6 +80,11 @@ impl MqttBridge {
             stats,
             tls,
         })
+    }
+
+    /// With `ack-from-broker`, how long a session waits for the broker to confirm an event.
+    pub fn ack_timeout(&self) -> Option<Duration> {
+        self.cfg.ack_from_broker.then_some(self.cfg.ack_timeout)
     }
 
     /// The bridge's counters (shared; they keep updating while it runs).
@@ -183,7 +194,7 @@ impl MqttBridge {
                     bridge.handle_closed(ConnectionError::Io(e.to_string()), now, wall);
                 }
                 Step::Event(Some(ev)) => {
-                    bridge.handle_session_event(&ev, now, wall);
+                    bridge.handle_session_event(&ev, P::confirmation(&ev), now, wall);
                     drop(ev);
                     // Take what is already waiting, then write once.
                     for _ in 1..BATCH {
@@ -191,7 +202,9 @@ impl MqttBridge {
                             break;
                         }
                         match ports.recv().now_or_never() {
-                            Some(Some(ev)) => bridge.handle_session_event(&ev, now, wall),
+                            Some(Some(ev)) => {
+                                bridge.handle_session_event(&ev, P::confirmation(&ev), now, wall)
+                            }
                             _ => break,
                         }
                     }

@@ -16,6 +16,8 @@ use common::*;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use vscp_mqtt::codec::{Protocol, QoS};
 use vscp_mqtt::payload::{PublishFormat, SubscribeFormat};
@@ -758,4 +760,71 @@ fn without_backpressure_a_slow_broker_drops_oldest_and_counts() {
     assert!(s.dropped > 0, "{s:?}");
     assert_eq!(s.acked + s.dropped, u64::from(n), "{s:?}");
     assert_eq!(got as u64, s.acked, "what was not dropped arrived");
+}
+
+// ---- issue 12: acknowledgements from the broker ---------------------------------------------
+
+/// A server whose bridge publishes QoS 1 through a proxy that holds the broker's replies while
+/// the returned flag is set, with `ack-from-broker` on; a ws1 client logged in (channel closed).
+fn acked_by_broker(tag: &str, ack_timeout_ms: u64) -> (Node, Client, Arc<AtomicBool>, Broker) {
+    let broker = Broker::start(tag);
+    let hold = Arc::new(AtomicBool::new(false));
+    let gate = Proxy::gated(broker.addr(Protocol::V311), hold.clone());
+    let mut block = mqtt_block(
+        &broker,
+        Protocol::V311,
+        json!({
+            "ack-from-broker": true,
+            "ack-timeout": ack_timeout_ms,
+            "publish": [{"topic": "ack/{{class}}", "qos": 1, "format": "string"}]
+        }),
+    );
+    block["port"] = json!(gate.public.port());
+    let node = Node::start(tag, block, json!({}));
+    node.wait_connected();
+    let mut c = connect_ws(node.addr(), "/ws1");
+    assert!(c.auth("admin", "secret").starts_with("+;AUTH1;"));
+    // Dropping the proxy's handle leaves its threads forwarding until the test process ends.
+    drop(gate);
+    (node, c, hold, broker)
+}
+
+#[test]
+fn with_ack_from_broker_the_reply_comes_after_the_puback_and_in_order() {
+    let (node, mut c, hold, _broker) = acked_by_broker("ack-order", 30_000);
+    hold.store(true, Ordering::SeqCst);
+    c.send(&seq_event(1));
+    c.send("C;NOOP");
+    c.send(&seq_event(2));
+    assert!(
+        eventually(Duration::from_secs(10), || node.stats.snapshot().published
+            >= 2),
+        "{:?}",
+        node.stats.snapshot()
+    );
+    // Published, not acknowledged: no reply yet, not even to the NOOP behind the event.
+    assert_eq!(c.try_recv_text(Duration::from_millis(500)), None);
+    assert_eq!(node.stats.snapshot().acked, 0);
+    hold.store(false, Ordering::SeqCst);
+    assert_eq!(c.recv_text(), "+;EVENT");
+    assert_eq!(c.recv_text(), "+;NOOP");
+    assert_eq!(c.recv_text(), "+;EVENT");
+    assert_eq!(node.stats.snapshot().acked, 2);
+    drop(c);
+    node.srv.shutdown();
+}
+
+#[test]
+fn with_ack_from_broker_an_unconfirmed_event_gets_an_error_the_client_can_retry_on() {
+    let (node, mut c, hold, _broker) = acked_by_broker("ack-timeout", 300);
+    hold.store(true, Ordering::SeqCst);
+    assert_eq!(
+        c.cmd(&seq_event(1)),
+        "-;11;Not confirmed by the broker in time."
+    );
+    hold.store(false, Ordering::SeqCst);
+    // The retry goes through once the broker answers again.
+    assert_eq!(c.cmd(&seq_event(1)), "+;EVENT");
+    drop(c);
+    node.srv.shutdown();
 }

@@ -21,6 +21,8 @@
     unreachable_pub
 )]
 
+pub mod confirm;
+
 use std::ops::{Deref, DerefMut};
 
 pub use vscp_proto::Dialect;

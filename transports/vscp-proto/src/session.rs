@@ -141,6 +141,9 @@ pub enum PublishOutcome {
     Accepted,
     /// A bounded queue on the way was full.
     BufferFull,
+    /// The uplink's far side (the MQTT broker, with `ack-from-broker`) did not confirm it in
+    /// time, or it was dropped on the way there.
+    NotConfirmed,
 }
 
 /// Why the last event a client sent was refused (for the server's drop counters).
@@ -575,6 +578,12 @@ impl Session {
             (Dialect::Ws2, PublishOutcome::Accepted) => ws2::positive("EVENT", "null"),
             (Dialect::Ws2, PublishOutcome::BufferFull) => {
                 ws2::negative("EVENT", errors::TX_BUFFER_FULL)
+            }
+            (Dialect::Ws1, PublishOutcome::NotConfirmed) => {
+                ws1::negative_event(errors::NOT_CONFIRMED)
+            }
+            (Dialect::Ws2, PublishOutcome::NotConfirmed) => {
+                ws2::negative("EVENT", errors::NOT_CONFIRMED)
             }
         }
     }

@@ -18,6 +18,9 @@ pub mod errors {
     pub const NOT_ALLOWED: Code = (7, "Not allowed to do that (check privileges)");
     pub const PARSE: Code = (8, "Parse error, invalid format.");
     pub const UNKNOWN_TYPE: Code = (9, "Unknown type, only know 'COMMAND' and 'EVENT'.");
+    /// Our extension (10 is REF's general error): with `ack-from-broker`, the broker did not
+    /// confirm the event in time. It may still arrive; the client should send it again.
+    pub const NOT_CONFIRMED: Code = (11, "Not confirmed by the broker in time.");
 }
 
 /// Longest command token we echo back in `-;<CMD>;2;Unknown command.`. The line itself may be

@@ -175,9 +175,8 @@ impl Drop for Broker {
 pub struct Proxy {
     pub public: SocketAddr,
     upstream: SocketAddr,
-    /// Pause before each small chunk forwarded from the broker (`Proxy::slow`): a broker that
-    /// acknowledges slowly.
-    pace: Option<Duration>,
+    /// What holds back the bytes the broker sends (`Proxy::slow`, `Proxy::gated`).
+    throttle: Throttle,
     running: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     acceptor: Option<JoinHandle<()>>,
@@ -185,22 +184,27 @@ pub struct Proxy {
 
 impl Proxy {
     fn start(upstream: SocketAddr) -> Proxy {
-        Proxy::start_paced(upstream, None)
+        Proxy::start_throttled(upstream, Throttle::None)
     }
 
     /// A proxy that forwards what the broker sends 4 bytes (one PUBACK) at a time, waiting
     /// `pace` before each: PUBACKs come at most one per `pace`.
     pub fn slow(upstream: SocketAddr, pace: Duration) -> Proxy {
-        Proxy::start_paced(upstream, Some(pace))
+        Proxy::start_throttled(upstream, Throttle::Pace(pace))
     }
 
-    fn start_paced(upstream: SocketAddr, pace: Option<Duration>) -> Proxy {
+    /// A proxy that holds what the broker sends while `hold` is set (PUBACKs included).
+    pub fn gated(upstream: SocketAddr, hold: Arc<AtomicBool>) -> Proxy {
+        Proxy::start_throttled(upstream, Throttle::Gate(hold))
+    }
+
+    fn start_throttled(upstream: SocketAddr, throttle: Throttle) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
         let public = listener.local_addr().unwrap();
         let mut p = Proxy {
             public,
             upstream,
-            pace,
+            throttle,
             running: Arc::new(AtomicBool::new(false)),
             conns: Arc::new(Mutex::new(Vec::new())),
             acceptor: None,
@@ -215,7 +219,7 @@ impl Proxy {
         let running = self.running.clone();
         let conns = self.conns.clone();
         let upstream = self.upstream;
-        let pace = self.pace;
+        let throttle = self.throttle.clone();
         self.acceptor = Some(std::thread::spawn(move || {
             while running.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -230,16 +234,20 @@ impl Proxy {
                         list.push(down.try_clone().unwrap());
                         list.push(up.try_clone().unwrap());
                         drop(list);
-                        for (mut from, mut to, pace) in [
-                            (down.try_clone().unwrap(), up.try_clone().unwrap(), None),
-                            (up, down, pace),
+                        for (mut from, mut to, throttle) in [
+                            (
+                                down.try_clone().unwrap(),
+                                up.try_clone().unwrap(),
+                                Throttle::None,
+                            ),
+                            (up, down, throttle.clone()),
                         ] {
                             std::thread::spawn(move || {
-                                match pace {
-                                    None => {
+                                match throttle {
+                                    Throttle::None => {
                                         let _ = std::io::copy(&mut from, &mut to);
                                     }
-                                    Some(p) => copy_paced(&mut from, &mut to, p),
+                                    t => copy_throttled(&mut from, &mut to, &t),
                                 }
                                 let _ = to.shutdown(Shutdown::Both);
                                 let _ = from.shutdown(Shutdown::Both);
@@ -281,13 +289,28 @@ impl Proxy {
     }
 }
 
-fn copy_paced(from: &mut TcpStream, to: &mut TcpStream, pace: Duration) {
+#[derive(Clone)]
+enum Throttle {
+    None,
+    Pace(Duration),
+    Gate(Arc<AtomicBool>),
+}
+
+fn copy_throttled(from: &mut TcpStream, to: &mut TcpStream, throttle: &Throttle) {
     let mut chunk = [0u8; 4];
     loop {
         match from.read(&mut chunk) {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                std::thread::sleep(pace);
+                match throttle {
+                    Throttle::None => {}
+                    Throttle::Pace(p) => std::thread::sleep(*p),
+                    Throttle::Gate(hold) => {
+                        while hold.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                }
                 if to.write_all(&chunk[..n]).is_err() {
                     return;
                 }
