@@ -15,20 +15,18 @@
 use crate::hub::{Origin, RoutedEvent};
 use crate::shutdown::ShutdownSignal;
 use crate::stats::UplinkStats;
-use glommio::channels::local_channel::{self, LocalReceiver};
-use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
-use std::future::Future;
+use futures::StreamExt;
+use glommio::channels::shared_channel::{
+    ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+};
+use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 use vscp_proto::Event;
-
-/// How many events may wait between the per-shard readers and the uplink's own loop. Small on
-/// purpose: the rings (`max-in-queue` each) are the buffer, and with an uplink that applies
-/// backpressure every event parked here is one more a client saw acknowledged while the
-/// uplink could not take it. One bridge batch is enough to keep the loop fed.
-const MERGE_CAPACITY: usize = 64;
 
 /// Something the sessions exchange events with. Moved to the uplink executor at start.
 pub trait Uplink: Send + 'static {
@@ -48,7 +46,12 @@ pub trait Uplink: Send + 'static {
 
 /// The uplink's ends of the rings.
 pub struct UplinkPorts {
-    merged: LocalReceiver<Arc<RoutedEvent>>,
+    /// The rings from the shards, read in turn by [`UplinkPorts::recv`] itself: no task and
+    /// no queue in between, so an event costs one ring hop to the uplink, and an uplink that
+    /// stops receiving leaves its backpressure in the rings, where the shards see it.
+    from_shards: RefCell<Vec<ConnectedReceiver<Arc<RoutedEvent>>>>,
+    /// The ring to look at first next time, so that one busy shard cannot starve the others.
+    next: Cell<usize>,
     to_shards: Vec<ConnectedSender<Arc<RoutedEvent>>>,
     stats: Arc<UplinkStats>,
 }
@@ -64,10 +67,34 @@ impl std::fmt::Debug for UplinkPorts {
 impl UplinkPorts {
     /// The next event accepted from a websocket client on any shard; `None` once the server
     /// is stopping.
+    /// Cancel-safe: an event is taken out of its ring only when this returns it.
     pub async fn recv(&self) -> Option<Arc<RoutedEvent>> {
-        let ev = self.merged.recv().await?;
+        let ev = poll_fn(|cx| self.poll_recv(cx)).await?;
         self.stats.from_sessions.fetch_add(1, Ordering::Relaxed);
         Some(ev)
+    }
+
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Arc<RoutedEvent>>> {
+        let mut rings = self.from_shards.borrow_mut();
+        let n = rings.len();
+        let start = self.next.get();
+        let mut closed = 0;
+        for k in 0..n {
+            let i = (start + k) % n;
+            match rings[i].poll_next_unpin(cx) {
+                Poll::Ready(Some(ev)) => {
+                    self.next.set((i + 1) % n);
+                    return Poll::Ready(Some(ev));
+                }
+                Poll::Ready(None) => closed += 1,
+                Poll::Pending => {}
+            }
+        }
+        if closed == n {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Delivers an event to the sessions of every shard. Waits while a shard's ring is full
@@ -100,30 +127,23 @@ pub(crate) async fn run(
     stats: Arc<UplinkStats>,
     ready: std::sync::mpsc::Sender<()>,
 ) {
-    let (merge_tx, merge_rx) = local_channel::new_bounded(MERGE_CAPACITY);
-    let merge_tx = std::rc::Rc::new(merge_tx);
-    // One reader per shard merges the rings into one local queue, so the uplink awaits one
-    // thing instead of selecting over every shard.
-    let mut readers = Vec::new();
-    for rx in rings.from_shards {
-        let tx = merge_tx.clone();
-        readers.push(glommio::spawn_local(async move {
-            let rx = rx.connect().await;
-            while let Some(ev) = rx.recv().await {
-                if tx.send(ev).await.is_err() {
-                    break;
-                }
-            }
-        }));
-    }
-    drop(merge_tx);
+    // Every receiver connects concurrently: a connect waits for its sender, and the shards
+    // connect their senders only after start-up has heard from this executor.
+    let from_shards = glommio::spawn_local(futures::future::join_all(
+        rings.from_shards.into_iter().map(|rx| rx.connect()),
+    ))
+    .detach();
     let _ = ready.send(());
     let mut to_shards = Vec::new();
     for tx in rings.to_shards {
         to_shards.push(tx.connect().await);
     }
+    let Some(from_shards) = from_shards.await else {
+        return;
+    };
     let ports = UplinkPorts {
-        merged: merge_rx,
+        from_shards: RefCell::new(from_shards),
+        next: Cell::new(0),
         to_shards,
         stats,
     };
@@ -131,8 +151,5 @@ pub(crate) async fn run(
     let task = glommio::spawn_local(uplink.run(ports));
     shutdown.recv().await;
     task.cancel().await;
-    for r in readers {
-        r.cancel().await;
-    }
     tracing::info!(uplink = name, "uplink stopped");
 }

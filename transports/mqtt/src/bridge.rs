@@ -274,9 +274,14 @@ impl Bridge {
         } else {
             ev
         };
-        let key = event_key(ev);
-        self.dedup.published(key, now);
-        let mut payload = Vec::new();
+        // Without subscriptions nothing comes back to be told apart from our own events.
+        let key = if self.subscriptions.is_empty() {
+            0
+        } else {
+            let key = event_key(ev);
+            self.dedup.published(key, now);
+            key
+        };
         for i in 0..self.routes.len() {
             let route = &self.routes[i];
             let format = route.entry.format;
@@ -291,7 +296,7 @@ impl Bridge {
                 }
                 continue;
             }
-            payload.clear();
+            let mut payload = Vec::new();
             payload::encode(ev, format, self.measurement_block, &mut payload);
             let (qos, retain) = (route.entry.qos, route.entry.retain);
             BridgeStats::add(&self.stats.publications, 1);
@@ -305,7 +310,7 @@ impl Bridge {
             self.client.publish(
                 Publication {
                     topic,
-                    payload: Bytes::copy_from_slice(&payload),
+                    payload: Bytes::from(payload),
                     qos,
                     retain,
                     tag: key,
@@ -429,7 +434,10 @@ impl Bridge {
                     }
                 }
                 ClientEvent::Message(m) => self.on_message(m, now, unix_us),
-                ClientEvent::Sent { tag } => self.dedup.published(tag, now),
+                ClientEvent::Sent { tag } if !self.subscriptions.is_empty() => {
+                    self.dedup.published(tag, now)
+                }
+                ClientEvent::Sent { .. } => {}
                 ClientEvent::SubscribeFailed { failures } => {
                     BridgeStats::add(&self.stats.subscribe_failures, failures as u64);
                     tracing::warn!(failures, "the broker refused subscription filters");

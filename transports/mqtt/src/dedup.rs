@@ -22,7 +22,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use vscp_proto::Event;
@@ -69,7 +69,9 @@ struct Entry {
 pub struct Dedup {
     window: Duration,
     capacity: usize,
-    entries: HashMap<u64, Entry>,
+    /// Keyed by [`event_key`], which is a hash already: hashing it again would cost a SipHash
+    /// per lookup on the publish path.
+    entries: HashMap<u64, Entry, BuildHasherDefault<KeyHasher>>,
     /// Insertion order with the expiry each insertion set; stale ones are skipped.
     order: VecDeque<(u64, Instant)>,
     evicted: u64,
@@ -80,7 +82,7 @@ impl Dedup {
         Dedup {
             window,
             capacity: capacity.max(1),
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             order: VecDeque::new(),
             evicted: 0,
         }
@@ -143,6 +145,27 @@ impl Dedup {
                 self.entries.remove(&k);
             }
         }
+    }
+}
+
+/// Passes an [`event_key`] through as its own hash.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; fold anything else in rather than lose it.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 

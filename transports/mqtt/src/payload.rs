@@ -80,22 +80,32 @@ pub fn encode(ev: &Event, format: PublishFormat, measurement_block: bool, out: &
                 Some(m) => write_json_with_measurement(ev, &m, &mut s),
                 None => json::write_event(ev, &mut s),
             }
-            out.extend_from_slice(s.as_bytes());
+            append(out, s);
         }
         PublishFormat::Xml => {
             let mut s = String::with_capacity(256 + 5 * ev.data.len());
             xml::write_event(ev, &mut s);
-            out.extend_from_slice(s.as_bytes());
+            append(out, s);
         }
         PublishFormat::String => {
             let mut s = String::with_capacity(96 + 5 * ev.data.len());
             string::write_event(ev, &mut s);
-            out.extend_from_slice(s.as_bytes());
+            append(out, s);
         }
         PublishFormat::Binary => {
             out.push(0x00);
             binary::write_frame(ev, out);
         }
+    }
+}
+
+/// Appends `s` to `out`; into an empty `out` it moves, so the caller can turn `out` into
+/// `Bytes` with no copy at all.
+fn append(out: &mut Vec<u8>, s: String) {
+    if out.is_empty() {
+        *out = s.into_bytes();
+    } else {
+        out.extend_from_slice(s.as_bytes());
     }
 }
 
