@@ -162,6 +162,8 @@ pub struct Client {
     /// Unacknowledged QoS 1 and QoS 2 publishes, oldest first (a QoS 2 one leaves at
     /// PUBCOMP).
     inflight: VecDeque<(u16, Publication)>,
+    /// The packet ids of `inflight`, so that allocating one is not a scan of the window.
+    in_use: PkidSet,
     /// Ids of in-flight QoS 2 publishes whose PUBREC arrived: PUBREL was sent, PUBCOMP is
     /// awaited, and after a reconnect PUBREL (not the PUBLISH) is what gets re-sent, so the
     /// broker delivers the message exactly once.
@@ -190,6 +192,7 @@ impl Client {
             out: BytesMut::with_capacity(4096),
             pending: VecDeque::new(),
             inflight: VecDeque::new(),
+            in_use: PkidSet::default(),
             released: HashSet::new(),
             window: usize::from(cfg.send_maximum.max(1)),
             next_pkid: 0,
@@ -455,7 +458,8 @@ impl Client {
                     .iter()
                     .position(|(id, p)| *id == pkid && p.qos == QoS::AtLeastOnce)
                 {
-                    if let Some((_, p)) = self.inflight.remove(i) {
+                    if let Some((id, p)) = self.inflight.remove(i) {
+                        self.in_use.set(id, false);
                         p.acknowledged();
                     }
                     self.stats.acked += 1;
@@ -482,7 +486,8 @@ impl Client {
             Incoming::PubComp { pkid } => {
                 if self.released.remove(&pkid) {
                     if let Some(i) = self.inflight.iter().position(|(id, _)| *id == pkid) {
-                        if let Some((_, p)) = self.inflight.remove(i) {
+                        if let Some((id, p)) = self.inflight.remove(i) {
+                            self.in_use.set(id, false);
                             p.acknowledged();
                         }
                         self.stats.acked += 1;
@@ -615,6 +620,7 @@ impl Client {
             } else {
                 let pkid = self.alloc_pkid();
                 self.write_publish(&p, pkid, false, now);
+                self.in_use.set(pkid, true);
                 self.inflight.push_back((pkid, p));
             }
         }
@@ -666,9 +672,34 @@ impl Client {
                 self.next_pkid = 1;
             }
             let id = self.next_pkid;
-            if !self.inflight.iter().any(|(p, _)| *p == id) {
+            if !self.in_use.get(id) {
                 return id;
             }
+        }
+    }
+}
+
+/// One bit per MQTT packet id (8 KiB).
+#[derive(Debug)]
+struct PkidSet(Box<[u64; 1024]>);
+
+impl Default for PkidSet {
+    fn default() -> Self {
+        PkidSet(Box::new([0; 1024]))
+    }
+}
+
+impl PkidSet {
+    fn get(&self, id: u16) -> bool {
+        self.0[usize::from(id >> 6)] & (1 << (id & 63)) != 0
+    }
+
+    fn set(&mut self, id: u16, on: bool) {
+        let word = &mut self.0[usize::from(id >> 6)];
+        if on {
+            *word |= 1 << (id & 63);
+        } else {
+            *word &= !(1 << (id & 63));
         }
     }
 }
