@@ -36,6 +36,10 @@ pub const DEFAULT_TLS_PORT: u16 = 8883;
 const TLS_SCHEMES: &[&str] = &["stcp", "mqtts", "ssl", "tls"];
 /// Default capacity of the offline buffer, in publishes (one per event and publish entry).
 pub const DEFAULT_MAX_OFFLINE_EVENTS: usize = 10_000;
+/// Unacknowledged QoS 1/2 publishes we allow ourselves. REF's 20 (never applied) bounds a
+/// bridge to 20 per broker round trip; brokers take far more from one client under MQTT 3.1.1,
+/// and MQTT 5 caps this with the broker's receive maximum. Measured in docs/BENCHMARKS.md.
+pub const DEFAULT_SEND_MAXIMUM: u64 = 1000;
 
 /// `reconnect`: the backoff schedule after a failed or lost connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -481,7 +485,7 @@ impl RawMqtt {
             protocol: options.protocol_version.unwrap_or(Protocol::V311),
             tcp_nodelay: options.tcp_nodelay.value_or(true),
             receive_maximum: options.receive_maximum.value_or(20) as u16,
-            send_maximum: options.send_maximum.value_or(20) as u16,
+            send_maximum: options.send_maximum.value_or(DEFAULT_SEND_MAXIMUM) as u16,
             reconnect: Reconnect {
                 delay: Duration::from_secs(delay),
                 delay_max: Duration::from_secs(delay_max),
@@ -850,6 +854,7 @@ mod tests {
         assert!(c.publish.is_empty() && c.subscribe.is_empty());
         assert!(!c.ack_from_broker);
         assert_eq!(c.ack_timeout, Duration::from_millis(5000));
+        assert_eq!((c.receive_maximum, c.send_maximum), (20, 1000));
         let (a, _) = parse(json!({"ack-from-broker": true, "ack-timeout": 250})).unwrap();
         assert!(a.ack_from_broker);
         assert_eq!(a.ack_timeout, Duration::from_millis(250));
