@@ -135,7 +135,7 @@ pub fn start_with_uplink(
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let n = cfg.shards.unwrap_or(cpus).max(1);
+    let n = cfg.shards.unwrap_or(default_shards(cpus, uplink.is_some())).max(1);
     let settings = Arc::new(Settings {
         confirm_timeout: uplink.as_ref().and_then(|u| u.confirm_timeout()),
         ..Settings::from_config(cfg)
@@ -293,6 +293,18 @@ pub fn start_with_uplink(
     Ok(handle)
 }
 
+/// Shards when the config does not say: one per core, except that from 3 cores up an uplink
+/// gets a core of its own (the uplink executor is placed on core `shards % cpus`, i.e. the last
+/// one). With 2 cores a dedicated uplink core would halve the cores for sessions; there the
+/// uplink shares core 0 (docs/BENCHMARKS.md measures both placements).
+fn default_shards(cpus: usize, with_uplink: bool) -> usize {
+    if with_uplink && cpus >= 3 {
+        cpus - 1
+    } else {
+        cpus
+    }
+}
+
 /// Binds `addr` without SO_REUSEPORT: fails when anyone listens there.
 fn plain_bind(addr: SocketAddr, key: &'static str) -> Result<std::net::TcpListener, StartError> {
     std::net::TcpListener::bind(addr).map_err(|source| {
@@ -302,4 +314,18 @@ fn plain_bind(addr: SocketAddr, key: &'static str) -> Result<std::net::TcpListen
             StartError::Listen(ListenError { addr, key, source })
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_shards;
+
+    #[test]
+    fn an_uplink_gets_its_own_core_from_three_cores_up() {
+        assert_eq!(default_shards(1, true), 1);
+        assert_eq!(default_shards(2, true), 2);
+        assert_eq!(default_shards(3, true), 2);
+        assert_eq!(default_shards(16, true), 15);
+        assert_eq!(default_shards(16, false), 16);
+    }
 }
