@@ -22,6 +22,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Readiness {
     /// Every shard listens.
     pub listening: AtomicBool,
+    /// The server is stopping (set before anything else stops).
+    pub stopping: AtomicBool,
     /// Present when an uplink is configured: ready only while its far side is connected.
     pub uplink: Option<Arc<UplinkStats>>,
 }
@@ -29,6 +31,9 @@ pub struct Readiness {
 impl Readiness {
     /// `Ok` when ready, else the reason.
     pub fn check(&self) -> Result<(), &'static str> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err("shutting down");
+        }
         if !self.listening.load(Ordering::Acquire) {
             return Err("not listening yet");
         }

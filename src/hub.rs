@@ -225,6 +225,12 @@ impl Hub {
         self.peers.borrow_mut().push((Rc::new(peer), is_shard));
     }
 
+    /// Closes this shard's ends of the rings to the other shards and the uplink: once every
+    /// shard did, the uplink knows no more events will come and can finish what it holds.
+    pub fn close_peers(&self) {
+        self.peers.borrow_mut().clear();
+    }
+
     pub fn register(&self, conn_id: u32) -> Rc<Slot> {
         let mut slots = self.slots.borrow_mut();
         let slot = Rc::new(Slot {

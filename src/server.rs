@@ -52,6 +52,8 @@ pub struct ServerHandle {
     stats: Vec<Arc<ShardStats>>,
     uplink_stats: Arc<UplinkStats>,
     metrics_addr: Option<SocketAddr>,
+    /// `/readyz` reads it; a stop fails it first, so a load balancer stops sending clients.
+    readiness: Arc<Readiness>,
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
 }
 
@@ -106,6 +108,7 @@ impl ServerHandle {
     }
 
     fn stop_and_join(&mut self) {
+        self.readiness.stopping.store(true, Ordering::Release);
         self.shutdown.trigger();
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -135,7 +138,10 @@ pub fn start_with_uplink(
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let n = cfg.shards.unwrap_or(default_shards(cpus, uplink.is_some())).max(1);
+    let n = cfg
+        .shards
+        .unwrap_or(default_shards(cpus, uplink.is_some()))
+        .max(1);
     let settings = Arc::new(Settings {
         confirm_timeout: uplink.as_ref().and_then(|u| u.confirm_timeout()),
         ..Settings::from_config(cfg)
@@ -187,19 +193,22 @@ pub fn start_with_uplink(
         rings
     });
 
+    let uplink_stats = Arc::new(UplinkStats::default());
+    let readiness = Arc::new(Readiness {
+        listening: AtomicBool::new(false),
+        stopping: AtomicBool::new(false),
+        uplink: uplink.as_ref().map(|_| uplink_stats.clone()),
+    });
     let mut handle = ServerHandle {
         addrs: settings.listeners.iter().map(|l| l.addr).collect(),
         shutdown: ShutdownTrigger::default(),
         users: users.clone(),
         stats: stats.clone(),
-        uplink_stats: Arc::new(UplinkStats::default()),
+        uplink_stats,
         metrics_addr: None,
+        readiness: readiness.clone(),
         threads: Vec::new(),
     };
-    let readiness = Arc::new(Readiness {
-        listening: AtomicBool::new(false),
-        uplink: uplink.as_ref().map(|_| handle.uplink_stats.clone()),
-    });
     let mut metrics = match cfg.metrics_listen {
         None => None,
         Some(at) => {

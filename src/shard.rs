@@ -145,9 +145,7 @@ pub async fn run(setup: ShardSetup) {
     for task in acceptors {
         task.cancel().await;
     }
-    if let Some(t) = metrics_task {
-        t.cancel().await;
-    }
+    // `/metrics` and `/readyz` (failing now) keep answering while the sessions drain.
     ctx.hub.close_all();
     if glommio::timer::timeout(DRAIN_TIMEOUT, async {
         let _ = gate.close().await;
@@ -163,6 +161,11 @@ pub async fn run(setup: ShardSetup) {
         );
     }
     for t in ring_tasks {
+        t.cancel().await;
+    }
+    // Every session has ended: nothing more goes into the rings.
+    ctx.hub.close_peers();
+    if let Some(t) = metrics_task {
         t.cancel().await;
     }
     info!(shard, "stopped");

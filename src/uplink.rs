@@ -8,9 +8,13 @@
 //! - events the uplink sends go into each shard's inbound ring and are delivered there with
 //!   origin [`Origin::Uplink`](crate::hub::Origin) (the driver in-filter applies).
 //!
-//! Implementations decide what happens when their own far side is slow (a broker away, a host
-//! that does not read); they must keep receiving from [`UplinkPorts::recv`] so the shards are
-//! never held up by a stuck uplink for longer than the rings absorb.
+//! Implementations decide what happens when their own far side is slow: the MQTT bridge stops
+//! receiving while a connected broker is slower than the clients (backpressure: the rings fill
+//! and the publishing sessions wait) and keeps receiving, dropping oldest, while it is away; the
+//! vscpd host drops oldest when the host does not read.
+//!
+//! Stopping: the shards end their sessions, then close their rings, so [`UplinkPorts::recv`]
+//! returns `None`; the uplink finishes what it holds and returns from [`Uplink::run`].
 
 use crate::hub::{Origin, RoutedEvent};
 use crate::shutdown::ShutdownSignal;
@@ -28,13 +32,18 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 use vscp_proto::Event;
 
+/// Longest an uplink may take to finish after the server was told to stop: the shards' own
+/// drain, plus the largest MQTT `drain-timeout`.
+const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(310);
+
 /// Something the sessions exchange events with. Moved to the uplink executor at start.
 pub trait Uplink: Send + 'static {
     /// Short name for logs and metric labels (`mqtt`, `vscpd`, …).
     fn name(&self) -> &'static str;
 
-    /// Runs on the uplink executor until the server stops: the future is then dropped, so
-    /// anything it holds is released.
+    /// Runs on the uplink executor until [`UplinkPorts::recv`] returns `None` (every shard has
+    /// stopped) and what it holds is finished; it is cancelled if it takes longer than a
+    /// generous limit.
     fn run(self: Box<Self>, ports: UplinkPorts) -> Pin<Box<dyn Future<Output = ()>>>;
 
     /// `Some(timeout)` when client sessions should reply to an event only once this uplink
@@ -150,6 +159,16 @@ pub(crate) async fn run(
     let name = uplink.name();
     let task = glommio::spawn_local(uplink.run(ports));
     shutdown.recv().await;
-    task.cancel().await;
+    // The shards close their sessions and then their rings to us; the uplink sees the end of
+    // its input, finishes what it holds within its own limit (the MQTT bridge's
+    // `drain-timeout`) and returns. The limit here only guards against an uplink that does not.
+    let finished = glommio::timer::timeout(STOP_LIMIT, async move {
+        task.await;
+        Ok(())
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(uplink = name, "uplink did not stop in time; cancelled");
+    }
     tracing::info!(uplink = name, "uplink stopped");
 }

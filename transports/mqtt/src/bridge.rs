@@ -383,6 +383,16 @@ impl Bridge {
         self.client.is_connected()
     }
 
+    /// Nothing left to publish or to wait for: stopping now loses nothing.
+    pub fn is_drained(&self) -> bool {
+        self.client.is_drained()
+    }
+
+    /// Publications buffered or waiting for their acknowledgement.
+    pub fn pending_total(&self) -> usize {
+        self.client.pending_len() + self.client.inflight_len()
+    }
+
     /// Stops: DISCONNECT when connected (write [`Bridge::poll_transmit`] before closing).
     pub fn shutdown(&mut self, now: Instant, unix_us: u64) {
         self.client.shutdown();
@@ -468,6 +478,10 @@ impl Bridge {
         BridgeStats::add(
             &s.offline_dropped,
             now.dropped_overflow - was.dropped_overflow,
+        );
+        BridgeStats::add(
+            &s.shutdown_dropped,
+            now.dropped_shutdown - was.dropped_shutdown,
         );
         BridgeStats::add(&s.connects, now.connects - was.connects);
         BridgeStats::add(&s.disconnects, now.disconnects - was.disconnects);

@@ -123,6 +123,8 @@ pub struct ClientStats {
     pub acked: u64,
     /// Publishes dropped because the offline buffer was full (oldest first).
     pub dropped_overflow: u64,
+    /// Publications still buffered or unacknowledged when the client stopped.
+    pub dropped_shutdown: u64,
     /// Successful CONNACKs.
     pub connects: u64,
     /// Connections or attempts that ended (any reason).
@@ -223,6 +225,11 @@ impl Client {
 
     pub fn is_connected(&self) -> bool {
         self.state == State::Connected
+    }
+
+    /// Nothing buffered and nothing waiting for an acknowledgement: a stop loses nothing.
+    pub fn is_drained(&self) -> bool {
+        self.pending.is_empty() && self.inflight.is_empty()
     }
 
     /// True when `n` more publications fit the buffer. With `wait_when_connected` the glue
@@ -397,7 +404,7 @@ impl Client {
         } else {
             self.out.clear();
         }
-        self.stats.dropped_overflow += self.pending.len() as u64;
+        self.stats.dropped_shutdown += (self.pending.len() + self.inflight.len()) as u64;
         for p in self.pending.drain(..) {
             p.dropped();
         }

@@ -190,6 +190,9 @@ pub struct MqttConfig {
     /// the reply waits before it is an error the client can retry on (docs/mqtt.md).
     pub ack_from_broker: bool,
     pub ack_timeout: Duration,
+    /// `drain-timeout` (ms, our extension): at shutdown, how long the bridge keeps publishing
+    /// what it holds (buffered and unacknowledged) before it says DISCONNECT.
+    pub drain_timeout: Duration,
 }
 
 /// The block as written, in the order of the vscpd sample; every key optional (`null` is the
@@ -227,6 +230,7 @@ struct RawMqtt {
     backpressure: Option<Flag>,
     ack_from_broker: Option<Flag>,
     ack_timeout: Option<Int<100, 300_000>>,
+    drain_timeout: Option<Int<0, 300_000>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -505,6 +509,7 @@ impl RawMqtt {
             backpressure: self.backpressure.value_or(true),
             ack_from_broker: self.ack_from_broker.value_or(false),
             ack_timeout: Duration::from_millis(self.ack_timeout.value_or(5000)),
+            drain_timeout: Duration::from_millis(self.drain_timeout.value_or(5000)),
         })
     }
 }
@@ -855,6 +860,7 @@ mod tests {
         assert!(!c.ack_from_broker);
         assert_eq!(c.ack_timeout, Duration::from_millis(5000));
         assert_eq!((c.receive_maximum, c.send_maximum), (20, 1000));
+        assert_eq!(c.drain_timeout, Duration::from_millis(5000));
         let (a, _) = parse(json!({"ack-from-broker": true, "ack-timeout": 250})).unwrap();
         assert!(a.ack_from_broker);
         assert_eq!(a.ack_timeout, Duration::from_millis(250));

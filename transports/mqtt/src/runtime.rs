@@ -97,6 +97,7 @@ impl MqttBridge {
     pub async fn run<P: EventPorts>(self, ports: P) {
         let random = random_u64();
         let connect_timeout = self.cfg.connection_timeout;
+        let drain_timeout = self.cfg.drain_timeout;
         let nodelay = self.cfg.tcp_nodelay;
         let bind = self.cfg.bind;
         let tls = self.tls;
@@ -111,6 +112,9 @@ impl MqttBridge {
             };
         let mut conn: Option<Conn> = None;
         let mut connecting: Option<Connecting> = None;
+        // Set once the sessions are gone (the server is stopping): until then, or until
+        // everything held is published and acknowledged, the loop goes on without taking events.
+        let mut draining: Option<Instant> = None;
         let mut buf = vec![0u8; READ_BYTES];
         let (host, port) = {
             let (h, p) = bridge.broker();
@@ -119,6 +123,12 @@ impl MqttBridge {
 
         loop {
             let now = Instant::now();
+            if let Some(deadline) = draining {
+                if bridge.is_drained() || now >= deadline {
+                    finish(&mut bridge, conn.take()).await;
+                    return;
+                }
+            }
             if conn.is_none() && connecting.is_none() && bridge.poll_connect(now) {
                 bridge.handle_connecting(now);
                 connecting = Some(Box::pin(connect(
@@ -132,7 +142,10 @@ impl MqttBridge {
             }
 
             let step = {
-                let deadline = bridge.poll_timeout();
+                let deadline = match (bridge.poll_timeout(), draining) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 let read = async {
                     match conn.as_mut() {
                         Some(s) => s.read(&mut buf).await,
@@ -142,7 +155,7 @@ impl MqttBridge {
                 .fuse();
                 // Backpressure: while the bridge cannot take an event, none is taken, so the
                 // rings fill and the publishing sessions wait (their sockets are not read).
-                let taking = bridge.can_take_event();
+                let taking = draining.is_none() && bridge.can_take_event();
                 let recv = async {
                     if taking {
                         ports.recv().await
@@ -210,16 +223,14 @@ impl MqttBridge {
                     }
                 }
                 Step::Event(None) => {
-                    bridge.shutdown(now, wall);
-                    if let Some(mut s) = conn.take() {
-                        if let Some(bytes) = bridge.poll_transmit() {
-                            let _ = with_deadline(WRITE_TIMEOUT, s.write_all(&bytes)).await;
-                        }
-                        // close() flushes (and for TLS sends close_notify) first.
-                        let _ = with_deadline(WRITE_TIMEOUT, s.close()).await;
+                    // Every session has stopped: publish what is held, then say goodbye.
+                    draining = Some(now + drain_timeout);
+                    if !bridge.is_drained() {
+                        tracing::info!(
+                            timeout_ms = drain_timeout.as_millis() as u64,
+                            "server stopping: publishing what the MQTT bridge holds"
+                        );
                     }
-                    tracing::info!("MQTT bridge stopped");
-                    return;
                 }
                 Step::Connected(r) => {
                     connecting = None;
@@ -276,6 +287,28 @@ impl MqttBridge {
                 ports.send(ev).await;
             }
         }
+    }
+}
+
+/// The end of a stop: DISCONNECT (so the broker does not publish the will) and close. What
+/// could not be published is counted (`shutdown_dropped`) and logged.
+async fn finish(bridge: &mut Bridge, conn: Option<Conn>) {
+    let lost = bridge.pending_total();
+    bridge.shutdown(Instant::now(), unix_us());
+    if let Some(mut s) = conn {
+        if let Some(bytes) = bridge.poll_transmit() {
+            let _ = with_deadline(WRITE_TIMEOUT, s.write_all(&bytes)).await;
+        }
+        // close() flushes (and for TLS sends close_notify) first.
+        let _ = with_deadline(WRITE_TIMEOUT, s.close()).await;
+    }
+    if lost > 0 {
+        tracing::warn!(
+            not_published = lost,
+            "MQTT bridge stopped with publishes not sent or not acknowledged"
+        );
+    } else {
+        tracing::info!("MQTT bridge stopped");
     }
 }
 

@@ -40,6 +40,8 @@ counters! {
     acked,
     /// Publications dropped because the offline buffer was full (oldest first).
     offline_dropped,
+    /// Publications buffered or unacknowledged when the bridge stopped (after its drain).
+    shutdown_dropped,
     /// Publications dropped because the rendered topic was not a valid MQTT topic.
     topic_errors,
     /// Application messages received from the broker.

@@ -828,3 +828,65 @@ fn with_ack_from_broker_an_unconfirmed_event_gets_an_error_the_client_can_retry_
     drop(c);
     node.srv.shutdown();
 }
+
+// ---- issue 12: a stop that keeps promises ----------------------------------------------------
+
+#[test]
+fn a_stop_fails_readyz_publishes_what_is_held_and_says_disconnect() {
+    let tag = "clean-stop";
+    let broker = Broker::start(tag);
+    let collector = Collector::start(broker.observer_addr(), "collector-stop", "stop/#");
+    let hold = Arc::new(AtomicBool::new(false));
+    let gate = Proxy::gated(broker.addr(Protocol::V311), hold.clone());
+    let mut block = mqtt_block(
+        &broker,
+        Protocol::V311,
+        json!({
+            "drain-timeout": 20_000,
+            "will": {"topic": "stop/will", "payload": "gone", "qos": 1, "retain": false},
+            "publish": [{"topic": "stop/{{class}}", "qos": 1, "format": "string"}]
+        }),
+    );
+    block["port"] = json!(gate.public.port());
+    let node = Node::start(tag, block, json!({"metrics-interface": "127.0.0.1:0"}));
+    node.wait_connected();
+    let maddr = node.srv.metrics_addr().expect("metrics enabled");
+    assert!(eventually(Duration::from_secs(5), || readyz(maddr) == 200));
+    let mut c = connect_ws(node.addr(), "/ws1");
+    assert!(c.auth("admin", "secret").starts_with("+;AUTH1;"));
+    // The broker takes the publishes but its PUBACKs are held: all 50 are in flight.
+    hold.store(true, Ordering::SeqCst);
+    for seq in 1..=50 {
+        assert_eq!(c.cmd(&seq_event(seq)), "+;EVENT");
+    }
+    assert!(eventually(Duration::from_secs(10), || node
+        .stats
+        .snapshot()
+        .published
+        >= 50));
+    let stats = node.stats.clone();
+    let Node { srv, .. } = node;
+    let stopping = std::thread::spawn(move || srv.shutdown());
+    // Not ready from the first moment of the stop, while the bridge still holds publishes.
+    assert!(eventually(Duration::from_secs(5), || readyz(maddr) == 503));
+    assert_eq!(stats.snapshot().acked, 0);
+    hold.store(false, Ordering::SeqCst);
+    stopping.join().expect("stopped");
+    let s = stats.snapshot();
+    assert_eq!((s.acked, s.shutdown_dropped), (50, 0), "{s:?}");
+    assert!(
+        eventually(Duration::from_secs(10), || collector.count() >= 50),
+        "{} of 50",
+        collector.count()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let will = collector
+        .messages
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.topic == "stop/will")
+        .count();
+    assert_eq!(will, 0, "DISCONNECT was sent, so the broker kept the will");
+    drop(c);
+}
