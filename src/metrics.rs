@@ -52,6 +52,10 @@ pub mod names {
     pub const UPLINK_BUFFERED: &str = "vscp_uplink_buffered";
     pub const UPLINK_DROPPED: &str = "vscp_uplink_dropped_total";
     pub const UPLINK_MALFORMED: &str = "vscp_uplink_malformed_total";
+    pub const UPLINK_RESENT: &str = "vscp_uplink_resent_total";
+    pub const UPLINK_RECEIVED: &str = "vscp_uplink_received_total";
+    pub const UPLINK_DISCARDED: &str = "vscp_uplink_discarded_total";
+    pub const UPLINK_SUBSCRIBE_FAILURES: &str = "vscp_uplink_subscribe_failures_total";
     pub const DELIVERY_LATENCY: &str = "vscp_delivery_latency_seconds";
     pub const LOGIN_DURATION: &str = "vscp_login_duration_seconds";
 }
@@ -192,9 +196,28 @@ impl Exporter {
             counter!(UPLINK_ACKED, "uplink" => name).absolute(u.acked.load(Relaxed));
             gauge!(UPLINK_IN_FLIGHT, "uplink" => name).set(u.in_flight.load(Relaxed) as f64);
             gauge!(UPLINK_BUFFERED, "uplink" => name).set(u.buffered.load(Relaxed) as f64);
-            counter!(UPLINK_DROPPED, "uplink" => name, "reason" => "buffer_full")
-                .absolute(u.dropped_buffer_full.load(Relaxed));
+            for (reason, c) in [
+                ("buffer_full", &u.dropped_buffer_full),
+                ("shutdown", &u.dropped_shutdown),
+                ("invalid_topic", &u.dropped_invalid),
+            ] {
+                counter!(UPLINK_DROPPED, "uplink" => name, "reason" => reason)
+                    .absolute(c.load(Relaxed));
+            }
+            for (reason, c) in [
+                ("filter", &u.discarded_filter),
+                ("echo", &u.discarded_echo),
+                ("duplicate", &u.discarded_duplicate),
+                ("oversized", &u.discarded_oversized),
+            ] {
+                counter!(UPLINK_DISCARDED, "uplink" => name, "reason" => reason)
+                    .absolute(c.load(Relaxed));
+            }
             counter!(UPLINK_MALFORMED, "uplink" => name).absolute(u.malformed.load(Relaxed));
+            counter!(UPLINK_RESENT, "uplink" => name).absolute(u.resent.load(Relaxed));
+            counter!(UPLINK_RECEIVED, "uplink" => name).absolute(u.received.load(Relaxed));
+            counter!(UPLINK_SUBSCRIBE_FAILURES, "uplink" => name)
+                .absolute(u.subscribe_failures.load(Relaxed));
         }
     }
 }
@@ -239,7 +262,11 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     (UPLINK_ACKED, Counter, None, "Acknowledgements the uplink received."),
     (UPLINK_IN_FLIGHT, Gauge, None, "Uplink messages sent and not yet acknowledged."),
     (UPLINK_BUFFERED, Gauge, None, "Uplink messages held while the far side is away or slow."),
-    (UPLINK_DROPPED, Counter, None, "Uplink messages dropped because its buffer was full."),
+    (UPLINK_DROPPED, Counter, None, "Uplink messages not sent: buffer_full (its buffer was full while the far side was away), shutdown (still held after the stop's drain), invalid_topic (a rendered MQTT topic was invalid)."),
+    (UPLINK_DISCARDED, Counter, None, "Messages from the far side not delivered: filter (mqtt.filter), echo (our own publish coming back), duplicate (already delivered), oversized (over 256 KiB)."),
+    (UPLINK_RESENT, Counter, None, "Messages sent again after a reconnection (QoS 1/2)."),
+    (UPLINK_RECEIVED, Counter, None, "Messages received from the far side."),
+    (UPLINK_SUBSCRIBE_FAILURES, Counter, None, "Subscription filters the far side refused."),
     (UPLINK_MALFORMED, Counter, None, "Messages from the uplink's far side that could not be decoded."),
 ];
 

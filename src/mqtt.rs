@@ -90,10 +90,21 @@ fn mirror_stats(own: &BridgeStats, exported: &UplinkStats) {
     exported.acked.store(s.acked, Relaxed);
     exported.in_flight.store(s.inflight as i64, Relaxed);
     exported.buffered.store(s.offline_queued as i64, Relaxed);
-    exported
-        .dropped_buffer_full
-        .store(s.offline_dropped, Relaxed);
-    exported.malformed.store(s.malformed, Relaxed);
+    for (to, from) in [
+        (&exported.dropped_buffer_full, s.offline_dropped),
+        (&exported.dropped_shutdown, s.shutdown_dropped),
+        (&exported.dropped_invalid, s.topic_errors),
+        (&exported.resent, s.resent),
+        (&exported.received, s.messages_received),
+        (&exported.discarded_filter, s.filtered),
+        (&exported.discarded_echo, s.echo_dropped),
+        (&exported.discarded_duplicate, s.duplicate_dropped),
+        (&exported.discarded_oversized, s.oversized),
+        (&exported.subscribe_failures, s.subscribe_failures),
+        (&exported.malformed, s.malformed),
+    ] {
+        to.store(from, Relaxed);
+    }
 }
 
 struct Ports(UplinkPorts);

@@ -310,6 +310,23 @@ pub struct UplinkStats {
     pub buffered: AtomicI64,
     /// Messages dropped because that buffer was full.
     pub dropped_buffer_full: AtomicU64,
+    /// Messages still held when the uplink stopped (after its drain).
+    pub dropped_shutdown: AtomicU64,
+    /// Messages not made because the far side would not take their address (an MQTT topic
+    /// that a template rendered invalid).
+    pub dropped_invalid: AtomicU64,
+    /// Messages sent again after a reconnection (MQTT QoS 1/2 re-sends).
+    pub resent: AtomicU64,
+    /// Messages received from the far side.
+    pub received: AtomicU64,
+    /// Received messages not delivered, by reason: the uplink's filter, an echo of our own, a
+    /// duplicate, over the size limit.
+    pub discarded_filter: AtomicU64,
+    pub discarded_echo: AtomicU64,
+    pub discarded_duplicate: AtomicU64,
+    pub discarded_oversized: AtomicU64,
+    /// Subscriptions the far side refused.
+    pub subscribe_failures: AtomicU64,
     /// Messages from the far side that could not be decoded.
     pub malformed: AtomicU64,
 }
