@@ -8,8 +8,11 @@
 //! 4. `broker_restart_mid_stream_delivers_every_buffered_event_once`
 //! 5. `two_servers_exchange_events_both_ways_once_*`
 //!
-//! Issue 12 (backpressure): `a_slow_broker_makes_publishers_wait_and_nothing_is_dropped`, and
-//! its counterpart with `backpressure: false`, which shows the same load losing events.
+//! Issue 12: `a_slow_broker_makes_publishers_wait_and_nothing_is_dropped` (and its
+//! counterpart with `backpressure: false`, which shows the same load losing events); broker away
+//! with a full buffer dropping oldest is `broker_restart_mid_stream_…` above;
+//! `with_ack_from_broker_*` (reply after the PUBACK and in order, the timeout reply, a broker
+//! restart losing nothing acknowledged); `a_stop_fails_readyz_publishes_what_is_held_…`.
 mod common;
 
 use common::*;
@@ -889,4 +892,80 @@ fn a_stop_fails_readyz_publishes_what_is_held_and_says_disconnect() {
         .count();
     assert_eq!(will, 0, "DISCONNECT was sent, so the broker kept the will");
     drop(c);
+}
+
+/// Target 3 of issue 12: with `ack-from-broker`, a broker stopped and restarted mid-stream
+/// loses nothing a client saw acknowledged (the collector's session is persistent).
+#[test]
+fn with_ack_from_broker_a_broker_restart_loses_nothing_that_was_acknowledged() {
+    let tag = "ack-restart";
+    let mut broker = Broker::start(tag);
+    let collector = Collector::start(broker.observer_addr(), "collector-ack-restart", "ar/#");
+    let node = Node::start(
+        tag,
+        mqtt_block(
+            &broker,
+            Protocol::V311,
+            json!({
+                "keepalive": 5,
+                "ack-from-broker": true,
+                "ack-timeout": 500,
+                "publish": [{"topic": "ar/{{class}}", "qos": 1, "format": "string"}]
+            }),
+        ),
+        json!({}),
+    );
+    node.wait_connected();
+    let mut c = connect_ws(node.addr(), "/ws1");
+    assert!(c.auth("admin", "secret").starts_with("+;AUTH1;"));
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    let mut send = |c: &mut Client, seq: u16| match c.cmd(&seq_event(seq)).as_str() {
+        "+;EVENT" => acked.push(seq),
+        "-;11;Not confirmed by the broker in time." => refused += 1,
+        other => panic!("unexpected reply {other:?}"),
+    };
+    for seq in 1..=20 {
+        send(&mut c, seq);
+    }
+    broker.stop();
+    // While it is away: every event is either confirmed later or refused, never lost silently.
+    for seq in 21..=30 {
+        send(&mut c, seq);
+    }
+    broker.restart();
+    assert!(
+        eventually(Duration::from_secs(15), || node.stats.snapshot().connected
+            == 1),
+        "{:?}",
+        node.stats.snapshot()
+    );
+    for seq in 31..=50 {
+        send(&mut c, seq);
+    }
+    assert!(refused > 0, "the outage was noticed by the client");
+    let arrived = || -> std::collections::HashSet<u16> {
+        collector
+            .messages
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let ev = vscp_mqtt::payload::decode(&m.payload, SubscribeFormat::Auto).unwrap();
+                u16::from_be_bytes([ev.data[0], ev.data[1]])
+            })
+            .collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || acked
+            .iter()
+            .all(|s| arrived().contains(s))),
+        "acknowledged but not at the broker: {:?}",
+        acked
+            .iter()
+            .filter(|s| !arrived().contains(s))
+            .collect::<Vec<_>>()
+    );
+    drop(c);
+    node.srv.shutdown();
 }
