@@ -20,10 +20,12 @@
 //! - [`config`]: the driver configuration file;
 //! - [`stats`]: per-shard and uplink counters; [`metrics`] renders them for [`http`];
 //! - [`uplink`]: the interface the MQTT bridge and the vscpd host sit behind;
-//! - [`mqtt`]: the MQTT bridge (crate `vscp-mqtt`) as an uplink.
+//! - [`mqtt`]: the MQTT bridge (crate `vscp-mqtt`) as an uplink;
+//! - [`clients`]: the binary's command-line clients (`pub`, `sub`, `auth-line`).
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod awaiting;
+pub mod clients;
 pub mod config;
 pub mod conn;
 pub mod context;

@@ -33,6 +33,89 @@ enum Command {
     Mkpasswd { user: String, password: String },
     /// Print the sample configuration file.
     PrintDefaultConfig,
+    /// Log in over ws1 and print every event the user receives, one line each (the ws1 event
+    /// string without `E;`, or JSON with --json).
+    Sub {
+        #[command(flatten)]
+        login: LoginArgs,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Print events as ws2-style JSON objects.
+        #[arg(long)]
+        json: bool,
+        /// Session filter as FILTER;MASK in ws1 `C;SF` form, e.g. "0,10,6,-;0,0xFFFF,0xFF,-".
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Log in over ws1 and send events (ws1 event strings without `E;`, e.g. 0,20,3,,,,-,0,1,35),
+    /// from the arguments or, without any, one per line from stdin. Prints each reply; exits 0
+    /// only if every event was acknowledged.
+    Pub {
+        #[command(flatten)]
+        login: LoginArgs,
+        events: Vec<String>,
+    },
+    /// Print the ws1 line that logs in on a session whose greeting was `+;AUTH0;SID`, for
+    /// typing into wscat (log in within the server's auth-timeout, 30 s by default).
+    AuthLine {
+        /// The 32 hex digits after `+;AUTH0;`.
+        #[arg(long)]
+        sid: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        password: String,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+}
+
+/// The server and the credentials the clients log in with.
+#[derive(clap::Args, Debug)]
+struct LoginArgs {
+    /// ws://HOST:PORT/ws1 (in a config file, `interface` with tcp:// means the websocket
+    /// listener, for compatibility with the old driver).
+    #[arg(long, default_value = "ws://127.0.0.1:8884/ws1")]
+    url: String,
+    #[arg(long)]
+    user: String,
+    #[arg(long)]
+    password: String,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct KeyArgs {
+    /// The server's AES-128 key as 32 hex digits (its key file's content).
+    #[arg(long, conflicts_with = "key_file")]
+    key: Option<String>,
+    /// The server's key file. Default: the SAMPLE key (deploy/vscp.key), which only a server
+    /// running on the sample settings uses.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    fn read(&self) -> Result<[u8; 16]> {
+        let file = self
+            .key_file
+            .clone()
+            .unwrap_or_else(|| sample_dir().join("vscp.key"));
+        vscp_websocksrv::clients::read_key(self.key.as_deref(), &file)
+    }
+}
+
+impl LoginArgs {
+    fn login(&self) -> Result<vscp_websocksrv::clients::Login> {
+        Ok(vscp_websocksrv::clients::Login {
+            url: self.url.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            key: self.key.read()?,
+        })
+    }
 }
 
 fn main() {
@@ -44,6 +127,31 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// `pub`: every event acknowledged, or an error naming how many were not.
+fn publish(login: &LoginArgs, events: Vec<String>) -> Result<()> {
+    let mut s = vscp_websocksrv::clients::Session::login(&login.login()?)?;
+    let lines: Box<dyn Iterator<Item = String>> = if events.is_empty() {
+        use std::io::BufRead;
+        Box::new(std::io::stdin().lock().lines().map_while(|l| l.ok()))
+    } else {
+        Box::new(events.into_iter())
+    };
+    let (mut sent, mut refused) = (0u64, 0u64);
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let reply = s.publish(&line)?;
+        println!("{reply}");
+        sent += 1;
+        if reply != "+;EVENT" {
+            refused += 1;
+        }
+    }
+    s.close();
+    if refused > 0 {
+        anyhow::bail!("{refused} of {sent} events were not acknowledged");
+    }
+    Ok(())
 }
 
 /// Where the sample key and users live: `./deploy` when run from a checkout, else the
@@ -66,6 +174,33 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::PrintDefaultConfig) => {
             print!("{}", vscp_websocksrv::config::SAMPLE_CONFIG);
+            return Ok(());
+        }
+        Some(Command::Sub {
+            login,
+            count,
+            json,
+            filter,
+        }) => {
+            let mut s = vscp_websocksrv::clients::Session::login(&login.login()?)?;
+            s.subscribe(
+                filter.as_deref(),
+                json,
+                count,
+                &mut std::io::stdout().lock(),
+            )?;
+            s.close();
+            return Ok(());
+        }
+        Some(Command::Pub { login, events }) => return publish(&login, events),
+        Some(Command::AuthLine {
+            sid,
+            user,
+            password,
+            key,
+        }) => {
+            let line = vscp_websocksrv::clients::auth_line(&sid, &user, &password, &key.read()?)?;
+            println!("{line}");
             return Ok(());
         }
         None => {}
