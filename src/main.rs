@@ -11,14 +11,14 @@ use vscp_websocksrv::config::Config;
 struct Cli {
     /// Driver configuration file (JSON, the vscpl2drv-websocksrv layout). Without it the server
     /// starts on built-in SAMPLE settings: 127.0.0.1:8884, sample users and key.
-    #[arg(long, short, conflicts_with = "vscpd_config")]
+    #[arg(long, short, conflicts_with = "vscpd_config", global = true)]
     config: Option<PathBuf>,
     /// Start from a VSCP daemon configuration instead (vscpd.conf): the `drivers.level2[]`
     /// entry named by --driver supplies path-config, guid and mqtt, as vscpd would.
-    #[arg(long, requires = "driver")]
+    #[arg(long, requires = "driver", global = true)]
     vscpd_config: Option<PathBuf>,
     /// Name of the level2 driver entry in --vscpd-config (e.g. "websocket-srv").
-    #[arg(long)]
+    #[arg(long, global = true)]
     driver: Option<String>,
     /// Number of shards (executors pinned to cores). Default: one per CPU.
     #[arg(long)]
@@ -33,6 +33,10 @@ enum Command {
     Mkpasswd { user: String, password: String },
     /// Print the sample configuration file.
     PrintDefaultConfig,
+    /// Check a configuration (--config or --vscpd-config/--driver) and every file it names
+    /// (key, users, the mqtt block's TLS files) without starting: the same errors and warnings
+    /// as at start-up, exit status 0 when it would start. Use it before a SIGHUP or a restart.
+    CheckConfig,
     /// Log in over ws1 and print every event the user receives, one line each (the ws1 event
     /// string without `E;`, or JSON with --json).
     Sub {
@@ -129,6 +133,57 @@ fn main() {
     }
 }
 
+/// A configuration read and checked, with everything it names: what the server starts from,
+/// and all that `check-config` checks.
+struct Loaded {
+    cfg: Config,
+    warnings: Vec<String>,
+    samples: bool,
+    uplink: Option<Box<dyn vscp_websocksrv::uplink::Uplink>>,
+    users: vscp_proto::UserDb,
+}
+
+fn load(cli: &Cli) -> Result<Loaded> {
+    let (cfg, mut warnings, samples) = match (&cli.config, &cli.vscpd_config) {
+        (Some(path), _) => {
+            let (cfg, warnings) = Config::load(path)?;
+            (cfg, warnings, false)
+        }
+        (None, Some(path)) => {
+            let driver = cli.driver.as_deref().unwrap_or_default();
+            let (cfg, warnings) = Config::from_vscpd(path, driver)?;
+            (cfg, warnings, false)
+        }
+        (None, None) => (Config::samples(&sample_dir())?, Vec::new(), true),
+    };
+    // The `mqtt` block is validated before anything starts; its errors name key and file.
+    let uplink: Option<Box<dyn vscp_websocksrv::uplink::Uplink>> = match &cfg.mqtt {
+        None => None,
+        Some(block) => {
+            let (mqtt, mqtt_warnings) = vscp_websocksrv::mqtt::MqttUplink::new(block, &cfg)?;
+            warnings.extend(mqtt_warnings);
+            Some(Box::new(mqtt))
+        }
+    };
+    let users_text = std::fs::read_to_string(&cfg.users_file)
+        .with_context(|| format!("{}: cannot read the users file", cfg.users_file.display()))?;
+    let users = vscp_proto::UserDb::from_json(&users_text)
+        .with_context(|| format!("{}: invalid users file", cfg.users_file.display()))?;
+    for key in users.unknown_keys() {
+        warnings.push(format!(
+            "{}: users file: unknown key {key:?} ignored",
+            cfg.users_file.display()
+        ));
+    }
+    Ok(Loaded {
+        cfg,
+        warnings,
+        samples,
+        uplink,
+        users,
+    })
+}
+
 /// `pub`: every event acknowledged, or an error naming how many were not.
 fn publish(login: &LoginArgs, events: Vec<String>) -> Result<()> {
     let mut s = vscp_websocksrv::clients::Session::login(&login.login()?)?;
@@ -203,30 +258,38 @@ fn run(cli: Cli) -> Result<()> {
             println!("{line}");
             return Ok(());
         }
+        Some(Command::CheckConfig) => {
+            if cli.config.is_none() && cli.vscpd_config.is_none() {
+                anyhow::bail!(
+                    "check-config needs --config FILE (or --vscpd-config FILE --driver NAME)"
+                );
+            }
+            let loaded = load(&cli)?;
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "{}: OK ({} warning{})",
+                cli.config
+                    .as_ref()
+                    .or(cli.vscpd_config.as_ref())
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                loaded.warnings.len(),
+                if loaded.warnings.len() == 1 { "" } else { "s" }
+            );
+            return Ok(());
+        }
         None => {}
     }
 
-    let (mut cfg, mut warnings, samples) = match (&cli.config, &cli.vscpd_config) {
-        (Some(path), _) => {
-            let (cfg, warnings) = Config::load(path)?;
-            (cfg, warnings, false)
-        }
-        (None, Some(path)) => {
-            let driver = cli.driver.as_deref().unwrap_or_default();
-            let (cfg, warnings) = Config::from_vscpd(path, driver)?;
-            (cfg, warnings, false)
-        }
-        (None, None) => (Config::samples(&sample_dir())?, Vec::new(), true),
-    };
-    // The `mqtt` block is validated before anything starts; its errors name key and file.
-    let uplink: Option<Box<dyn vscp_websocksrv::uplink::Uplink>> = match &cfg.mqtt {
-        None => None,
-        Some(block) => {
-            let (mqtt, mqtt_warnings) = vscp_websocksrv::mqtt::MqttUplink::new(block, &cfg)?;
-            warnings.extend(mqtt_warnings);
-            Some(Box::new(mqtt))
-        }
-    };
+    let Loaded {
+        mut cfg,
+        warnings,
+        samples,
+        uplink,
+        users,
+    } = load(&cli)?;
     if let Some(n) = cli.shards {
         cfg.shards = Some(n);
     }
@@ -239,13 +302,6 @@ fn run(cli: Cli) -> Result<()> {
             "NO --config GIVEN: running on built-in SAMPLE settings (users admin/secret and user/secret, \
              the sample key). Anyone who has read the README can log in. Use --config for real deployments."
         );
-    }
-    let users_text = std::fs::read_to_string(&cfg.users_file)
-        .with_context(|| format!("{}: cannot read the users file", cfg.users_file.display()))?;
-    let users = vscp_proto::UserDb::from_json(&users_text)
-        .with_context(|| format!("{}: invalid users file", cfg.users_file.display()))?;
-    for key in users.unknown_keys() {
-        warn!(file = %cfg.users_file.display(), "users file: unknown key {key:?} ignored");
     }
     let ceiling = vscp_websocksrv::limits::raise_nofile();
     info!(

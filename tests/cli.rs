@@ -129,3 +129,43 @@ fn auth_line_logs_a_hand_made_session_in() {
     assert!(c.cmd(line.trim()).starts_with("+;AUTH1;"));
     srv.shutdown();
 }
+
+#[test]
+fn check_config_says_ok_or_names_the_key_and_the_file() {
+    let fx = Fixture::new("cli-check");
+    let _ = fx.config(json!({}));
+    let path = fx.join("websocksrv.json");
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": OK (0 warnings)"));
+
+    // A bad value and a users file that does not exist: the first is reported, by key and file.
+    write_config(
+        &path,
+        json!({"interface": "127.0.0.1:0", "key-file": "vscp.key", "path-users": "users.json"}),
+        json!({"max-clients": "many"}),
+    );
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("max-clients") && err.contains("websocksrv.json"),
+        "{err}"
+    );
+
+    let out = Command::new(BIN).arg("check-config").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("check-config needs --config"));
+}
