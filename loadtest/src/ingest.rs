@@ -133,11 +133,12 @@ pub struct Payload {
 }
 
 impl Payload {
-    /// The bridge's JSON format (`"format": "json"`), as vscp-websocksrv writes it for a ws1
-    /// `E;0,20,3,0,,0,-,...` event; used when no bridged payload was seen (`--against broker`).
+    /// The bridge's JSON format (`"format": "json"`), as vscp-websocksrv wrote it for a ws1
+    /// `E;0,20,3,0,,0,-,...` event from 127.0.0.1 (copied from a run); used when no bridged
+    /// payload was seen (`--against broker`).
     pub fn bridge_json() -> Payload {
         Payload {
-            prefix: "{\n\"vscpHead\": 0,\n\"vscpObId\":  0,\n\"vscpDateTime\": \"2026-01-01T00:00:00Z\",\n\"vscpTimeStamp\": 0,\n\"vscpClass\": 20,\n\"vscpType\": 3,\n\"vscpGuid\": \"FF:FF:FF:FF:FF:FF:FF:FE:00:00:00:00:00:00:00:01\",\n\"vscpData\": [".into(),
+            prefix: "{\n\"vscpHead\": 0,\n\"vscpObId\":  2,\n\"vscpDateTime\": \"2026-12-05T21:11:25Z\",\n\"vscpTimeStamp\": 1870334985,\n\"vscpClass\": 20,\n\"vscpType\": 3,\n\"vscpGuid\": \"FF:FF:FF:FF:FF:FF:FF:FD:7F:00:00:01:00:00:00:00\",\n\"vscpData\": [".into(),
             suffix: "],\n\"vscpNote\": \"\"\n}".into(),
             hex: false,
         }
@@ -330,7 +331,8 @@ fn run_side(p: &Params, side: Side) -> Result<(Value, Option<Sample>)> {
     let cpu = |pid: Option<u32>| pid.and_then(cpu_seconds);
     let cpu_before = [cpu(p.server_pid), cpu(side.broker_pid), cpu(Some(me))];
     let metrics_before = match p.metrics.filter(|_| !side.broker) {
-        Some(a) => Some(Scrape::fetch(a).context("server metrics before the run")?),
+        // Settled too: the tail of an earlier run may not have been counted yet.
+        Some(a) => Some(Scrape::fetch_settled(a).context("server metrics before the run")?),
         None => None,
     };
     let outs = {
@@ -351,7 +353,7 @@ fn run_side(p: &Params, side: Side) -> Result<(Value, Option<Sample>)> {
     let cpu_after = [cpu(p.server_pid), cpu(side.broker_pid), cpu(Some(me))];
     let metrics = match (p.metrics.filter(|_| !side.broker), &metrics_before) {
         (Some(a), Some(before)) => {
-            let after = Scrape::fetch(a).context("server metrics after the run")?;
+            let after = Scrape::fetch_settled(a).context("server metrics after the run")?;
             Some(Scrape::run_json(before, &after))
         }
         _ => None,

@@ -33,6 +33,27 @@ impl Scrape {
         Ok(Scrape::parse(&body))
     }
 
+    /// Fetches until the run's counters (accepted, published, acked, dropped) read the same
+    /// twice in a row, 250 ms apart, for at most 5 s: the server adds some of its counters up
+    /// with a delay (a scrape right after the last delivery read the uplink's published count
+    /// a few events short), so a single scrape at the end could undercount. Not a cure: the
+    /// MQTT bridge folds its client's counts into the metrics only when it next handles
+    /// something from the client, so with QoS 0 (no PUBACKs) the last few publishes of a burst
+    /// may stay uncounted until the next event or keep-alive.
+    pub fn fetch_settled(addr: SocketAddr) -> Result<Scrape> {
+        let key = |s: &Scrape| [ACCEPTED, PUBLISHED, UPLINK_ACKED, DROPPED].map(|n| s.get(n));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut last = Scrape::fetch(addr)?;
+        loop {
+            std::thread::sleep(Duration::from_millis(250));
+            let next = Scrape::fetch(addr)?;
+            if key(&next) == key(&last) || std::time::Instant::now() > deadline {
+                return Ok(next);
+            }
+            last = next;
+        }
+    }
+
     /// Sums each metric over its label sets. Comment lines and lines that do not parse are
     /// skipped (a scrape is a report, not a validation).
     pub fn parse(text: &str) -> Scrape {
