@@ -15,7 +15,8 @@
 #
 # Environment: CLIENTS (20), RATE (0 = as fast as acknowledged), WINDOW (64), SECS (8), QOS (1,
 # the bridge's), AGAINST (both), FORMAT (json, the bridge's payload format), THREADS (1,
-# generator executors), OUT, SKIP_BUILD=1 (use the binaries in the target dir as they are).
+# generator executors), OUT, SKIP_BUILD=1 (use the binaries in the target dir as they are),
+# SERVER / LOADGEN (other binaries, e.g. an older server build for a before/after pair).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -36,8 +37,8 @@ if [[ -z "${SKIP_BUILD:-}" ]]; then
     "${BUILD[@]}" -p vscp-websocksrv -p vscp-loadtest
 fi
 BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
-SERVER="$BIN_DIR/vscp-websocksrv"
-LOADGEN="$BIN_DIR/vscp-loadtest"
+SERVER=${SERVER:-$BIN_DIR/vscp-websocksrv}
+LOADGEN=${LOADGEN:-$BIN_DIR/vscp-loadtest}
 
 WORK=$(mktemp -d)
 PIDS=()
