@@ -397,7 +397,8 @@ fn run_side(p: &Params, side: Side) -> Result<(Value, Option<Sample>)> {
     let per_s = |n: u64, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
     let secs = p.duration.as_secs_f64();
     let cpu_used = |i: usize| match (cpu_before[i], cpu_after[i]) {
-        (Some(a), Some(b)) => Some(b - a),
+        // Clock ticks (1/100 s): two decimals are all there is.
+        (Some(a), Some(b)) => Some(((b - a) * 100.0).round() / 100.0),
         _ => None,
     };
     let lost = acked.saturating_sub(t.received);
