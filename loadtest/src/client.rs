@@ -121,11 +121,23 @@ pub async fn open_session(
     read_chunk: usize,
     open: bool,
 ) -> Result<Ws> {
+    open_session_with(stream, host, dialect, login, ws_config(read_chunk), open).await
+}
+
+/// `open_session` with websocket settings of the caller's (e.g. a write buffer, so a client
+/// that sends several events before it flushes writes them at once).
+pub async fn open_session_with(
+    stream: TcpStream,
+    host: &str,
+    dialect: Dialect,
+    login: &Login,
+    config: WebSocketConfig,
+    open: bool,
+) -> Result<Ws> {
     let url = format!("ws://{host}{}", dialect.path());
-    let (mut ws, _) =
-        async_tungstenite::client_async_with_config(url, stream, Some(ws_config(read_chunk)))
-            .await
-            .context("websocket upgrade")?;
+    let (mut ws, _) = async_tungstenite::client_async_with_config(url, stream, Some(config))
+        .await
+        .context("websocket upgrade")?;
     let greeting = read_text(&mut ws).await.context("greeting")?;
     let sid = match dialect {
         Dialect::Ws1 => greeting

@@ -10,6 +10,7 @@
 mod client;
 mod fanout;
 mod ingest;
+mod metrics;
 mod mosquitto;
 mod mqtt;
 mod report;
@@ -128,22 +129,49 @@ enum Scenario {
         #[arg(long)]
         sweep: bool,
     },
-    /// Ingest: clients publish through the server's MQTT bridge; a subscriber on the broker counts.
+    /// Ingest: clients publish through the server's MQTT bridge (and/or straight to the broker
+    /// over websockets, QoS 1); a subscriber on the broker counts.
     Ingest {
-        /// The broker the server's bridge publishes to (plain MQTT).
+        /// The broker the server's bridge publishes to (plain MQTT); the subscriber connects here.
         #[arg(long, default_value = "127.0.0.1:1883")]
         broker: String,
-        /// Topic filter for the measuring subscriber.
+        /// That broker's websocket listener (path /mqtt), for the direct clients of `--against
+        /// broker|both`. Without it the generator starts a Mosquitto of its own for that side.
+        #[arg(long)]
+        broker_ws: Option<String>,
+        /// The broker's process id, for its CPU time (known when the generator starts it).
+        #[arg(long)]
+        broker_pid: Option<u32>,
+        /// Topic filter for the measuring subscriber (server side).
         #[arg(long, default_value = "vscp/#")]
         topic: String,
         #[arg(long, default_value_t = 10)]
         clients: usize,
+        /// Aggregate events/s; 0 = as fast as acknowledged (each client keeps --window events
+        /// unacknowledged).
         #[arg(long, default_value_t = 1000)]
         rate: u64,
+        /// Unacknowledged events per client with --rate 0.
+        #[arg(long, default_value_t = 64)]
+        window: usize,
         #[arg(long, default_value_t = 10)]
         duration: u64,
         #[arg(long, default_value_t = 8)]
         data_len: usize,
+        /// server (through the bridge), broker (QoS 1 straight to its websocket listener), or
+        /// both (one after the other; prints the ratio).
+        #[arg(long, default_value = "server")]
+        against: String,
+        /// The server's process id, for its CPU time.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// The server's metrics interface (host:port): accepted, published and dropped events
+        /// are read from its /metrics before and after the server side.
+        #[arg(long)]
+        metrics: Option<String>,
+        /// The QoS the server's bridge publishes at, as configured (only reported).
+        #[arg(long)]
+        bridge_qos: Option<u8>,
     },
 }
 
@@ -252,22 +280,48 @@ fn main() -> Result<()> {
         }
         Scenario::Ingest {
             broker,
+            broker_ws,
+            broker_pid,
             topic,
             clients,
             rate,
+            window,
             duration,
             data_len,
-        } => ingest::run(ingest::Params {
-            addr,
-            login,
-            broker: resolve(broker)?,
-            topic: topic.clone(),
-            clients: *clients,
-            rate: *rate,
-            duration: Duration::from_secs(*duration),
-            data_len: (*data_len).max(8),
-            quiet: cli.quiet,
-        })?,
+            against,
+            server_pid,
+            metrics,
+            bridge_qos,
+        } => {
+            check_fds(clients + 8, nofile)?;
+            let (server, direct) = match against.as_str() {
+                "server" => (true, false),
+                "broker" => (false, true),
+                "both" => (true, true),
+                other => bail!("--against must be server, broker or both, not {other:?}"),
+            };
+            ingest::run(ingest::Params {
+                addr,
+                login,
+                broker: resolve(broker)?,
+                broker_ws: broker_ws.as_deref().map(resolve).transpose()?,
+                broker_pid: *broker_pid,
+                topic: topic.clone(),
+                clients: (*clients).max(1),
+                rate: *rate,
+                window: (*window).max(1),
+                duration: Duration::from_secs(*duration),
+                data_len: (*data_len).max(8),
+                threads: cli.threads,
+                sources: cli.sources,
+                quiet: cli.quiet,
+                server_pid: *server_pid,
+                metrics: metrics.as_deref().map(resolve).transpose()?,
+                server,
+                direct,
+                bridge_qos: *bridge_qos,
+            })?
+        }
     };
     if let Some(path) = &cli.json_out {
         std::fs::write(path, format!("{summary}\n"))
@@ -559,22 +613,62 @@ fn print_human(s: &Value) {
         }
         "ingest" => {
             println!(
-                "ingest: {} clients, rate {} ev/s for {} s via the bridge to {} ({})",
+                "ingest: {} clients, {} for {} s, {} data bytes per event",
                 s["clients"],
-                s["target_rate"],
+                if s["target_rate"] == 0 {
+                    format!("as fast as acknowledged (window {})", s["window"])
+                } else {
+                    format!("{} ev/s", s["target_rate"])
+                },
                 s["duration_s"],
-                s["broker"].as_str().unwrap_or(""),
-                s["topic"].as_str().unwrap_or("")
+                s["data_len"],
             );
-            println!(
-                "  sent {}; received at the subscriber {} ({} lost, {} unparsed); {:.0}/s",
-                s["events_sent"],
-                s["received_at_subscriber"],
-                s["lost"],
-                s["unparsed"],
-                f(&s["delivered_per_s"])
-            );
-            println!("  latency: {}", lat(&s["latency_ms"]));
+            for r in s["sides"].as_array().into_iter().flatten() {
+                println!(
+                    "{}: {}",
+                    r["side"].as_str().unwrap_or(""),
+                    r["path"].as_str().unwrap_or("")
+                );
+                println!(
+                    "  sent {} ({:.0}/s); acked {} ({} negative, {} unanswered); received at the subscriber {} ({} lost of the acked, {} unparsed); {:.0} received/s",
+                    r["events_sent"],
+                    f(&r["sent_per_s"]),
+                    r["acked"],
+                    r["negative_acks"],
+                    r["unanswered"],
+                    r["received_at_subscriber"],
+                    r["lost"],
+                    r["unparsed"],
+                    f(&r["received_per_s"]),
+                );
+                println!("  end-to-end latency: {}", lat(&r["latency_ms"]));
+                println!("  ack latency: {}", lat(&r["ack_latency_ms"]));
+                let cpu = |k: &str| {
+                    r["cpu_s"][k]
+                        .as_f64()
+                        .map_or("-".to_string(), |c| format!("{c:.2} s"))
+                };
+                println!(
+                    "  CPU: server {}, broker {}, generator {}; payload {:.1} bytes on average",
+                    cpu("server"),
+                    cpu("broker"),
+                    cpu("generator"),
+                    f(&r["payload_bytes_mean"])
+                );
+                let m = &r["server_metrics"];
+                if m.is_object() {
+                    println!(
+                        "  server metrics: accepted {}, published {}, dropped {} (uplink acked {}, publishers waiting at the end {})",
+                        m["accepted"], m["published"], m["dropped"], m["uplink_acked"], m["publishers_waiting_at_end"]
+                    );
+                }
+                for e in r["errors"].as_array().into_iter().flatten().take(5) {
+                    println!("  error: {}", e.as_str().unwrap_or(""));
+                }
+            }
+            if let Some(x) = s["ratio_received_per_s_server_over_broker"].as_f64() {
+                println!("ratio received/s server : broker = {x:.2}");
+            }
         }
         _ => println!("{s}"),
     }

@@ -1,4 +1,5 @@
-//! A minimal MQTT 3.1.1 client on glommio: QoS 0 publish and subscribe, over a websocket
+//! A minimal MQTT 3.1.1 client on glommio: QoS 0 publish and subscribe, QoS 1 publish with the
+//! PUBACKs matched to packet ids ([`Inflight`]), over a websocket
 //! (binary messages, subprotocol `mqtt`, as Mosquitto's `protocol websockets` listener speaks
 //! it) or over plain TCP.
 //!
@@ -18,7 +19,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWriteExt, SinkExt, StreamExt};
 use glommio::net::TcpStream;
 use mqttbytes::v4::{self, Packet, SubscribeReasonCode};
 use mqttbytes::QoS;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::task::Poll;
@@ -163,8 +164,31 @@ impl MqttClient {
     /// or before `next_publish` waits for input. A paced publisher must call `flush` before it
     /// sleeps, or its last messages wait for the next batch.
     pub async fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
-        encode_publish(&mut self.wbuf, topic, payload)?;
+        encode_publish(&mut self.wbuf, topic, payload, None)?;
         self.queue_packet().await
+    }
+
+    /// PUBLISH at QoS 1 with packet id `pkid` (from an [`Inflight`] window, which matches the
+    /// PUBACK that `next_puback` returns). Buffered like `publish`.
+    pub async fn publish_qos1(&mut self, topic: &str, payload: &[u8], pkid: u16) -> Result<()> {
+        if pkid == 0 {
+            bail!("MQTT packet id 0 is reserved");
+        }
+        encode_publish(&mut self.wbuf, topic, payload, Some(pkid))?;
+        self.queue_packet().await
+    }
+
+    /// The packet id of the next incoming PUBACK, skipping every other packet type; `Ok(None)`
+    /// once the broker has closed the connection. Flushes pending publishes before it waits.
+    /// Cancel-safe, like `next_publish`.
+    pub async fn next_puback(&mut self) -> Result<Option<u16>> {
+        loop {
+            match self.next_packet().await? {
+                Some(Packet::PubAck(ack)) => return Ok(Some(ack.pkid)),
+                Some(_) => continue,
+                None => return Ok(None),
+            }
+        }
     }
 
     /// Sends everything `publish` has buffered.
@@ -200,7 +224,6 @@ impl MqttClient {
     /// DISCONNECT, then close the transport. Waits (up to a second) for the broker to close its
     /// side: closing a socket with unread input sends a reset, which may make the broker drop
     /// the DISCONNECT still in its receive queue and count an abnormal disconnect.
-    #[allow(dead_code)] // API for scenarios that end clients before the process exits
     pub async fn disconnect(mut self) -> Result<()> {
         self.wbuf.put_slice(&[0xE0, 0x00]);
         self.queue_packet().await?;
@@ -351,18 +374,23 @@ fn parse_packet(buf: &mut BytesMut) -> Result<Option<Packet>> {
     }
 }
 
-/// Encodes a QoS 0 PUBLISH straight into `buf`. Hand-written rather than via
-/// `mqttbytes::v4::Publish`, which wants an owned topic and payload: two allocations and a
-/// copy per message in the generator's hottest loop.
-fn encode_publish(buf: &mut BytesMut, topic: &str, payload: &[u8]) -> Result<()> {
+/// Encodes a PUBLISH straight into `buf`: QoS 0, or QoS 1 with packet id `qos1`. Hand-written
+/// rather than via `mqttbytes::v4::Publish`, which wants an owned topic and payload: two
+/// allocations and a copy per message in the generator's hottest loop.
+fn encode_publish(
+    buf: &mut BytesMut,
+    topic: &str,
+    payload: &[u8],
+    qos1: Option<u16>,
+) -> Result<()> {
     let topic_len = u16::try_from(topic.len()).map_err(|_| anyhow!("topic over 65535 bytes"))?;
-    let remaining = 2 + topic.len() + payload.len();
+    let remaining = 2 + topic.len() + 2 * qos1.is_some() as usize + payload.len();
     if remaining > MQTT_MAX_REMAINING {
         bail!("PUBLISH of {remaining} bytes exceeds the MQTT limit");
     }
     buf.reserve(5 + remaining);
-    // Type 3 (PUBLISH), flags DUP 0, QoS 0, RETAIN 0.
-    buf.put_u8(0x30);
+    // Type 3 (PUBLISH), flags DUP 0, QoS 0 or 1 (bits 2-1), RETAIN 0.
+    buf.put_u8(if qos1.is_some() { 0x32 } else { 0x30 });
     let mut len = remaining;
     loop {
         let digit = (len % 128) as u8;
@@ -375,8 +403,63 @@ fn encode_publish(buf: &mut BytesMut, topic: &str, payload: &[u8]) -> Result<()>
     }
     buf.put_u16(topic_len);
     buf.put_slice(topic.as_bytes());
+    if let Some(pkid) = qos1 {
+        buf.put_u16(pkid);
+    }
     buf.put_slice(payload);
     Ok(())
+}
+
+/// QoS 1 PUBLISHes awaiting their PUBACK, by packet id, each with a value of the caller's (the
+/// send time): a window of at most `window` unacknowledged messages. Ids run 1, 2, ... 65535,
+/// 1, ... and skip any still in flight, so a slow PUBACK never has its id reused.
+#[derive(Debug)]
+pub struct Inflight<T> {
+    slots: HashMap<u16, T>,
+    next: u16,
+    window: usize,
+}
+
+impl<T> Inflight<T> {
+    /// A window of `window` messages, at least 1 and at most 65535 (the packet ids there are).
+    pub fn new(window: usize) -> Self {
+        let window = window.clamp(1, u16::MAX as usize);
+        Self {
+            slots: HashMap::with_capacity(window.min(4096)),
+            next: 1,
+            window,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.slots.len() >= self.window
+    }
+
+    /// A packet id for a new PUBLISH carrying `value`; `None` while the window is full.
+    pub fn take(&mut self, value: T) -> Option<u16> {
+        if self.is_full() {
+            return None;
+        }
+        // Fewer than 65535 ids are in use, so this finds a free one.
+        loop {
+            let id = self.next;
+            self.next = self.next.checked_add(1).unwrap_or(1);
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.slots.entry(id) {
+                slot.insert(value);
+                return Some(id);
+            }
+        }
+    }
+
+    /// The PUBACK for `pkid` frees its slot and returns its value; `None` for an id that is not
+    /// in flight (a duplicate or unknown PUBACK), which changes nothing.
+    pub fn ack(&mut self, pkid: u16) -> Option<T> {
+        self.slots.remove(&pkid)
+    }
 }
 
 fn mqtt_error(e: mqttbytes::Error) -> anyhow::Error {
@@ -389,7 +472,7 @@ mod tests {
 
     fn publish_bytes(topic: &str, payload: &[u8]) -> BytesMut {
         let mut buf = BytesMut::new();
-        encode_publish(&mut buf, topic, payload).unwrap();
+        encode_publish(&mut buf, topic, payload, None).unwrap();
         buf
     }
 
@@ -521,6 +604,84 @@ mod tests {
     #[test]
     fn topic_too_long_is_refused() {
         let mut buf = BytesMut::new();
-        assert!(encode_publish(&mut buf, &"t".repeat(70_000), b"").is_err());
+        assert!(encode_publish(&mut buf, &"t".repeat(70_000), b"", None).is_err());
+    }
+
+    #[test]
+    fn qos1_publish_carries_its_packet_id() {
+        for (pkid, size) in [(1u16, 0usize), (300, 120), (65_535, 20_000)] {
+            let payload: Vec<u8> = (0..size).map(|i| (i % 249) as u8).collect();
+            let mut buf = BytesMut::new();
+            encode_publish(&mut buf, "vscp/x", &payload, Some(pkid)).unwrap();
+            match parse_packet(&mut buf).unwrap() {
+                Some(Packet::Publish(p)) => {
+                    assert_eq!(p.qos, QoS::AtLeastOnce);
+                    assert_eq!(p.pkid, pkid);
+                    assert_eq!(p.topic, "vscp/x");
+                    assert_eq!(&p.payload[..], &payload[..]);
+                }
+                other => panic!("expected a PUBLISH, got {other:?}"),
+            }
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn puback_parses_to_its_packet_id() {
+        let mut buf = BytesMut::from(&[0x40, 0x02, 0x01, 0x2C][..]);
+        match parse_packet(&mut buf).unwrap() {
+            Some(Packet::PubAck(ack)) => assert_eq!(ack.pkid, 300),
+            other => panic!("expected a PUBACK, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn inflight_window_fills_and_frees() {
+        let mut w = Inflight::new(3);
+        assert_eq!(w.take(10u64), Some(1));
+        assert_eq!(w.take(11), Some(2));
+        assert_eq!(w.take(12), Some(3));
+        assert!(w.is_full());
+        assert_eq!(w.take(13), None, "a full window gives no id");
+        // PUBACKs in any order free their slot and return the send time.
+        assert_eq!(w.ack(2), Some(11));
+        assert_eq!(w.len(), 2);
+        assert_eq!(w.take(14), Some(4));
+        // A duplicate or unknown PUBACK changes nothing.
+        assert_eq!(w.ack(2), None);
+        assert_eq!(w.ack(999), None);
+        assert_eq!(w.len(), 3);
+        assert_eq!(
+            (w.ack(1), w.ack(3), w.ack(4)),
+            (Some(10), Some(12), Some(14))
+        );
+        assert_eq!(w.len(), 0);
+    }
+
+    #[test]
+    fn inflight_ids_wrap_past_zero_and_skip_ids_in_use() {
+        let mut w = Inflight::new(4);
+        // Id 1 stays unacknowledged for a whole lap of the id space.
+        assert_eq!(w.take(0u32), Some(1));
+        for i in 2..=u16::MAX {
+            assert_eq!(w.take(i as u32), Some(i));
+            assert_eq!(w.ack(i), Some(i as u32));
+        }
+        // 65535 wraps to 1, which is in flight: skipped; 0 is never used.
+        assert_eq!(w.take(7), Some(2));
+        assert_eq!(w.ack(1), Some(0));
+        assert_eq!(w.ack(2), Some(7));
+    }
+
+    #[test]
+    fn inflight_window_is_clamped_to_the_id_space() {
+        assert_eq!(Inflight::<()>::new(0).window, 1);
+        let mut w = Inflight::new(1_000_000);
+        assert_eq!(w.window, 65_535);
+        for i in 1..=u16::MAX {
+            assert_eq!(w.take(()), Some(i));
+        }
+        assert!(w.is_full());
+        assert_eq!(w.take(()), None);
     }
 }
