@@ -316,11 +316,13 @@ fn run(cli: Cli) -> Result<()> {
         info!("MQTT bridge enabled (see the mqtt block of the config)");
     }
     let addr = server.local_addr();
+    let path = |on: bool, p: &str| if on { p.to_string() } else { "off".to_string() };
     info!(
         %addr,
         shards = server.shards(),
-        ws1 = ?cfg.enable_ws1.then_some(&cfg.url_ws1),
-        ws2 = ?cfg.enable_ws2.then_some(&cfg.url_ws2),
+        ws1 = %path(cfg.enable_ws1, &cfg.url_ws1),
+        ws2 = %path(cfg.enable_ws2, &cfg.url_ws2),
+        metrics = %server.metrics_addr().map_or("off".to_string(), |a| format!("http://{a}/metrics")),
         "vscp-websocksrv {} ready",
         env!("CARGO_PKG_VERSION")
     );
