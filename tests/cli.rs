@@ -25,13 +25,13 @@ fn sub_prints_what_pub_sends_and_pub_reports_refusals() {
     let srv = fx.start(json!({}));
     let url = format!("ws://{}/ws1", srv.local_addr());
 
-    let mut sub = client(&["sub", "--count", "2"], &url, "admin", "secret")
+    let mut sub = client(&["sub", "--count", "3"], &url, "admin", "secret")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("sub starts");
-    // Wait until sub's session is open: a ws1 client then sees it in the session count.
-    let mut probe = connect(srv.local_addr(), "/ws1");
+    // A ws2 client beside them; sub's session is open once it is counted beside this one.
+    let mut probe = connect(srv.local_addr(), "/ws2");
     probe.login_open("admin", "secret");
     let opened = eventually(Duration::from_secs(10), || {
         srv.stats().sessions_active >= 2 && srv.stats().logins_ok >= 2
@@ -57,6 +57,18 @@ fn sub_prints_what_pub_sends_and_pub_reports_refusals() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "+;EVENT\n+;EVENT\n");
+    // The ws2 client got both, and what it sends reaches sub.
+    let first: serde_json::Value = serde_json::from_str(&probe.recv_event()).unwrap();
+    let ev = &first["event"];
+    assert_eq!(
+        (ev["vscpClass"].as_u64(), ev["vscpType"].as_u64()),
+        (Some(20), Some(3)),
+        "{first}"
+    );
+    probe.recv_event();
+    let r =
+        probe.cmd2(json!({"type":"EVENT","event":{"vscpClass":30,"vscpType":5,"vscpData":[7]}}));
+    assert_eq!(r["type"], "+");
 
     // Read sub's output on a thread, so a sub that hangs fails the test instead of hanging it.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -68,7 +80,7 @@ fn sub_prints_what_pub_sends_and_pub_reports_refusals() {
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut lines = Vec::new();
-    while lines.len() < 2 {
+    while lines.len() < 3 {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => lines.push(line),
             Err(_) => break,
@@ -80,9 +92,13 @@ fn sub_prints_what_pub_sends_and_pub_reports_refusals() {
     if !exited {
         let _ = sub.kill();
     }
-    assert!(exited, "sub exits after --count 2");
+    assert!(exited, "sub exits after --count 3");
     assert!(sub.wait().unwrap().success());
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[2].starts_with("0,30,5,") && lines[2].ends_with(",0x07"),
+        "{lines:?}"
+    );
     assert!(lines[0].starts_with("0,20,3,"), "{lines:?}");
     assert!(lines[0].ends_with(",0x00,0x01,0x23"), "{lines:?}");
     assert!(lines[1].starts_with("0,10,6,") && lines[1].ends_with(",0x88,0x82,0x09,0xC4"));
