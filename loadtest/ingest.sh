@@ -15,7 +15,8 @@
 #
 # Environment: CLIENTS (20), RATE (0 = as fast as acknowledged), WINDOW (64), SECS (8), QOS (1,
 # the bridge's), AGAINST (both), FORMAT (json, the bridge's payload format), THREADS (1,
-# generator executors), OUT, SKIP_BUILD=1 (use the binaries in the target dir as they are),
+# generator executors), MQTT_EXTRA (more keys for the server's mqtt block, e.g.
+# '"ack-from-broker": true'), OUT, SKIP_BUILD=1 (use the binaries in the target dir as they are),
 # SERVER / LOADGEN (other binaries, e.g. an older server build for a before/after pair).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,7 +96,7 @@ cat > "$WORK/websocksrv.json" <<JSON
   "logging": {"console-log-level": "warn"},
   "mqtt": {
     "host": "127.0.0.1", "port": $BROKER_PORT, "clientid": "websocksrv-ingest",
-    "bcleansession": true,
+    "bcleansession": true,${MQTT_EXTRA:+ $MQTT_EXTRA,}
     "publish": [ { "topic": "vscp/{{guid}}/{{class}}/{{type}}/{{nodeid}}", "qos": $QOS, "format": "$FORMAT" } ]
   }
 }
