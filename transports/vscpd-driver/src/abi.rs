@@ -28,40 +28,31 @@ pub const VSCP_ERROR_INTERNAL: c_int = 36;
 /// the C compiler does), then the struct's own way of holding the data.
 macro_rules! vscp_event_struct {
     ($(#[$attr:meta])* $name:ident { $(#[$data_attr:meta])* $data:ident: $data_ty:ty }) => {
-        $(#[$attr])*
-        #[repr(C)]
-        #[derive(Debug, Clone, Copy)]
-        pub struct $name {
-            /// CRC over the event (UDP/Ethernet transports); 0 from websocket clients.
-            pub crc: u16,
-            /// Object id: the connection id of the session the event came from.
-            pub obid: u32,
-            /// UTC date and time of the event; all zero = not set.
-            pub year: u16,
-            /// 1–12.
-            pub month: u8,
-            /// 1–31.
-            pub day: u8,
-            /// 0–23.
-            pub hour: u8,
-            /// 0–59.
-            pub minute: u8,
-            /// 0–59.
-            pub second: u8,
-            /// Sender's relative timestamp in microseconds.
-            pub timestamp: u32,
-            /// Priority, GUID type and flag bits.
-            pub head: u16,
-            /// VSCP class.
-            pub vscp_class: u16,
-            /// VSCP type.
-            pub vscp_type: u16,
-            /// Originating node's GUID, MSB first.
-            pub guid: [u8; 16],
-            /// Number of data bytes, at most 512.
-            pub size_data: u16,
-            $(#[$data_attr])*
-            pub $data: $data_ty,
+        vscp_proto::with_datetime_fields! {
+            $(#[$attr])*
+            #[repr(C)]
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name {
+                /// CRC over the event (UDP/Ethernet transports); 0 from websocket clients.
+                pub crc: u16,
+                /// Object id: the connection id of the session the event came from.
+                pub obid: u32,
+            } {
+                /// Sender's relative timestamp in microseconds.
+                pub timestamp: u32,
+                /// Priority, GUID type and flag bits.
+                pub head: u16,
+                /// VSCP class.
+                pub vscp_class: u16,
+                /// VSCP type.
+                pub vscp_type: u16,
+                /// Originating node's GUID, MSB first.
+                pub guid: [u8; 16],
+                /// Number of data bytes, at most 512.
+                pub size_data: u16,
+                $(#[$data_attr])*
+                pub $data: $data_ty,
+            }
         }
     };
 }
