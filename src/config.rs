@@ -1,15 +1,11 @@
-//! Driver configuration: the REF driver's JSON file layout, read once at start-up.
+//! Driver configuration: the REF driver's JSON file (seed README, spec ws1.md §9), read once at
+//! start-up. `vscp_config::Reader` deserializes it straight into [`Config`], so every error names
+//! the file and the dotted key (`logging.file-max-size`). Unknown keys only warn (deployments
+//! carry keys of other VSCP versions); wrong types and out-of-range values fail start-up.
 //!
-//! The file format belongs to the user (seed README, spec ws1.md §9): a flat JSON object with a
-//! `logging` and a `filter` block. Serde structs mirror it ([`RawConfig`]); `vscp_config::Reader`
-//! reads them so that every error names the file and the dotted key (`logging.file-max-size`)
-//! and every unknown key gets one warning: real deployments carry keys from other VSCP versions,
-//! so unknown keys only warn, while wrong types and out-of-range values fail start-up.
-//!
-//! After [`Config::load`] / [`Config::from_json_str`] / [`Config::samples`] return, the rest of
-//! the server only sees a validated [`Config`]: addresses parsed, ranges checked, the shared key
-//! read, the users file known to be readable and relative paths resolved against the folder of
-//! the config file. See `docs/config.md` for the key reference and the value rules.
+//! The rest of the server sees only a validated [`Config`]: addresses parsed, ranges checked, the
+//! shared key read, the users file known to be readable and relative paths resolved against the
+//! folder of the config file. Key reference and value rules: `docs/config.md`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -17,7 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use vscp_config::{parsed_by, Block, Flag, Int, Reader, Redacted, ValueOr};
+use vscp_config::{defaults, empty, flag, parsed_by, yes, Block, Flag, Int, Reader, Redacted};
 use vscp_proto::{Filter, Guid};
 
 pub use vscp_config::ConfigError;
@@ -34,9 +30,7 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// hundreds of MiB of worst-case memory; anything larger is a typo, not a tuning decision.
 const MAX_QUEUE: u64 = 1_000_000;
 /// Upper bound of `auth-timeout` and `idle-timeout` (one day).
-const MAX_TIMEOUT_SECS: u64 = 86_400;
-/// Default log pattern (spdlog syntax, kept for REF compatibility).
-const DEFAULT_LOG_PATTERN: &str = "[vscp-websocksrv %c] [%^%l%$] %v";
+const MAX_SECS: u64 = 86_400;
 
 /// The shipped sample config (`deploy/websocksrv.json`): every key at its default. Embedded so
 /// the binary can print it (`print-default-config`) without the deploy folder at hand.
@@ -58,21 +52,16 @@ max-client-queue-size: REF never applied it; the per-session queue is max-out-qu
 rx-filter: REF never applied it; use filter.out-filter/filter.out-mask";
 
 /// Log levels of the REF logging block (spdlog names).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum LogLevel {
-    /// Everything.
     Trace,
-    /// Everything except trace.
     Debug,
-    /// Info and above.
+    #[default]
     Info,
-    /// Warnings and above.
     Warn,
-    /// Errors and above (`err` or `error`).
     Error,
-    /// Only critical messages; `tracing` has no level above error, so this maps to error.
+    /// `tracing` has no level above error, so this maps to error.
     Critical,
-    /// Nothing.
     Off,
 }
 
@@ -106,179 +95,202 @@ impl LogLevel {
     }
 }
 
-/// The `logging` block; each field names its key (docs/config.md "logging" has defaults and
-/// ranges). Patterns are spdlog syntax: the flags `crate::logging::Pattern` knows are
-/// interpreted, others printed as written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The `logging` block: fields are named after their keys (docs/config.md "logging").
+/// Patterns are spdlog syntax: the flags `crate::logging::Pattern` knows are interpreted,
+/// others printed as written.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct LoggingConfig {
-    /// `file-enable-log` (alias `file-enable`).
+    /// `file-enable-log` or its alias `file-enable`, see [`FileEnable`].
+    #[serde(skip)]
     pub file_enable: bool,
-    /// `file-log-level`.
+    #[serde(rename = "file-log-level", default)]
     pub file_level: LogLevel,
-    /// `file-pattern`.
+    #[serde(default = "pattern")]
     pub file_pattern: String,
-    /// `file-path`, resolved against the config file's folder.
+    /// Resolved against the config file's folder.
+    #[serde(default = "log_path", deserialize_with = "path")]
     pub file_path: PathBuf,
-    /// `file-max-size` in bytes: rotate past this size.
+    /// Rotate past this size (bytes).
+    #[serde(
+        default = "max_size",
+        deserialize_with = "Int::<1024, { 1 << 40 }>::de"
+    )]
     pub file_max_size: u64,
-    /// `file-max-files`: rotated files to keep.
+    /// Rotated files to keep.
+    #[serde(default = "max_files", deserialize_with = "Int::<1, 1000>::de")]
     pub file_max_files: usize,
-    /// `console-enable-log`.
+    #[serde(rename = "console-enable-log", default = "yes")]
+    #[serde(deserialize_with = "flag")]
     pub console_enable: bool,
-    /// `console-log-level`.
+    #[serde(rename = "console-log-level", default)]
     pub console_level: LogLevel,
-    /// `console-pattern`.
+    #[serde(default = "pattern")]
     pub console_pattern: String,
 }
 
-/// The validated driver configuration. Each field names its config key; `docs/config.md` has
-/// the defaults, ranges and meaning of each. `Debug` hides the shared key and the `mqtt` block.
-#[derive(Clone, Debug)]
+/// The validated driver configuration. Fields are named after their keys (docs/config.md has
+/// defaults, ranges and meanings). `Debug` hides the shared key and the `mqtt` block.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Config {
     /// The file this came from; `None` for built-in defaults and inline JSON.
+    #[serde(skip)]
     pub source: Option<PathBuf>,
     /// The label errors about this config start with: the file, `<inline>`, ...
+    #[serde(skip)]
     pub origin: String,
-    /// `interface`: where to listen.
+    #[serde(rename = "interface", default = "listen")]
+    #[serde(deserialize_with = "interface")]
     pub listen: SocketAddr,
-    /// `url-ws1`: request path of the ws1 endpoint, always starting with `/`.
+    /// Request path of the ws1 endpoint, always starting with `/`.
+    #[serde(default = "ws1", deserialize_with = "url_path")]
     pub url_ws1: String,
-    /// `url-ws2`: request path of the ws2 endpoint, always starting with `/`.
+    #[serde(default = "ws2", deserialize_with = "url_path")]
     pub url_ws2: String,
-    /// `enable-ws1`.
+    #[serde(default = "yes", deserialize_with = "flag")]
     pub enable_ws1: bool,
-    /// `enable-ws2`.
+    #[serde(default = "yes", deserialize_with = "flag")]
     pub enable_ws2: bool,
     /// AES-128 key for AUTH: the first 32 hex digits of `key-file` (ws1.md §4.1).
+    #[serde(skip)]
     pub key: Redacted<[u8; 16]>,
-    /// `key-file`, resolved against the config file's folder.
+    /// Resolved against the config file's folder.
+    #[serde(default, deserialize_with = "path")]
     pub key_file: PathBuf,
     /// `path-users`, resolved; known to be a readable file (the users module parses it).
+    #[serde(rename = "path-users", default, deserialize_with = "path")]
     pub users_file: PathBuf,
-    /// `guid`: interface GUID; all zero means "derive one", see [`Config::interface_guid`].
+    /// All zero means "derive one", see [`Config::interface_guid`].
+    #[serde(default, deserialize_with = "guid")]
     pub guid: [u8; 16],
-    /// `max-in-queue`: events in the inter-core rings and the uplink queue; full = backpressure.
+    /// Events in the inter-core rings and the uplink queue; full = backpressure.
+    #[serde(default = "queue", deserialize_with = "Int::<1, MAX_QUEUE>::de")]
     pub max_in_queue: usize,
-    /// `max-out-queue`: events in each session's outbound queue; full = the oldest is dropped.
+    /// Events in each session's outbound queue; full = the oldest is dropped.
+    #[serde(default = "queue", deserialize_with = "Int::<1, MAX_QUEUE>::de")]
     pub max_out_queue: usize,
-    /// `receive-sent-events`: deliver a client's own events back to it.
+    #[serde(default, deserialize_with = "flag")]
     pub receive_sent_events: bool,
     /// `filter.in-filter`/`in-mask`: for events from the uplink on their way to clients.
+    #[serde(skip)]
     pub in_filter: Filter,
     /// `filter.out-filter`/`out-mask`: for client events, before they are routed anywhere.
+    #[serde(skip)]
     pub out_filter: Filter,
-    /// `max-clients`: concurrent sessions; 0 = unlimited.
+    /// Concurrent sessions; 0 = unlimited.
+    #[serde(default = "clients", deserialize_with = "Int::<0, 1_000_000>::de")]
     pub max_clients: usize,
-    /// `max-message-size`: largest websocket message in bytes (close 1009 past it).
+    /// `max-message-size` (bytes). 64 KiB: a ws2 event with 512 data bytes is about 3 KiB,
+    /// and a client must not make us buffer megabytes; at least 512: a legal ws1 event line
+    /// still fits; at most 16 MiB: tungstenite's default.
+    #[serde(rename = "max-message-size", default = "message")]
+    #[serde(deserialize_with = "Int::<512, 16_777_216>::de")]
     pub max_message_bytes: usize,
-    /// `auth-timeout`: close sessions not authenticated by then; zero = off.
+    /// Zero = off.
+    #[serde(default = "auth", deserialize_with = "secs")]
     pub auth_timeout: Duration,
-    /// `idle-timeout`: close sessions with no inbound traffic for this long; zero = off.
+    /// Zero = off.
+    #[serde(default, deserialize_with = "secs")]
     pub idle_timeout: Duration,
-    /// `ws2-accept-client-iv`: accept a ws2 AUTH IV other than the SID (re-opens replay).
+    /// Accept a ws2 AUTH IV other than the SID (re-opens replay).
+    #[serde(default, deserialize_with = "flag")]
     pub ws2_accept_client_iv: bool,
-    /// `metrics-interface`: where `/metrics`, `/healthz`, `/readyz` are served; `None` = off.
+    /// Where `/metrics`, `/healthz`, `/readyz` are served; `None` = off.
+    #[serde(rename = "metrics-interface", default = "metrics_on")]
+    #[serde(deserialize_with = "metrics")]
     pub metrics_listen: Option<SocketAddr>,
-    /// `shards` (our extension): executor threads; `None` (absent or 0) = one per CPU.
+    /// Our extension: executor threads; `None` (absent or 0) = one per CPU.
+    #[serde(default, deserialize_with = "shards")]
     pub shards: Option<usize>,
-    /// The `logging` block.
+    #[serde(default = "empty", deserialize_with = "block")]
     pub logging: LoggingConfig,
-    /// `debug`: extra diagnostic logging.
+    #[serde(default, deserialize_with = "flag")]
     pub debug: bool,
-    /// `mqtt`: the bridge block, kept raw for `vscp-mqtt` to validate
+    /// The bridge block, kept raw for `vscp-mqtt` to validate
     /// (`vscp_websocksrv::mqtt::MqttUplink::new`); `None`: no bridge, in-process bus only.
+    #[serde(default, deserialize_with = "mqtt")]
     pub mqtt: Option<Redacted<Value>>,
 }
 
-/// The driver config file as written. Every key is optional (`null` is the same as absent);
-/// keys not listed here reach `Reader::read` as unknown.
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct RawConfig {
-    debug: Option<Flag>,
-    interface: Option<Listen>,
-    url_ws1: Option<UrlPath>,
-    url_ws2: Option<UrlPath>,
-    enable_ws1: Option<Flag>,
-    enable_ws2: Option<Flag>,
-    key_file: Option<PathText>,
-    path_users: Option<PathText>,
-    guid: Option<GuidText>,
-    max_in_queue: Option<Int<1, MAX_QUEUE>>,
-    max_out_queue: Option<Int<1, MAX_QUEUE>>,
-    receive_sent_events: Option<Flag>,
-    filter: Option<Block<RawFilter>>,
-    max_clients: Option<Int<0, 1_000_000>>,
-    // 512: a legal ws1 event line still fits; 16 MiB: tungstenite's per-frame default.
-    max_message_size: Option<Int<512, { 16 << 20 }>>,
-    auth_timeout: Option<Int<0, MAX_TIMEOUT_SECS>>,
-    idle_timeout: Option<Int<0, MAX_TIMEOUT_SECS>>,
-    ws2_accept_client_iv: Option<Flag>,
-    shards: Option<Int<0, 1024>>,
-    logging: Option<Block<RawLogging>>,
-    metrics_interface: Option<MetricsListen>,
-    mqtt: Option<Map<String, Value>>,
+/// What the file holds that [`Config`] has no field for, read from the same object.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Extra {
+    filter: Block<Filters>,
+    logging: Block<FileEnable>,
 }
 
+/// The `filter` block. Each half is in the ws1 `SETFILTER` string form `priority,class,type,GUID`
+/// (events.md §8.3), checked by the protocol's own reader; absent is all zero: every event passes.
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-struct RawFilter {
-    in_filter: Option<FilterHalf>,
-    in_mask: Option<FilterHalf>,
-    out_filter: Option<FilterHalf>,
-    out_mask: Option<FilterHalf>,
+#[serde(default, rename_all = "kebab-case")]
+struct Filters {
+    in_filter: FilterHalf,
+    in_mask: FilterHalf,
+    out_filter: FilterHalf,
+    out_mask: FilterHalf,
 }
 
+/// `file-enable` is what the REF docs call it, `file-enable-log` what the REF sample uses.
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-struct RawLogging {
+#[serde(default, rename_all = "kebab-case")]
+struct FileEnable {
     file_enable_log: Option<Flag>,
     file_enable: Option<Flag>,
-    file_log_level: Option<LogLevel>,
-    file_pattern: Option<String>,
-    file_path: Option<PathText>,
-    file_max_size: Option<Int<1024, { 1 << 40 }>>,
-    file_max_files: Option<Int<1, 1000>>,
-    console_enable_log: Option<Flag>,
-    console_log_level: Option<LogLevel>,
-    console_pattern: Option<String>,
 }
 
-/// `interface`, see [`parse_interface`].
-struct Listen(SocketAddr);
-/// `metrics-interface`: as `interface` with another default port; empty = off.
-struct MetricsListen(Option<SocketAddr>);
-/// A URL path as [`url_path`] reads it.
-struct UrlPath(String);
-/// A non-empty path as written (trimmed), resolved against the config folder later.
-struct PathText(String);
-/// The `guid` key, see [`parse_guid`].
-struct GuidText([u8; 16]);
-/// One half of a filter/mask pair in the ws1 `SETFILTER` string form `priority,class,type,GUID`
-/// (events.md §8.3), checked by the same reader the protocol uses so the syntax is defined in
-/// one place. Absent (the default) is all zero, which passes every event.
+#[derive(Default)]
 struct FilterHalf(String);
+
+defaults! {
+    listen: SocketAddr = DEFAULT_LISTEN;
+    metrics_on: Option<SocketAddr> = Some(DEFAULT_METRICS_LISTEN);
+    ws1: String = "/ws1".into();
+    ws2: String = "/ws2".into();
+    pattern: String = "[vscp-websocksrv %c] [%^%l%$] %v".into();
+    log_path: PathBuf = "/tmp/vscp-websocksrv.log".into();
+    queue: usize = 32_000;
+    clients: usize = 100;
+    message: usize = 65_536;
+    auth: Duration = Duration::from_secs(30);
+    max_size: u64 = 5_242_880;
+    max_files: usize = 7;
+}
 
 parsed_by!(
     LogLevel => |t: String| LogLevel::parse(&t).ok_or_else(|| format!(
         "unknown level {t:?}; expected trace, debug, info, warn, err, error, critical or off"
     )),
-    Listen => |t: String| parse_interface(&t).map(Listen),
-    MetricsListen => |t: String| match t.trim() {
-        "" => Ok(MetricsListen(None)),
-        t => parse_address(t, DEFAULT_METRICS_LISTEN.port()).map(|a| MetricsListen(Some(a))),
-    },
-    UrlPath => |t: String| url_path(&t).map(UrlPath),
-    PathText => |t: String| match t.trim() {
-        "" => Err("must not be empty".to_owned()),
-        t => Ok(PathText(t.to_owned())),
-    },
-    GuidText => |t: String| parse_guid(&t).map(GuidText),
     FilterHalf => |t: String| match Filter::parse_filter_half(&t) {
         Ok(_) => Ok(FilterHalf(t)),
         Err(e) => Err(format!("{t:?}: {e}; expected priority,class,type,GUID")),
     },
 );
+
+parsed_by! {
+    fn interface -> SocketAddr = |t: String| parse_interface(&t);
+    fn metrics -> Option<SocketAddr> = |t: String| match t.trim() {
+        "" => Ok(None),
+        t => parse_address(t, DEFAULT_METRICS_LISTEN.port()).map(Some),
+    };
+    fn url_path -> String = |t: String| url_path_text(&t);
+    // Resolved against the config folder later; empty is refused, so empty means absent.
+    fn path -> PathBuf = |t: String| match t.trim() {
+        "" => Err("must not be empty"),
+        t => Ok(PathBuf::from(t)),
+    };
+    fn guid -> [u8; 16] = |t: String| parse_guid(&t);
+    fn secs -> Duration = |n: Int<0, MAX_SECS>| Ok::<_, String>(Duration::from_secs(n.0));
+    // 0 reads as "pick for me", like max-clients' 0 = "no limit".
+    fn shards -> Option<usize> = |n: Int<0, 1024>| {
+        Ok::<_, String>(Some(n.0 as usize).filter(|&n| n != 0))
+    };
+    fn block -> LoggingConfig = |b: Block<LoggingConfig>| Ok::<_, String>(b.0);
+    fn mqtt -> Option<Redacted<Value>> = |m: Map<String, Value>| {
+        Ok::<_, String>(Some(Redacted(Value::Object(m))))
+    };
+}
 
 impl Config {
     /// Starts from a vscpd configuration (`vscpd.conf`) instead: the `drivers.level2[]` entry
@@ -363,14 +375,62 @@ impl Config {
         Config::from_value(&vscp_config::parse_json(text, origin)?, base_dir, origin)
     }
 
+    /// The checks across keys, and the files the config names.
     fn from_value(
         value: &Value,
         base_dir: &Path,
         origin: &str,
     ) -> Result<(Config, Vec<String>), ConfigError> {
         let mut r = Reader::new(origin, "");
-        let raw: RawConfig = r.read(value, UNUSED_TOP)?;
-        let cfg = raw.validate(&mut r, base_dir)?;
+        let (mut cfg, extra): (Config, Extra) = r.read(value, UNUSED_TOP)?;
+        cfg.origin = origin.into();
+        let (ws1, ws2) = (&cfg.url_ws1, &cfg.url_ws2);
+        if cfg.enable_ws1 && cfg.enable_ws2 && ws1 == ws2 {
+            let reason =
+                format!("same path as url-ws1 ({ws1}); the two protocols need different paths");
+            return Err(r.err("url-ws2", reason));
+        }
+        if !cfg.enable_ws1 && !cfg.enable_ws2 {
+            r.warn("both enable-ws1 and enable-ws2 are false; no websocket session can be opened");
+        }
+        cfg.key.0 = read_file(
+            &r,
+            "key-file",
+            &mut cfg.key_file,
+            base_dir,
+            "vscp.key",
+            |t| vscp_proto::auth::parse_key_file(t).map_err(|e| e.to_string()),
+        )?;
+        let users = &mut cfg.users_file;
+        read_file(&r, "path-users", users, base_dir, "users.json", |_| Ok(()))?;
+        let Filters {
+            in_filter,
+            in_mask,
+            out_filter,
+            out_mask,
+        } = extra.filter.0;
+        let pair = |f: FilterHalf, m: FilterHalf| Filter::from_strings(&f.0, &m.0);
+        cfg.in_filter = pair(in_filter, in_mask).expect("both halves parsed when read");
+        cfg.out_filter = pair(out_filter, out_mask).expect("both halves parsed when read");
+        let log = &mut cfg.logging;
+        log.file_path = base_dir.join(&log.file_path);
+        // Both are accepted, and a contradiction is reported rather than resolved silently.
+        log.file_enable = match extra.logging.0 {
+            FileEnable {
+                file_enable_log: Some(Flag(main)),
+                file_enable: Some(Flag(alias)),
+            } if main != alias => {
+                r.warn(format_args!(
+                    "\"logging.file-enable\" ({alias}) contradicts \"logging.file-enable-log\" \
+                     ({main}); using file-enable-log"
+                ));
+                main
+            }
+            FileEnable {
+                file_enable_log: main,
+                file_enable: alias,
+            } => main.or(alias).is_some_and(|f| f.0),
+        };
         Ok((cfg, r.warnings))
     }
 
@@ -402,104 +462,9 @@ impl Config {
     }
 }
 
-impl RawConfig {
-    fn validate(self, r: &mut Reader, base_dir: &Path) -> Result<Config, ConfigError> {
-        let url_ws1 = self.url_ws1.map_or_else(|| "/ws1".into(), |u| u.0);
-        let url_ws2 = self.url_ws2.map_or_else(|| "/ws2".into(), |u| u.0);
-        let enable_ws1 = self.enable_ws1.value_or(true);
-        let enable_ws2 = self.enable_ws2.value_or(true);
-        if enable_ws1 && enable_ws2 && url_ws1 == url_ws2 {
-            let reason =
-                format!("same path as url-ws1 ({url_ws1}); the two protocols need different paths");
-            return Err(r.err("url-ws2", reason));
-        }
-        if !enable_ws1 && !enable_ws2 {
-            r.warn("both enable-ws1 and enable-ws2 are false; no websocket session can be opened");
-        }
-        let (key_file, key) = read_file(r, "key-file", self.key_file, base_dir, "vscp.key", |t| {
-            vscp_proto::auth::parse_key_file(t).map_err(|e| e.to_string())
-        })?;
-        let users = read_file(
-            r,
-            "path-users",
-            self.path_users,
-            base_dir,
-            "users.json",
-            |_| Ok(()),
-        );
-        let (users_file, ()) = users?;
-        let filter = self.filter.unwrap_or_default().0;
-        Ok(Config {
-            source: None,
-            origin: r.origin.file.clone(),
-            listen: self.interface.map_or(DEFAULT_LISTEN, |l| l.0),
-            url_ws1,
-            url_ws2,
-            enable_ws1,
-            enable_ws2,
-            key: Redacted(key),
-            key_file,
-            users_file,
-            guid: self.guid.map_or([0; 16], |g| g.0),
-            max_in_queue: self.max_in_queue.value_or(32_000) as usize,
-            max_out_queue: self.max_out_queue.value_or(32_000) as usize,
-            receive_sent_events: self.receive_sent_events.value_or(false),
-            in_filter: filter_pair(filter.in_filter, filter.in_mask),
-            out_filter: filter_pair(filter.out_filter, filter.out_mask),
-            max_clients: self.max_clients.value_or(100) as usize,
-            // A ws2 event with 512 data bytes is about 3 KiB of JSON, and a malicious client
-            // must not make us buffer megabytes per connection.
-            max_message_bytes: self.max_message_size.value_or(64 * 1024) as usize,
-            auth_timeout: Duration::from_secs(self.auth_timeout.value_or(30)),
-            idle_timeout: Duration::from_secs(self.idle_timeout.value_or(0)),
-            ws2_accept_client_iv: self.ws2_accept_client_iv.value_or(false),
-            metrics_listen: self
-                .metrics_interface
-                .map_or(Some(DEFAULT_METRICS_LISTEN), |m| m.0),
-            // 0 reads as "pick for me", like max-clients' 0 = "no limit".
-            shards: Some(self.shards.value_or(0) as usize).filter(|&n| n != 0),
-            logging: self.logging.unwrap_or_default().0.validate(r, base_dir),
-            debug: self.debug.value_or(false),
-            mqtt: self.mqtt.map(|m| Redacted(Value::Object(m))),
-        })
-    }
-}
-
-impl RawLogging {
-    fn validate(self, r: &mut Reader, base_dir: &Path) -> LoggingConfig {
-        // `file-enable` is what the REF docs call it, `file-enable-log` what the REF sample
-        // uses; both are accepted, and a contradiction is reported rather than resolved silently.
-        let file_enable = match (self.file_enable_log, self.file_enable) {
-            (Some(Flag(main)), Some(Flag(alias))) if main != alias => {
-                r.warn(format_args!(
-                    "\"logging.file-enable\" ({alias}) contradicts \"logging.file-enable-log\" \
-                     ({main}); using file-enable-log"
-                ));
-                main
-            }
-            (main, alias) => main.or(alias).value_or(false),
-        };
-        let pattern = |p: Option<String>| p.unwrap_or_else(|| DEFAULT_LOG_PATTERN.to_owned());
-        let file_path = self
-            .file_path
-            .map_or("/tmp/vscp-websocksrv.log".into(), |p| p.0);
-        LoggingConfig {
-            file_enable,
-            file_level: self.file_log_level.unwrap_or(LogLevel::Info),
-            file_pattern: pattern(self.file_pattern),
-            file_path: base_dir.join(file_path),
-            file_max_size: self.file_max_size.value_or(5_242_880),
-            file_max_files: self.file_max_files.value_or(7) as usize,
-            console_enable: self.console_enable_log.value_or(true),
-            console_level: self.console_log_level.unwrap_or(LogLevel::Info),
-            console_pattern: pattern(self.console_pattern),
-        }
-    }
-}
-
 /// Checks a URL path. It is compared exactly against the request path, which never contains
 /// whitespace, controls, `?` or `#`, so a value with them could never match: better to say so.
-fn url_path(text: &str) -> Result<String, String> {
+fn url_path_text(text: &str) -> Result<String, String> {
     let text = text.trim();
     let bad = |c: &char| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#';
     match text.chars().find(bad) {
@@ -513,38 +478,33 @@ fn url_path(text: &str) -> Result<String, String> {
     }
 }
 
-/// Resolves the path key `key` (`text`, else `default`) against the config file's folder and
-/// hands the text of the regular file it names to `check`. A path that came from a default
+/// Resolves the path key `key` (empty: not given, `default`) against the config file's folder
+/// and hands the text of the regular file it names to `check`. A path that came from a default
 /// says so, so a "file not found" for a key never written is no mystery.
 fn read_file<T>(
     r: &Reader,
     key: &str,
-    text: Option<PathText>,
+    path: &mut PathBuf,
     base_dir: &Path,
     default: &str,
     check: impl FnOnce(&str) -> Result<T, String>,
-) -> Result<(PathBuf, T), ConfigError> {
-    let path = base_dir.join(text.as_ref().map_or(default, |t| &t.0));
-    let shown = match text {
-        Some(_) => path.display().to_string(),
-        None => format!("{} (default; set \"{key}\" to change)", path.display()),
+) -> Result<T, ConfigError> {
+    let given = !path.as_os_str().is_empty();
+    *path = base_dir.join(if given {
+        path.as_path()
+    } else {
+        Path::new(default)
+    });
+    let shown = match given {
+        true => path.display().to_string(),
+        false => format!("{} (default; set \"{key}\" to change)", path.display()),
     };
     if path.is_dir() {
         return Err(r.err(key, format!("{shown} is not a regular file")));
     }
     let bytes =
-        std::fs::read(&path).map_err(|e| r.err(key, format!("cannot read {shown}: {e}")))?;
-    let value = check(&String::from_utf8_lossy(&bytes));
-    Ok((
-        path,
-        value.map_err(|e| r.err(key, format!("{shown}: {e}")))?,
-    ))
-}
-
-/// A filter from its two halves, each already checked when read.
-fn filter_pair(filter: Option<FilterHalf>, mask: Option<FilterHalf>) -> Filter {
-    let text = |half: Option<FilterHalf>| half.map_or_else(String::new, |h| h.0);
-    Filter::from_strings(&text(filter), &text(mask)).expect("both halves parsed when read")
+        std::fs::read(&*path).map_err(|e| r.err(key, format!("cannot read {shown}: {e}")))?;
+    check(&String::from_utf8_lossy(&bytes)).map_err(|e| r.err(key, format!("{shown}: {e}")))
 }
 
 /// Parses `interface`: `PORT`, `HOST`, `HOST:PORT`, `[v6]:PORT`, `[v6]`, a bare IPv6 address,

@@ -1,15 +1,10 @@
-//! What both configuration readers of the workspace share: the driver config
-//! (`vscp_websocksrv::config`) and the MQTT block (`vscp_mqtt::config`).
-//!
-//! A block is parsed into a [`serde_json::Value`] (syntax errors carry line and column), then
-//! deserialized into the caller's serde structs by [`Reader::read`]: `serde_path_to_error` makes
-//! every error name the dotted key (`logging.file-max-size`, `mqtt.publish[2].qos`) and
-//! `serde_ignored` yields one warning per unknown key. The caller's `validate` step then builds
-//! its validated types, reporting through the same [`Reader`] so every message names the file.
+//! What both configuration readers share: the driver config (`vscp_websocksrv::config`) and
+//! the MQTT block (`vscp_mqtt::config`). [`Reader::read`] deserializes a block straight into the
+//! caller's structs: `serde_path_to_error` makes every error name the dotted key
+//! (`mqtt.publish[2].qos`), `serde_ignored` yields one warning per unknown key. The value rules
+//! (booleans, whole numbers, `null`) are the same for both: docs/config.md "Value types".
 //!
 //! Its own crate because `vscp-mqtt` must not depend on the root crate, which depends on it.
-//! The value rules (booleans, whole numbers, `null`) are the same for both readers and are
-//! documented in docs/config.md "Value types".
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -84,10 +79,10 @@ pub fn parse_json(text: &str, file: &str) -> Result<Value, ConfigError> {
     })
 }
 
-/// Where a block comes from: the file label that starts every error and warning, and the
-/// block's dotted key in that file (empty for the file itself, `mqtt` for the bridge block).
-/// Kept by validated configs whose checks finish later (the MQTT topics and TLS files).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a block comes from: the file label that starts every message, and the block's dotted
+/// key in that file (empty for the file itself, `mqtt` for the bridge block). Kept by validated
+/// configs whose checks finish later (the MQTT topics and TLS files).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Origin {
     /// The file, or a label such as `<inline>`.
     pub file: String,
@@ -108,23 +103,12 @@ impl Origin {
 
     /// An error naming this file and `key` (relative to the block).
     pub fn err(&self, key: &str, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Key {
-            file: self.file.clone(),
-            key: self.key(key),
-            reason: reason.into(),
-        }
-    }
-
-    /// The same file, the block at `key` inside this one.
-    pub fn child(&self, key: &str) -> Origin {
-        Origin {
-            file: self.file.clone(),
-            prefix: self.key(key),
-        }
+        let (file, key, reason) = (self.file.clone(), self.key(key), reason.into());
+        ConfigError::Key { file, key, reason }
     }
 }
 
-/// Deserializes one block and collects the warnings of it and of its `validate` step.
+/// Deserializes one block and collects the warnings of it and of its validation.
 #[derive(Debug)]
 pub struct Reader {
     /// File and block every message names.
@@ -140,10 +124,8 @@ impl Reader {
             file: file.into(),
             prefix: prefix.into(),
         };
-        Reader {
-            origin,
-            warnings: Vec::new(),
-        }
+        let warnings = Vec::new();
+        Reader { origin, warnings }
     }
 
     /// See [`Origin::err`].
@@ -157,29 +139,37 @@ impl Reader {
             .push(format!("{}: {message}", self.origin.file));
     }
 
-    /// Deserializes `value` into `T`. An error names the dotted key of the offending value;
-    /// every key `T` does not know gets one warning, or for keys in `unused` (lines of
-    /// `full.dotted.key: reason`) a warning that says why the key has no effect.
-    pub fn read<T: DeserializeOwned>(
+    /// Deserializes `value` twice, as `T` (a public struct) and `U` (the keys `T` has no field
+    /// for). `null` counts as absent. An error names the dotted key of the offending value; a key
+    /// neither knows gets one warning, or for keys in `unused` (lines of `dotted.key: reason`)
+    /// a warning that says why it has no effect.
+    pub fn read<T: DeserializeOwned, U: DeserializeOwned>(
         &mut self,
         value: &Value,
         unused: &str,
-    ) -> Result<T, ConfigError> {
-        let mut ignored = Vec::new();
-        let mut on_ignored = |path: serde_ignored::Path<'_>| ignored.push(dotted(&path));
-        let de = serde_ignored::Deserializer::new(value, &mut on_ignored);
-        let parsed = serde_path_to_error::deserialize(de)
-            .map(|b: Block<T>| b.0)
-            .map_err(|e| {
-                // An empty path (the block itself has the wrong type) displays as ".".
-                let key = match e.path().iter().next() {
-                    None => String::new(),
-                    Some(_) => e.path().to_string(),
-                };
-                self.err(&key, e.into_inner().to_string())
-            });
-        for key in ignored {
-            let key = self.origin.key(&key);
+    ) -> Result<(T, U), ConfigError> {
+        let value = &without_nulls(value);
+        let ((t, a), (u, b)) = (self.de::<T>(value)?, self.de::<U>(value)?);
+        // Known to one means known; a key the other skipped whole (with all inside) is unknown.
+        let skipped = |by: &[String], key: &String| {
+            let below = |p: &String| {
+                key.strip_prefix(p.as_str())
+                    .map(|r| r.starts_with(['.', '[']))
+            };
+            by.iter().any(|p| p == key || below(p) == Some(true))
+        };
+        let mut unknown: Vec<String> = Vec::new();
+        for key in a
+            .iter()
+            .filter(|k| skipped(&b, k))
+            .chain(b.iter().filter(|k| skipped(&a, k)))
+        {
+            let key = self.origin.key(key);
+            if !unknown.contains(&key) {
+                unknown.push(key);
+            }
+        }
+        for key in unknown {
             let why = unused
                 .lines()
                 .find_map(|l| l.strip_prefix(&key)?.strip_prefix(": "));
@@ -188,7 +178,50 @@ impl Reader {
                 None => self.warn(format_args!("unknown key \"{key}\" ignored")),
             }
         }
-        parsed
+        Ok((t, u))
+    }
+
+    /// `T` from `value`, with the keys it ignored (relative to the block).
+    fn de<T: DeserializeOwned>(&self, value: &Value) -> Result<(T, Vec<String>), ConfigError> {
+        let mut ignored = Vec::new();
+        let mut on_ignored = |path: serde_ignored::Path<'_>| ignored.push(dotted(&path));
+        let de = serde_ignored::Deserializer::new(value, &mut on_ignored);
+        let parsed = serde_path_to_error::deserialize(de).map_err(|e| {
+            // An empty path (the block itself has the wrong type) displays as ".".
+            let key = match e.path().iter().next() {
+                None => String::new(),
+                Some(_) => e.path().to_string(),
+            };
+            self.err(&key, e.into_inner().to_string())
+        });
+        parsed.map(|b: Block<T>| (b.0, ignored))
+    }
+}
+
+/// `value` with every object member that is `null` left out.
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => (map.iter().filter(|(_, v)| !v.is_null()))
+            .map(|(k, v)| (k.clone(), without_nulls(v)))
+            .collect(),
+        Value::Array(items) => items.iter().map(without_nulls).collect(),
+        v => v.clone(),
+    }
+}
+
+/// The path serde_ignored reports, in the same dotted form as serde_path_to_error's.
+fn dotted(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", dotted(parent)),
+        P::Map { parent, key } => match dotted(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            dotted(parent)
+        }
     }
 }
 
@@ -233,7 +266,7 @@ pub fn parse_port(port: &str, whole: &str) -> Result<u16, String> {
 
 /// A value that `Debug` shows as `<redacted>` (the shared key, the raw `mqtt` block with its
 /// password), so `{:?}` of a config never leaks it into a log line.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Redacted<T>(pub T);
 
 impl<T> fmt::Debug for Redacted<T> {
@@ -255,23 +288,43 @@ impl<T: PartialEq> PartialEq<T> for Redacted<T> {
     }
 }
 
-/// Implements `Deserialize` for types that a parser makes from a deserialized value (a `String`,
-/// a `serde_json::Value`, ...), so the parser's error names the key like every other one:
-/// `parsed_by!(Port => |text: String| parse_port(&text).map(Port))`.
+/// Makes a parser of a deserialized value (a `String`, a `serde_json::Value`, ...) a
+/// `Deserialize` impl (`Type => parser`) or a `deserialize_with` function (`fn name -> Type =
+/// parser`), so its error names the key like every other one.
 #[macro_export]
 macro_rules! parsed_by {
+    ($(fn $name:ident -> $t:ty = $parse:expr;)*) => {$(
+        fn $name<'de, D: $crate::serde::Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+            $crate::parse(d, $parse)
+        }
+    )*};
     ($($t:ty => $parse:expr),* $(,)?) => {$(
         impl<'de> $crate::serde::Deserialize<'de> for $t {
             fn deserialize<D: $crate::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let value = $crate::serde::Deserialize::deserialize(d)?;
-                $parse(value).map_err(<D::Error as $crate::serde::de::Error>::custom)
+                $crate::parse(d, $parse)
             }
         }
     )*};
 }
 
+/// Functions for `#[serde(default = "name")]`: `defaults! { ws1: String = "/ws1".into(); }`.
+#[macro_export]
+macro_rules! defaults {
+    ($($name:ident: $t:ty = $value:expr;)*) => {$(fn $name() -> $t { $value })*};
+}
+
 #[doc(hidden)]
 pub use serde;
+
+#[doc(hidden)]
+pub fn parse<'de, D, V, T, E>(d: D, parse: impl FnOnce(V) -> Result<T, E>) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+    E: fmt::Display,
+{
+    parse(V::deserialize(d)?).map_err(de::Error::custom)
+}
 
 /// A block that must be a JSON object: a derived struct alone would also take an array, its
 /// fields in order, which no config file means.
@@ -295,29 +348,14 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Block<T> {
     }
 }
 
-/// The path serde_ignored reports, in the same dotted form as serde_path_to_error's.
-fn dotted(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path as P;
-    match path {
-        P::Root => String::new(),
-        P::Seq { parent, index } => format!("{}[{index}]", dotted(parent)),
-        P::Map { parent, key } => match dotted(parent) {
-            p if p.is_empty() => key.clone(),
-            p => format!("{p}.{key}"),
-        },
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
-            dotted(parent)
-        }
-    }
-}
-
 /// A boolean: `true`/`false`, or `1`/`0`, which REF samples write for some flags. One rule for
-/// every boolean of both readers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// every boolean of both readers; [`flag`] for a `bool` field.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flag(pub bool);
 
 /// A whole number in `MIN..=MAX`. With `TEXT`, a string in any notation
 /// `vscp_proto::number::read_u64` reads (`"0xFFFF"`) is taken too, as REF reads filter values.
+/// [`Int::de`] for a field of another type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Int<const MIN: u64, const MAX: u64, const TEXT: bool = false>(pub u64);
 
@@ -326,21 +364,22 @@ pub struct Int<const MIN: u64, const MAX: u64, const TEXT: bool = false>(pub u64
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Text(pub String);
 
-/// The value of an optional key, or its documented default.
-pub trait ValueOr<T> {
-    /// The given value, else `default`.
-    fn value_or(self, default: T) -> T;
+/// `#[serde(deserialize_with = "flag")]`: a [`Flag`] into a `bool`.
+pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Flag::deserialize(d).map(|f| f.0)
 }
 
-impl ValueOr<bool> for Option<Flag> {
-    fn value_or(self, default: bool) -> bool {
-        self.map_or(default, |f| f.0)
-    }
+/// `#[serde(default = "yes")]`: a flag that is on unless turned off.
+pub fn yes() -> bool {
+    true
 }
 
-impl<const A: u64, const B: u64, const T: bool> ValueOr<u64> for Option<Int<A, B, T>> {
-    fn value_or(self, default: u64) -> u64 {
-        self.map_or(default, |n| n.0)
+impl<const MIN: u64, const MAX: u64, const TEXT: bool> Int<MIN, MAX, TEXT> {
+    /// `#[serde(deserialize_with = "Int::<MIN, MAX>::de")]`: into an integer field that holds
+    /// `MAX`.
+    pub fn de<'de, T: TryFrom<u64>, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        let n = Self::deserialize(d)?.0;
+        T::try_from(n).map_err(|_| de::Error::custom(format!("{n} does not fit")))
     }
 }
 
@@ -393,4 +432,10 @@ impl<'de> Deserialize<'de> for Text {
             v => Err(wrong("a string", &v)),
         }
     }
+}
+
+/// `#[serde(default = "empty")]`: a block's defaults, which is what an empty object reads as.
+pub fn empty<T: DeserializeOwned>() -> T {
+    let value = Value::Object(serde_json::Map::new());
+    T::deserialize(value).expect("every key of the block has a default")
 }

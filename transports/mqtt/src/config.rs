@@ -1,14 +1,11 @@
-//! The `mqtt` block of the driver entry (mqtt.md §2): serde structs that mirror it, read by
-//! `vscp_config::Reader` (errors name file and dotted key, one warning per unknown key), then
-//! validated into [`MqttConfig`].
+//! The `mqtt` block of the driver entry (mqtt.md §2), deserialized by `vscp_config::Reader`
+//! straight into [`MqttConfig`] (errors name file and dotted key, unknown keys warn).
 //!
 //! Every documented key is read at its documented place (REF reads the sub-objects' keys from
 //! the outer object, so `reconnect`, `mqtt-options`, `tls` and `filter` never took effect
 //! there). Publish entries accept both `bretain` (what REF reads) and `retain` (what the samples
 //! write); top-level `publish-format`, `subscribe-format`, `qos` and `bretain` are the defaults
-//! for entries that omit them, as the vscpd docs promise.
-//!
-//! Our own extension: `max-offline-events` (see [`MqttConfig::max_offline_events`]).
+//! for entries that omit them, as the vscpd docs promise. Our extension: `max-offline-events`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,7 +17,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
-use vscp_config::{parsed_by, Block, ConfigError, Flag, Int, Origin, Reader, Text, ValueOr};
+use vscp_config::{defaults, empty, flag, parsed_by, yes, Block, ConfigError, Flag, Int};
+use vscp_config::{Origin, Reader, Text};
 use vscp_proto::{Filter, Guid};
 
 use crate::codec::{Protocol, QoS};
@@ -29,8 +27,7 @@ use crate::template::Template;
 
 /// Default broker port.
 pub const DEFAULT_PORT: u16 = 1883;
-/// Default broker port with TLS (IANA `secure-mqtt`), used when the host has a TLS scheme and
-/// no port.
+/// Default broker port with TLS (IANA `secure-mqtt`), for a TLS scheme in `host` and no port.
 pub const DEFAULT_TLS_PORT: u16 = 8883;
 /// Host schemes that ask for TLS (vscpd and the mosquitto/paho tools use all of these).
 const TLS_SCHEMES: &[&str] = &["stcp", "mqtts", "ssl", "tls"];
@@ -42,25 +39,33 @@ pub const DEFAULT_MAX_OFFLINE_EVENTS: usize = 10_000;
 pub const DEFAULT_SEND_MAXIMUM: u64 = 1000;
 
 /// `reconnect`: the backoff schedule after a failed or lost connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Reconnect {
-    /// `delay` (s, 0..=3600): wait before the first retry. Default 2 (REF's fixed value).
+    /// Wait before the first retry. Default 2 s (REF's fixed value).
+    #[serde(default = "two", deserialize_with = "secs::<3600, _>")]
     pub delay: Duration,
-    /// `delay-max` (s, `delay`..=86400): the longest wait. Default 10 (REF's fixed value).
+    /// The longest wait, at least `delay`. Default 10 s (REF's fixed value) or `delay`.
+    #[serde(default = "unset", deserialize_with = "secs::<86_400, _>")]
     pub delay_max: Duration,
     /// `exponential-backoff`: double the wait after each failure (up to `delay-max`);
-    /// otherwise every retry waits `delay`. Default false.
+    /// otherwise every retry waits `delay`.
+    #[serde(rename = "exponential-backoff", default, deserialize_with = "flag")]
     pub exponential: bool,
 }
 
 /// `will`: the last-will message (mqtt.md §7).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct Will {
+    #[serde(default = "no_topic", deserialize_with = "template")]
     pub topic: Template,
     /// Default 1 (vscpd docs; REF leaves it uninitialised).
+    #[serde(default = "qos1")]
     pub qos: QoS,
     /// Default true (vscpd docs). A retained will is cleared on every connect.
+    #[serde(default = "yes", deserialize_with = "flag")]
     pub retain: bool,
+    #[serde(default)]
     pub payload: String,
 }
 
@@ -127,181 +132,239 @@ pub struct TlsConfig {
     pub min_version: TlsVersion,
 }
 
-/// The validated `mqtt` block. Fields name their key; mqtt.md §2 has defaults and ranges.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The validated `mqtt` block. Fields are named after their keys; mqtt.md §2 has defaults and
+/// ranges.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct MqttConfig {
     /// File and key of the block, for the checks the bridge finishes later (rendered topics).
+    #[serde(skip)]
     pub origin: Origin,
-    /// `host` without scheme and port (default `localhost`).
+    /// Without scheme and port.
+    #[serde(default = "localhost")]
     pub host: String,
-    /// `port` (1..=65535), else a port in `host`, else 1883 (8883 with a TLS scheme).
+    /// `port`, else a port in `host`, else 1883 (8883 with a TLS scheme).
+    #[serde(default, deserialize_with = "Int::<1, 65535>::de")]
     pub port: u16,
-    /// `bind`: local address (and optionally port) the broker connection is made from.
+    /// Local address (and optionally port) the broker connection is made from.
+    #[serde(default, deserialize_with = "bind")]
     pub bind: Option<SocketAddr>,
-    /// TLS to the broker; `None` is plain TCP.
+    /// `tls` or a TLS scheme in `host`; `None` is plain TCP.
+    #[serde(skip)]
     pub tls: Option<TlsConfig>,
+    #[serde(default)]
     pub user: String,
+    #[serde(default)]
     pub password: String,
     /// `clientid` as written; `{{rnd}}` and the static variables are rendered at start.
     /// Empty: the broker assigns one and a clean session is forced.
+    #[serde(rename = "clientid", default)]
     pub client_id: String,
-    /// `keepalive`; 0 disables PINGREQ. Default 30 (REF; its docs claim 60).
+    /// 0 disables PINGREQ. Default 30 (REF; its docs claim 60).
+    #[serde(default = "keepalive", deserialize_with = "secs::<65535, _>")]
     pub keepalive: Duration,
-    /// `connection-timeout` (ms): TCP connect plus CONNACK.
+    /// TCP connect plus CONNACK (the key is in ms).
+    #[serde(default = "timeout", deserialize_with = "millis")]
     pub connection_timeout: Duration,
     /// `bcleansession`: forced true without a client id.
+    #[serde(rename = "bcleansession", default, deserialize_with = "flag")]
     pub clean_session: bool,
-    /// `bjsonmeasurementblock`.
+    #[serde(rename = "bjsonmeasurementblock", default = "yes")]
+    #[serde(deserialize_with = "flag")]
     pub json_measurement_block: bool,
     /// `bUseTopicForEventDefaults` (mqtt.md §6.2 step 5).
+    #[serde(rename = "bUseTopicForEventDefaults", default)]
+    #[serde(deserialize_with = "flag")]
     pub topic_event_defaults: bool,
     /// `bescape-pub-topics`: render publish and will topics as templates.
+    #[serde(rename = "bescape-pub-topics", default = "yes")]
+    #[serde(deserialize_with = "flag")]
     pub escape_pub_topics: bool,
-    /// `user-escapes`: extra template variables.
+    /// Extra template variables.
+    #[serde(default, deserialize_with = "pairs")]
     pub user_escapes: Vec<(String, String)>,
-    /// `mqtt-options.protocol-version`: 311 (default) or 500.
+    /// `mqtt-options.protocol-version`: 311 or 500.
+    #[serde(skip, default = "v311")]
     pub protocol: Protocol,
     /// `mqtt-options.tcp-nodelay`.
+    #[serde(skip)]
     pub tcp_nodelay: bool,
     /// `mqtt-options.receive-maximum`: QoS 1/2 messages the broker may have in flight to us
     /// (MQTT 5 CONNECT property).
+    #[serde(skip)]
     pub receive_maximum: u16,
     /// `mqtt-options.send-maximum`: our in-flight window of unacknowledged QoS 1/2 publishes
     /// (further capped by the broker's receive maximum in MQTT 5).
+    #[serde(skip)]
     pub send_maximum: u16,
+    #[serde(default = "empty", deserialize_with = "reconnect")]
     pub reconnect: Reconnect,
-    /// `filter`: events from the broker must pass it to reach the sessions (REF parses it
-    /// but never applies it).
+    /// Events from the broker must pass it to reach the sessions (REF parses it but never
+    /// applies it).
+    #[serde(default, deserialize_with = "filter")]
     pub filter: Filter,
+    /// Set only when both topic and payload are non-empty, as REF does.
+    #[serde(default, deserialize_with = "will")]
     pub will: Option<Will>,
+    #[serde(skip)]
     pub subscribe: Vec<SubscribeEntry>,
+    #[serde(skip)]
     pub publish: Vec<PublishEntry>,
     /// `v5.user-properties`: attached to every publish in MQTT 5.
+    #[serde(skip)]
     pub user_properties: Vec<(String, String)>,
-    /// `max-offline-events` (our extension): publishes held while the broker is away or the
-    /// in-flight window is full; when full, the oldest is dropped and counted. At most a
-    /// million (a publish holds a topic and a payload of a few KiB).
+    /// Our extension: publishes held while the broker is away or the in-flight window is
+    /// full; when full, the oldest is dropped and counted. At most a million (a publish holds
+    /// a topic and a payload of a few KiB).
+    #[serde(default = "offline", deserialize_with = "Int::<0, 1_000_000>::de")]
     pub max_offline_events: usize,
-    /// `backpressure` (our extension, default on): while the broker is connected, a full
-    /// buffer makes the publishing clients wait instead of dropping (docs/mqtt.md).
+    /// Our extension: while the broker is connected, a full buffer makes the publishing
+    /// clients wait instead of dropping (docs/mqtt.md).
+    #[serde(default = "yes", deserialize_with = "flag")]
     pub backpressure: bool,
-    /// `ack-from-broker` (our extension, default off): a client's event is acknowledged only
-    /// once the broker has every QoS 1/2 publish it produced; `ack-timeout` (ms) is how long
-    /// the reply waits before it is an error the client can retry on (docs/mqtt.md).
+    /// Our extension: a client's event is acknowledged only once the broker has every QoS 1/2
+    /// publish it produced, waiting at most `ack-timeout` (ms) (docs/mqtt.md).
+    #[serde(default, deserialize_with = "flag")]
     pub ack_from_broker: bool,
+    #[serde(default = "timeout", deserialize_with = "millis")]
     pub ack_timeout: Duration,
-    /// `drain-timeout` (ms, our extension): at shutdown, how long the bridge keeps publishing
-    /// what it holds (buffered and unacknowledged) before it says DISCONNECT.
+    /// Our extension (ms): at a stop, how long the bridge keeps publishing what it holds.
+    #[serde(default = "timeout", deserialize_with = "millis_or_0")]
     pub drain_timeout: Duration,
 }
 
-/// The block as written, in the order of the vscpd sample; every key optional (`null` is the
-/// same as absent).
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct RawMqtt {
-    bind: Option<String>,
-    host: Option<String>,
-    port: Option<Int<1, 65535>>,
-    mqtt_options: Option<Block<RawOptions>>,
-    user: Option<String>,
-    password: Option<String>,
-    clientid: Option<String>,
+/// What the block holds that [`MqttConfig`] has no field for, read from the same object.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "kebab-case")]
+struct Extra {
+    mqtt_options: Block<Options>,
     publish_format: Option<PublishFormat>,
     subscribe_format: Option<SubscribeFormat>,
     qos: Option<QoS>,
-    bcleansession: Option<Flag>,
     bretain: Option<Flag>,
-    keepalive: Option<Int<0, 65535>>,
-    connection_timeout: Option<Int<100, 300_000>>,
-    bjsonmeasurementblock: Option<Flag>,
-    #[serde(rename = "bUseTopicForEventDefaults")]
-    topic_event_defaults: Option<Flag>,
-    bescape_pub_topics: Option<Flag>,
-    user_escapes: Option<BTreeMap<String, Text>>,
-    reconnect: Option<Block<RawReconnect>>,
-    tls: Option<Block<RawTls>>,
-    filter: Option<Block<RawFilter>>,
-    will: Option<Block<RawWill>>,
-    subscribe: Option<Vec<Entry<RawSubscribe>>>,
-    publish: Option<Vec<Entry<RawPublish>>>,
-    v5: Option<Block<RawV5>>,
-    max_offline_events: Option<Int<0, 1_000_000>>,
-    backpressure: Option<Flag>,
-    ack_from_broker: Option<Flag>,
-    ack_timeout: Option<Int<100, 300_000>>,
-    drain_timeout: Option<Int<0, 300_000>>,
+    // Whether it was given: a contradiction with an empty `clientid` is warned about.
+    bcleansession: Option<Flag>,
+    tls: Block<TlsKeys>,
+    subscribe: Vec<Entry<SubscribeKeys>>,
+    publish: Vec<Entry<PublishKeys>>,
+    v5: Block<V5>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-struct RawOptions {
-    tcp_nodelay: Option<Flag>,
-    protocol_version: Option<Protocol>,
-    receive_maximum: Option<Int<1, 65535>>,
-    send_maximum: Option<Int<1, 65535>>,
-    ssl_ctx_with_defaults: Option<Flag>,
-    tls_ocsp_required: Option<Flag>,
-    tls_use_os_certs: Option<Flag>,
+impl Default for Options {
+    fn default() -> Options {
+        empty()
+    }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(rename_all = "kebab-case")]
-struct RawReconnect {
-    delay: Option<Int<0, 3600>>,
-    delay_max: Option<Int<0, 86_400>>,
-    exponential_backoff: Option<Flag>,
+struct Options {
+    #[serde(default = "yes", deserialize_with = "flag")]
+    tcp_nodelay: bool,
+    #[serde(default = "v311")]
+    protocol_version: Protocol,
+    #[serde(default = "twenty", deserialize_with = "Int::<1, 65535>::de")]
+    receive_maximum: u16,
+    #[serde(default = "send_maximum", deserialize_with = "Int::<1, 65535>::de")]
+    send_maximum: u16,
+    // OpenSSL context knobs of REF, warned about when on: rustls has no OCSP stapling check,
+    // always starts from its own safe defaults and trusts the OS store without cafile/capath.
+    #[serde(default, deserialize_with = "flag")]
+    ssl_ctx_with_defaults: bool,
+    #[serde(default, deserialize_with = "flag")]
+    tls_ocsp_required: bool,
+    #[serde(default, deserialize_with = "flag")]
+    tls_use_os_certs: bool,
 }
 
+/// The `tls` keys. Paths are trimmed, empty is the same as absent (REF's sample block); what
+/// rustls cannot do is refused with the key named rather than ignored.
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-struct RawTls {
-    cafile: Option<String>,
-    capath: Option<String>,
-    certfile: Option<String>,
-    keyfile: Option<String>,
-    pwkeyfile: Option<String>,
-    no_hostname_checking: Option<Flag>,
+#[serde(default, rename_all = "kebab-case")]
+struct TlsKeys {
+    cafile: PathText,
+    capath: PathText,
+    certfile: PathText,
+    keyfile: PathText,
+    pwkeyfile: Refused<'k'>,
+    #[serde(deserialize_with = "flag")]
+    no_hostname_checking: bool,
     cert_reqs: Option<Int<0, 2>>,
-    version: Option<String>,
-    ciphers: Option<String>,
-    psk: Option<String>,
-    psk_identity: Option<String>,
+    version: String,
+    ciphers: PathText,
+    psk: Refused<'p'>,
+    psk_identity: Refused<'p'>,
 }
 
-/// Numbers may be written as text in any notation (`"0xFFFF"`), as REF reads them.
+#[derive(Default)]
+struct PathText(Option<PathBuf>);
+
+/// A key that must be empty: `'p'` PSK (rustls has no PSK suites), `'k'` an encrypted key.
+#[derive(Default)]
+struct Refused<const WHAT: char>;
+
+/// `filter`: numbers may be written as text in any notation (`"0xFFFF"`), as REF reads them.
+#[derive(Deserialize)]
+#[serde(remote = "Filter")]
+struct FilterKeys {
+    #[serde(
+        rename = "priority-filter",
+        default,
+        deserialize_with = "Int::<0, 7, true>::de"
+    )]
+    filter_priority: u8,
+    #[serde(
+        rename = "priority-mask",
+        default,
+        deserialize_with = "Int::<0, 7, true>::de"
+    )]
+    mask_priority: u8,
+    #[serde(
+        rename = "class-filter",
+        default,
+        deserialize_with = "Int::<0, 65535, true>::de"
+    )]
+    filter_class: u16,
+    #[serde(
+        rename = "class-mask",
+        default,
+        deserialize_with = "Int::<0, 65535, true>::de"
+    )]
+    mask_class: u16,
+    #[serde(
+        rename = "type-filter",
+        default,
+        deserialize_with = "Int::<0, 65535, true>::de"
+    )]
+    filter_type: u16,
+    #[serde(
+        rename = "type-mask",
+        default,
+        deserialize_with = "Int::<0, 65535, true>::de"
+    )]
+    mask_type: u16,
+    #[serde(rename = "guid-filter", default, deserialize_with = "guid")]
+    filter_guid: Guid,
+    #[serde(rename = "guid-mask", default, deserialize_with = "guid")]
+    mask_guid: Guid,
+}
+
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct FilterBlock(#[serde(with = "FilterKeys")] Filter);
+
 #[derive(Deserialize)]
 #[serde(rename_all = "kebab-case")]
-struct RawFilter {
-    priority_filter: Option<Int<0, 7, true>>,
-    priority_mask: Option<Int<0, 7, true>>,
-    class_filter: Option<Int<0, 0xFFFF, true>>,
-    class_mask: Option<Int<0, 0xFFFF, true>>,
-    type_filter: Option<Int<0, 0xFFFF, true>>,
-    type_mask: Option<Int<0, 0xFFFF, true>>,
-    guid_filter: Option<String>,
-    guid_mask: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawWill {
+struct SubscribeKeys {
     topic: Option<String>,
     qos: Option<QoS>,
-    retain: Option<Flag>,
-    payload: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct RawSubscribe {
-    topic: Option<String>,
-    qos: Option<QoS>,
-    v5_options: Option<V5Options>,
+    #[serde(default, deserialize_with = "v5_options_de")]
+    v5_options: u8,
     format: Option<SubscribeFormat>,
 }
 
 #[derive(Deserialize)]
-struct RawPublish {
+struct PublishKeys {
     topic: Option<String>,
     qos: Option<QoS>,
     bretain: Option<Flag>,
@@ -309,19 +372,30 @@ struct RawPublish {
     format: Option<PublishFormat>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct RawV5 {
-    user_properties: Option<BTreeMap<String, Text>>,
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "kebab-case")]
+struct V5 {
+    #[serde(deserialize_with = "pairs")]
+    user_properties: Vec<(String, String)>,
 }
 
-/// `subscribe[].v5-options`, see [`v5_options`].
-struct V5Options(u8);
+defaults! {
+    localhost: String = "localhost".into();
+    two: Duration = Duration::from_secs(2);
+    keepalive: Duration = Duration::from_secs(30);
+    timeout: Duration = Duration::from_millis(5000);
+    unset: Duration = Duration::MAX;
+    twenty: u16 = 20;
+    send_maximum: u16 = DEFAULT_SEND_MAXIMUM as u16;
+    offline: usize = DEFAULT_MAX_OFFLINE_EVENTS;
+    no_topic: Template = Template::parse("");
+    qos1: QoS = QoS::AtLeastOnce;
+    v311: Protocol = Protocol::V311;
+}
 
 parsed_by!(
     PublishFormat => |v: Value| publish_format(&v),
     SubscribeFormat => |v: Value| subscribe_format(&v),
-    V5Options => |v: Value| v5_options(&v).map(V5Options),
     Protocol => |v: Value| match v.as_u64() {
         Some(311) => Ok(Protocol::V311),
         Some(500) => Ok(Protocol::V5),
@@ -333,6 +407,45 @@ parsed_by!(
         _ => QoS::ExactlyOnce,
     }),
 );
+
+parsed_by!(
+    PathText => |t: String| {
+        let t = t.trim();
+        Ok::<_, String>(PathText((!t.is_empty()).then(|| PathBuf::from(t))))
+    },
+);
+
+impl<'de, const WHAT: char> Deserialize<'de> for Refused<WHAT> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.trim() {
+            "" => Ok(Refused),
+            _ if WHAT == 'p' => Err(de::Error::custom("TLS pre-shared keys are not supported (rustls has no PSK cipher suites); use certificates (tls.cafile) instead")),
+            _ => Err(de::Error::custom("encrypted private keys are not supported; decrypt the key (openssl pkey -in key.pem -out plain.pem) and leave pwkeyfile empty")),
+        }
+    }
+}
+
+parsed_by! {
+    fn bind -> Option<SocketAddr> = |t: String| parse_bind(&t);
+    fn millis -> Duration = |n: Int<100, 300_000>| Ok::<_, String>(Duration::from_millis(n.0));
+    fn millis_or_0 -> Duration = |n: Int<0, 300_000>| Ok::<_, String>(Duration::from_millis(n.0));
+    fn template -> Template = |t: String| Ok::<_, String>(Template::parse(&t));
+    fn pairs -> Vec<(String, String)> = |m: BTreeMap<String, Text>| {
+        Ok::<_, String>(m.into_iter().map(|(k, v)| (k, v.0)).collect())
+    };
+    fn reconnect -> Reconnect = |b: Block<Reconnect>| Ok::<_, String>(b.0);
+    fn filter -> Filter = |b: Block<FilterBlock>| Ok::<_, String>(b.0 .0);
+    fn will -> Option<Will> = |b: Block<Will>| {
+        let set = |w: &Will| !w.topic.source().is_empty() && !w.payload.is_empty();
+        Ok::<_, String>(Some(b.0).filter(set))
+    };
+    fn guid -> Guid = |t: String| Guid::parse(&t).map_err(|e| e.to_string());
+    fn v5_options_de -> u8 = |v: Value| v5_options(&v);
+}
+
+fn secs<'de, const MAX: u64, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    Int::<0, MAX>::deserialize(d).map(|n| Duration::from_secs(n.0))
+}
 
 /// A `subscribe[]`/`publish[]` item. REF skips plain strings; a string is taken as a topic with
 /// the defaults instead (`bare`), because that is what someone who writes one means.
@@ -389,72 +502,62 @@ impl MqttConfig {
         prefix: &str,
     ) -> Result<(MqttConfig, Vec<String>), ConfigError> {
         let mut r = Reader::new(file, prefix);
-        let cfg = r.read::<RawMqtt>(value, "")?.validate(&mut r)?;
-        Ok((cfg, r.warnings))
-    }
-}
-
-fn pairs(map: Option<BTreeMap<String, Text>>) -> Vec<(String, String)> {
-    map.into_iter().flatten().map(|(k, v)| (k, v.0)).collect()
-}
-
-impl RawMqtt {
-    fn validate(self, r: &mut Reader) -> Result<MqttConfig, ConfigError> {
-        let host_text = self.host.unwrap_or_else(|| "localhost".into());
-        let (host, host_port) = parse_host(&host_text).map_err(|e| r.err("host", e))?;
-        let scheme = tls_scheme(&host_text);
-        let tls = self.tls.unwrap_or_default().0.validate(r, scheme)?;
+        let (mut cfg, extra): (MqttConfig, Extra) = r.read(value, "")?;
+        cfg.origin = r.origin.clone();
+        let scheme = vscp_config::split_address(&cfg.host).map(|(scheme, ..)| scheme);
+        let scheme = scheme.is_ok_and(|s| TLS_SCHEMES.contains(&s.as_str()));
+        let (host, host_port) = parse_host(&cfg.host).map_err(|e| r.err("host", e))?;
         let default_port = if scheme {
             DEFAULT_TLS_PORT
         } else {
             DEFAULT_PORT
         };
-        let port = (self.port).map_or(host_port.unwrap_or(default_port), |p| p.0 as u16);
-        let bind = parse_bind(self.bind.as_deref().unwrap_or("")).map_err(|e| r.err("bind", e))?;
-        let client_id = self.clientid.unwrap_or_default();
-        let mut clean_session = self.bcleansession.value_or(false);
-        if client_id.is_empty() {
-            if self.bcleansession.is_some_and(|f| !f.0) {
+        if cfg.port == 0 {
+            cfg.port = host_port.unwrap_or(default_port);
+        }
+        cfg.host = host;
+        cfg.tls = extra.tls.0.validate(&mut r, scheme)?;
+        if cfg.client_id.is_empty() {
+            if extra.bcleansession.is_some_and(|f| !f.0) {
                 let (c, i) = (r.origin.key("bcleansession"), r.origin.key("clientid"));
                 r.warn(format_args!("\"{c}\" is false but \"{i}\" is empty: MQTT requires a clean session without a client id, so it is used"));
             }
-            clean_session = true;
+            cfg.clean_session = true;
         }
-        let options = self.mqtt_options.unwrap_or_default().0;
+        let options = extra.mqtt_options.0;
         for (k, on) in [
             ("ssl-ctx-with-defaults", options.ssl_ctx_with_defaults),
             ("tls-ocsp-required", options.tls_ocsp_required),
             ("tls-use-os-certs", options.tls_use_os_certs),
         ] {
-            // OpenSSL context knobs of REF: rustls has no OCSP stapling check and always starts
-            // from its own safe defaults; the OS trust store is used whenever no
-            // tls.cafile/capath is given.
-            if on.value_or(false) {
+            if on {
                 let key = r.origin.key(&format!("mqtt-options.{k}"));
                 r.warn(format_args!("\"{key}\" accepted but not used: it is an OpenSSL option (the bridge uses rustls; without tls.cafile/capath it trusts the OS store)"));
             }
         }
-        let reconnect = self.reconnect.unwrap_or_default().0;
-        let delay = reconnect.delay.value_or(2);
-        let delay_max = reconnect.delay_max.value_or(delay.max(10));
-        if delay_max < delay {
-            let reason = format!("{delay_max} is less than reconnect.delay ({delay})");
+        cfg.protocol = options.protocol_version;
+        cfg.tcp_nodelay = options.tcp_nodelay;
+        cfg.receive_maximum = options.receive_maximum;
+        cfg.send_maximum = options.send_maximum;
+        let rc = &mut cfg.reconnect;
+        if rc.delay_max == Duration::MAX {
+            rc.delay_max = rc.delay.max(Duration::from_secs(10));
+        } else if rc.delay_max < rc.delay {
+            let (max, delay) = (rc.delay_max.as_secs(), rc.delay.as_secs());
+            let reason = format!("{max} is less than reconnect.delay ({delay})");
             return Err(r.err("reconnect.delay-max", reason));
         }
-        let default_qos = self.qos.unwrap_or(QoS::AtMostOnce);
-        let default_retain = self.bretain.value_or(false);
-        let mut subscribe = Vec::new();
-        for (i, Entry { fields: e, bare }) in self.subscribe.into_iter().flatten().enumerate() {
-            subscribe.push(SubscribeEntry {
-                topic: topic(r, e.topic, bare, format!("subscribe[{i}]"))?.0,
+        let default_qos = extra.qos.unwrap_or(QoS::AtMostOnce);
+        for (i, Entry { fields: e, bare }) in extra.subscribe.into_iter().enumerate() {
+            cfg.subscribe.push(SubscribeEntry {
+                topic: topic(&r, e.topic, bare, format!("subscribe[{i}]"))?.0,
                 qos: e.qos.unwrap_or(default_qos),
-                v5_options: e.v5_options.map_or(0, |o| o.0),
-                format: (e.format.or(self.subscribe_format)).unwrap_or(SubscribeFormat::Auto),
+                v5_options: e.v5_options,
+                format: (e.format.or(extra.subscribe_format)).unwrap_or(SubscribeFormat::Auto),
             });
         }
-        let mut publish = Vec::new();
-        for (i, Entry { fields: e, bare }) in self.publish.into_iter().flatten().enumerate() {
-            let (topic, topic_key) = topic(r, e.topic, bare, format!("publish[{i}]"))?;
+        for (i, Entry { fields: e, bare }) in extra.publish.into_iter().enumerate() {
+            let (topic, topic_key) = topic(&r, e.topic, bare, format!("publish[{i}]"))?;
             if topic.is_literal() && topic.source().contains(['+', '#']) {
                 let reason = "a publish topic cannot contain the wildcards + or #";
                 return Err(r.err(&topic_key, reason));
@@ -463,77 +566,25 @@ impl RawMqtt {
                 let reason = "both bretain and retain are given and they differ; keep one";
                 return Err(r.err(&format!("publish[{i}].retain"), reason));
             }
-            publish.push(PublishEntry {
+            cfg.publish.push(PublishEntry {
                 topic,
                 qos: e.qos.unwrap_or(default_qos),
-                retain: e.bretain.or(e.retain).value_or(default_retain),
-                format: (e.format.or(self.publish_format)).unwrap_or(PublishFormat::Json),
+                retain: (e.bretain.or(e.retain).or(extra.bretain)).is_some_and(|f| f.0),
+                format: (e.format.or(extra.publish_format)).unwrap_or(PublishFormat::Json),
             });
         }
-        Ok(MqttConfig {
-            origin: r.origin.clone(),
-            host,
-            port,
-            bind,
-            tls,
-            user: self.user.unwrap_or_default(),
-            password: self.password.unwrap_or_default(),
-            client_id,
-            keepalive: Duration::from_secs(self.keepalive.value_or(30)),
-            connection_timeout: Duration::from_millis(self.connection_timeout.value_or(5000)),
-            clean_session,
-            json_measurement_block: self.bjsonmeasurementblock.value_or(true),
-            topic_event_defaults: self.topic_event_defaults.value_or(false),
-            escape_pub_topics: self.bescape_pub_topics.value_or(true),
-            user_escapes: pairs(self.user_escapes),
-            protocol: options.protocol_version.unwrap_or(Protocol::V311),
-            tcp_nodelay: options.tcp_nodelay.value_or(true),
-            receive_maximum: options.receive_maximum.value_or(20) as u16,
-            send_maximum: options.send_maximum.value_or(DEFAULT_SEND_MAXIMUM) as u16,
-            reconnect: Reconnect {
-                delay: Duration::from_secs(delay),
-                delay_max: Duration::from_secs(delay_max),
-                exponential: reconnect.exponential_backoff.value_or(false),
-            },
-            filter: match self.filter {
-                None => Filter::ALL_PASS,
-                Some(f) => f.0.validate(r)?,
-            },
-            will: self.will.and_then(|w| w.0.validate()),
-            subscribe,
-            publish,
-            user_properties: pairs(self.v5.and_then(|v| v.0.user_properties)),
-            max_offline_events: (self.max_offline_events)
-                .value_or(DEFAULT_MAX_OFFLINE_EVENTS as u64)
-                as usize,
-            backpressure: self.backpressure.value_or(true),
-            ack_from_broker: self.ack_from_broker.value_or(false),
-            ack_timeout: Duration::from_millis(self.ack_timeout.value_or(5000)),
-            drain_timeout: Duration::from_millis(self.drain_timeout.value_or(5000)),
-        })
+        cfg.user_properties = extra.v5.0.user_properties;
+        Ok((cfg, r.warnings))
     }
 }
 
-impl RawTls {
+impl TlsKeys {
     /// TLS is on with a TLS scheme in `host` or a `tls` block naming any file. REF's sample
     /// block (every path empty) left REF on plain TCP, so such a block keeps plain TCP too.
     /// What rustls cannot do (PSK, encrypted keys) stops start-up with the key named, rather
     /// than silently connecting with weaker settings than asked for.
     fn validate(self, r: &mut Reader, scheme: bool) -> Result<Option<TlsConfig>, ConfigError> {
-        let given = |s: &Option<String>| {
-            let s = s.as_deref().map(str::trim);
-            s.filter(|s| !s.is_empty()).map(PathBuf::from)
-        };
-        for (k, v) in [("psk", &self.psk), ("psk-identity", &self.psk_identity)] {
-            if given(v).is_some() {
-                return Err(r.err(&format!("tls.{k}"), "TLS pre-shared keys are not supported (rustls has no PSK cipher suites); use certificates (tls.cafile) instead"));
-            }
-        }
-        if given(&self.pwkeyfile).is_some() {
-            return Err(r.err("tls.pwkeyfile", "encrypted private keys are not supported; decrypt the key (openssl pkey -in key.pem -out plain.pem) and leave pwkeyfile empty"));
-        }
-        let (ca_file, ca_path) = (given(&self.cafile), given(&self.capath));
-        let client_auth = match (given(&self.certfile), given(&self.keyfile)) {
+        let client_auth = match (self.certfile.0, self.keyfile.0) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
             (Some(_), None) => {
@@ -544,8 +595,11 @@ impl RawTls {
                 return Err(r.err("tls.certfile", reason));
             }
         };
-        let origin = r.origin.child("tls");
-        let version = self.version.unwrap_or_default();
+        let origin = Origin {
+            file: r.origin.file.clone(),
+            prefix: r.origin.key("tls"),
+        };
+        let version = self.version;
         let min_version = match version.trim().to_ascii_lowercase().as_str() {
             "" | "tlsv1.2" | "tls1.2" | "1.2" => TlsVersion::Tls12,
             "tlsv1.3" | "tls1.3" | "1.3" => TlsVersion::Tls13,
@@ -559,7 +613,7 @@ impl RawTls {
                 return Err(r.err("tls.version", reason));
             }
         };
-        if given(&self.ciphers).is_some() {
+        if self.ciphers.0.is_some() {
             // OpenSSL cipher lists do not map onto rustls's fixed set of modern AEAD suites;
             // those are all considered safe, so ignoring the list cannot weaken anything.
             let key = origin.key("ciphers");
@@ -567,14 +621,15 @@ impl RawTls {
                 "\"{key}\" ignored: rustls offers its own fixed set of modern cipher suites"
             ));
         }
+        let (ca_file, ca_path) = (self.cafile.0, self.capath.0);
         if !(scheme || ca_file.is_some() || ca_path.is_some() || client_auth.is_some()) {
             return Ok(None);
         }
-        let verify = if self.cert_reqs.value_or(1) == 0 {
+        let verify = if self.cert_reqs.is_some_and(|n| n.0 == 0) {
             let key = origin.key("cert-reqs");
             r.warn(format_args!("\"{key}\" is 0: the broker's certificate is NOT verified; anyone on the network path can pose as the broker and read the credentials and events"));
             TlsVerify::None
-        } else if self.no_hostname_checking.value_or(false) {
+        } else if self.no_hostname_checking {
             let key = origin.key("no-hostname-checking");
             r.warn(format_args!("\"{key}\" is true: any certificate from the trusted CAs is accepted, whatever host it was issued for"));
             TlsVerify::ChainOnly
@@ -590,44 +645,6 @@ impl RawTls {
             min_version,
         }))
     }
-}
-
-impl RawFilter {
-    fn validate(self, r: &Reader) -> Result<Filter, ConfigError> {
-        let guid = |text: Option<String>, key: &str| match text {
-            None => Ok(Guid::ZERO),
-            Some(s) => Guid::parse(&s).map_err(|e| r.err(&format!("filter.{key}"), e.to_string())),
-        };
-        Ok(Filter {
-            filter_priority: self.priority_filter.value_or(0) as u8,
-            mask_priority: self.priority_mask.value_or(0) as u8,
-            filter_class: self.class_filter.value_or(0) as u16,
-            mask_class: self.class_mask.value_or(0) as u16,
-            filter_type: self.type_filter.value_or(0) as u16,
-            mask_type: self.type_mask.value_or(0) as u16,
-            filter_guid: guid(self.guid_filter, "guid-filter")?,
-            mask_guid: guid(self.guid_mask, "guid-mask")?,
-        })
-    }
-}
-
-impl RawWill {
-    /// REF sets a will only when both topic and payload are non-empty.
-    fn validate(self) -> Option<Will> {
-        let (topic, payload) = (self.topic?, self.payload?);
-        (!topic.is_empty() && !payload.is_empty()).then(|| Will {
-            topic: Template::parse(&topic),
-            qos: self.qos.unwrap_or(QoS::AtLeastOnce),
-            retain: self.retain.value_or(true),
-            payload,
-        })
-    }
-}
-
-/// Whether `host` starts with a TLS scheme.
-fn tls_scheme(host: &str) -> bool {
-    let scheme = vscp_config::split_address(host).map(|(scheme, ..)| scheme);
-    scheme.is_ok_and(|s| TLS_SCHEMES.contains(&s.as_str()))
 }
 
 /// `bind`: empty (none), an IP address (any local port), or `ip:port` / `[v6]:port`.
@@ -667,6 +684,7 @@ fn parse_host(text: &str) -> Result<(String, Option<u16>), String> {
 /// after lower-casing, in REF's order (mqtt.md §3).
 fn subscribe_format(v: &Value) -> Result<SubscribeFormat, String> {
     use SubscribeFormat as F;
+    let by_number = [F::Json, F::Xml, F::String, F::Binary, F::Auto];
     let by_name = [
         ("binary", F::Binary),
         ("string", F::String),
@@ -676,18 +694,12 @@ fn subscribe_format(v: &Value) -> Result<SubscribeFormat, String> {
         .into_iter()
         .chain([("xml", F::Xml), ("auto", F::Auto)]);
     let found = match v {
-        Value::Number(n) => (n.as_u64().and_then(|n| usize::try_from(n).ok())).and_then(|n| {
-            [F::Json, F::Xml, F::String, F::Binary, F::Auto]
-                .get(n)
-                .copied()
-        }),
-        Value::String(s) => {
-            let lower = s.to_ascii_lowercase();
-            by_name
-                .into_iter()
-                .find(|(name, _)| lower.contains(name))
-                .map(|(_, f)| f)
-        }
+        Value::Number(n) => (n.as_u64().and_then(|n| usize::try_from(n).ok()))
+            .and_then(|n| by_number.get(n).copied()),
+        Value::String(s) => by_name
+            .into_iter()
+            .find(|(name, _)| s.to_ascii_lowercase().contains(name))
+            .map(|(_, f)| f),
         _ => None,
     };
     found.ok_or_else(|| format!("expected json, xml, string, binary or auto (or 0..=4), found {v}"))
@@ -696,11 +708,12 @@ fn subscribe_format(v: &Value) -> Result<SubscribeFormat, String> {
 /// A publish format: as a subscribe format, without auto. REF falls back to JSON for anything
 /// else; a typo is reported here instead.
 fn publish_format(v: &Value) -> Result<PublishFormat, String> {
+    use {PublishFormat as P, SubscribeFormat as S};
     match subscribe_format(v) {
-        Ok(SubscribeFormat::Json) => Ok(PublishFormat::Json),
-        Ok(SubscribeFormat::Xml) => Ok(PublishFormat::Xml),
-        Ok(SubscribeFormat::String) => Ok(PublishFormat::String),
-        Ok(SubscribeFormat::Binary) => Ok(PublishFormat::Binary),
+        Ok(S::Json) => Ok(P::Json),
+        Ok(S::Xml) => Ok(P::Xml),
+        Ok(S::String) => Ok(P::String),
+        Ok(S::Binary) => Ok(P::Binary),
         _ => Err(format!(
             "expected json, xml, string or binary (or 0..=3), found {v}"
         )),
