@@ -52,7 +52,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() {  # below the ephemeral range, so no client socket of a load run can hold it
+    python3 -c '
+import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(200):
+    p = random.randint(max(1024, lo - 12000), lo - 1)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        s.close()
+'
+}
 WS_PORT=$(free_port); M_PORT=$(free_port); BROKER_PORT=$(free_port); BROKER_WS_PORT=$(free_port)
 
 # The broker: the settings of loadtest/src/mosquitto.rs (the fan-out comparison's), so the
