@@ -23,6 +23,10 @@ struct Cli {
     /// Number of shards (executors pinned to cores). Default: one per CPU.
     #[arg(long)]
     shards: Option<usize>,
+    /// Start even though the sample key or a sample password is in use on an interface that
+    /// is not loopback (anyone who has read the README could log in).
+    #[arg(long, global = true)]
+    allow_sample_credentials: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -175,6 +179,25 @@ fn load(cli: &Cli) -> Result<Loaded> {
             cfg.users_file.display()
         ));
     }
+    let samples_found = sample_credentials(&cfg, &users);
+    if !samples && !samples_found.is_empty() && !cfg.listen.ip().is_loopback() {
+        let what = samples_found.join(" and ");
+        if !cli.allow_sample_credentials {
+            anyhow::bail!(
+                "refusing to start: {what}, and `interface` {} is not a loopback address, so \
+                 anyone who has read the README could log in. Make a key of your own (32 random \
+                 hex digits in {}: `openssl rand -hex 16`) and passwords of your own \
+                 (`vscp-websocksrv mkpasswd USER PASSWORD` into users.json), or pass \
+                 --allow-sample-credentials if this is really what you want",
+                cfg.listen,
+                cfg.key_file.display()
+            );
+        }
+        warnings.push(format!(
+            "{what} on the non-loopback interface {} (--allow-sample-credentials)",
+            cfg.listen
+        ));
+    }
     Ok(Loaded {
         cfg,
         warnings,
@@ -182,6 +205,32 @@ fn load(cli: &Cli) -> Result<Loaded> {
         uplink,
         users,
     })
+}
+
+/// The AES key of deploy/vscp.key and the password of the sample users in deploy/users.json.
+const SAMPLE_KEY: &str = "2DBB079A38985AF00EBEEFE22F9FFA0E";
+const SAMPLE_USERS: [&str; 2] = ["admin", "user"];
+const SAMPLE_PASSWORD: &str = "secret";
+
+/// Which sample credentials the configuration uses (empty: none). Only the sample user names
+/// are tried, so this costs at most two password checks at start-up.
+fn sample_credentials(cfg: &Config, users: &vscp_proto::UserDb) -> Vec<String> {
+    let mut found = Vec::new();
+    if vscp_proto::auth::hex_upper(&cfg.key[..]) == SAMPLE_KEY {
+        found.push(format!(
+            "the key file {} holds the SAMPLE key",
+            cfg.key_file.display()
+        ));
+    }
+    for name in SAMPLE_USERS {
+        if users
+            .get(name)
+            .is_some_and(|u| u.verify_password(SAMPLE_PASSWORD))
+        {
+            found.push(format!("user {name:?} has the SAMPLE password"));
+        }
+    }
+    found
 }
 
 /// `pub`: every event acknowledged, or an error naming how many were not.

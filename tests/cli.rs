@@ -185,3 +185,49 @@ fn check_config_says_ok_or_names_the_key_and_the_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("check-config needs --config"));
 }
+
+#[test]
+fn sample_credentials_are_refused_off_loopback_unless_allowed() {
+    let fx = Fixture::new("cli-samples");
+    // The test fixture uses the sample key and admin/secret.
+    let path = fx.join("websocksrv.json");
+    write_config(
+        &path,
+        json!({"interface": "0.0.0.0:0", "key-file": "vscp.key", "path-users": "users.json"}),
+        json!({}),
+    );
+    std::fs::write(fx.join("users.json"), USERS_JSON).unwrap();
+    let check = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = check(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SAMPLE key"), "{err}");
+    assert!(
+        err.contains("user \"admin\" has the SAMPLE password"),
+        "{err}"
+    );
+    assert!(err.contains("--allow-sample-credentials"), "{err}");
+
+    let out = check(&["--allow-sample-credentials"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: "));
+
+    // On loopback the samples are fine (trying things out).
+    write_config(
+        &path,
+        json!({"interface": "127.0.0.1:0", "key-file": "vscp.key", "path-users": "users.json"}),
+        json!({}),
+    );
+    assert!(check(&[]).status.success());
+}
