@@ -25,20 +25,22 @@ use serde_json::Value;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file itself could not be read.
-    #[error("{}: cannot read: {source}", .file.display())]
+    // The cause is part of the message and deliberately not an error `source`: printed as a
+    // chain (`{:#}`), it would otherwise appear twice.
+    #[error("{}: cannot read: {cause}", .file.display())]
     Io {
         /// The config file.
         file: PathBuf,
         /// What the OS said.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The config text is not JSON.
-    #[error("{}: not valid JSON: {source}", .file.display())]
+    #[error("{}: not valid JSON: {cause}", .file.display())]
     Json {
         /// The config file (or the label of inline text).
         file: PathBuf,
         /// The parser's complaint, with line and column.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// A key has a wrong type or an unacceptable value, or a file it names cannot be used.
     #[error("{file}: key \"{key}\": {reason}")]
@@ -64,18 +66,18 @@ impl ConfigError {
 
 /// Reads and parses a JSON file; errors name the file.
 pub fn read_json_file(path: &Path) -> Result<Value, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Io {
         file: path.to_path_buf(),
-        source,
+        cause,
     })?;
     parse_json(&text, &path.display().to_string())
 }
 
 /// Parses JSON text; `file` labels the error.
 pub fn parse_json(text: &str, file: &str) -> Result<Value, ConfigError> {
-    serde_json::from_str(text).map_err(|source| ConfigError::Json {
+    serde_json::from_str(text).map_err(|cause| ConfigError::Json {
         file: file.into(),
-        source,
+        cause,
     })
 }
 
