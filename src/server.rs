@@ -231,6 +231,13 @@ pub fn start_with_uplink(
             Some((listener, exporter, readiness.clone()))
         }
     };
+    // Dropped by the uplink executor when it has finished: shard 0 keeps `/metrics` and
+    // `/readyz` answering until then.
+    let mut uplink_done = ShutdownTrigger::default();
+    let mut uplink_done_signal = match uplink {
+        Some(_) => Some(uplink_done.signal().map_err(StartError::Signal)?),
+        None => None,
+    };
     let mut listeners = settings.listeners.clone();
     for (shard, (to_peers, from_peers)) in senders.into_iter().zip(receivers).enumerate() {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -247,6 +254,11 @@ pub fn start_with_uplink(
             shard_rings: n - 1,
             metrics: if shard == 0 { metrics.take() } else { None },
             shutdown: handle.shutdown.signal().map_err(StartError::Signal)?,
+            uplink_done: if shard == 0 {
+                uplink_done_signal.take()
+            } else {
+                None
+            },
             ready: ready_tx,
         };
         let builder = LocalExecutorBuilder::new(Placement::Fixed(shard % cpus))
@@ -284,7 +296,10 @@ pub fn start_with_uplink(
         let thread = LocalExecutorBuilder::new(Placement::Fixed(n % cpus))
             .name("vscp-uplink")
             .io_memory(IO_MEMORY)
-            .spawn(move || uplink::run(uplink, rings, shutdown, stats, ready_tx))
+            .spawn(move || async move {
+                uplink::run(uplink, rings, shutdown, stats, ready_tx).await;
+                drop(uplink_done);
+            })
             .map_err(|e| StartError::Executor {
                 shard: n,
                 reason: format!("uplink: {e}"),

@@ -49,6 +49,9 @@ pub struct ShardSetup {
         Arc<crate::http::Readiness>,
     )>,
     pub shutdown: ShutdownSignal,
+    /// Completes once the uplink has finished its stop (shard 0 with an uplink only): `/metrics`
+    /// and the failing `/readyz` stay up until then, while the uplink publishes what it holds.
+    pub uplink_done: Option<ShutdownSignal>,
     /// Reports the bound addresses (in the order of `listeners`), or why binding failed, to
     /// the starter.
     pub ready: std::sync::mpsc::Sender<Result<Vec<SocketAddr>, ListenError>>,
@@ -69,6 +72,7 @@ pub async fn run(setup: ShardSetup) {
         shard_rings,
         metrics,
         shutdown,
+        uplink_done,
         ready,
     } = setup;
     let mut bound = Vec::new();
@@ -165,6 +169,14 @@ pub async fn run(setup: ShardSetup) {
     }
     // Every session has ended: nothing more goes into the rings.
     ctx.hub.close_peers();
+    if let (true, Some(done)) = (metrics_task.is_some(), uplink_done) {
+        // The uplink has its own limit; this one only keeps a broken uplink from holding us.
+        let _ = glommio::timer::timeout(crate::uplink::STOP_LIMIT, async {
+            done.recv().await;
+            Ok(())
+        })
+        .await;
+    }
     if let Some(t) = metrics_task {
         t.cancel().await;
     }

@@ -34,7 +34,7 @@ use vscp_proto::Event;
 
 /// Longest an uplink may take to finish after the server was told to stop: the shards' own
 /// drain, plus the largest MQTT `drain-timeout`.
-const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(310);
+pub(crate) const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(310);
 
 /// Something the sessions exchange events with. Moved to the uplink executor at start.
 pub trait Uplink: Send + 'static {

@@ -826,8 +826,10 @@ fn with_ack_from_broker_an_unconfirmed_event_gets_an_error_the_client_can_retry_
         "-;11;Not confirmed by the broker in time."
     );
     hold.store(false, Ordering::SeqCst);
-    // The retry goes through once the broker answers again.
-    assert_eq!(c.cmd(&seq_event(1)), "+;EVENT");
+    // The retry goes through once the broker answers again (a loaded machine may need more
+    // than one 300 ms attempt, as a real client would).
+    let confirmed = (0..20).any(|_| c.cmd(&seq_event(1)) == "+;EVENT");
+    assert!(confirmed, "{:?}", node.stats.snapshot());
     drop(c);
     node.srv.shutdown();
 }
