@@ -142,10 +142,15 @@ pub fn start_with_uplink(
         .shards
         .unwrap_or(default_shards(cpus, uplink.is_some()))
         .max(1);
-    let settings = Arc::new(Settings {
+    let mut settings = Settings {
         confirm_timeout: uplink.as_ref().and_then(|u| u.confirm_timeout()),
         ..Settings::from_config(cfg)
-    });
+    };
+    if uplink.as_ref().is_some_and(|u| u.name() == "vscpd") {
+        // The tcp/ip greeting says what runs the server (tcp.md §2.1).
+        settings.session.tcp_host = "l2drv";
+    }
+    let settings = Arc::new(settings);
     for spec in &settings.listeners {
         if spec.addr.port() != 0 {
             // Listeners set SO_REUSEPORT, so a second server on the same port would silently

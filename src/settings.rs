@@ -66,6 +66,8 @@ impl Settings {
                         .into(),
                 auth_timeout: cfg.auth_timeout,
                 idle_timeout: cfg.idle_timeout,
+                // `start_with_uplink` says `l2drv` when vscpd runs the server.
+                tcp_host: "standalone",
             },
             listeners: vec![ListenerSpec {
                 kind: ListenerKind::Ws(ws),
