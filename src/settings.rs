@@ -4,6 +4,7 @@ use crate::config::Config;
 use std::net::SocketAddr;
 use vscp_proto::session::SessionConfig;
 use vscp_proto::{Filter, Guid};
+use vscp_tcp::TcpTransport;
 use vscp_ws::WsTransport;
 
 /// A client-facing transport a listener speaks. One variant per transport: adding a transport
@@ -12,6 +13,8 @@ use vscp_ws::WsTransport;
 pub enum ListenerKind {
     /// Websockets (`interface`, with `url-ws1`/`url-ws2`).
     Ws(WsTransport),
+    /// The VSCP tcp/ip link interface (`tcpip-interface`).
+    Tcp(TcpTransport),
 }
 
 impl ListenerKind {
@@ -19,6 +22,7 @@ impl ListenerKind {
     pub fn config_key(&self) -> &'static str {
         match self {
             ListenerKind::Ws(_) => "interface",
+            ListenerKind::Tcp(_) => "tcpip-interface",
         }
     }
 }
@@ -36,7 +40,7 @@ pub struct ListenerSpec {
 pub struct Settings {
     pub session: SessionConfig,
     /// The listeners, in the order of [`crate::ServerHandle::listen_addrs`]; the first is the
-    /// websocket listener.
+    /// websocket listener, the tcp/ip one (when on) comes next.
     pub listeners: Vec<ListenerSpec>,
     pub max_out_queue: usize,
     pub max_in_queue: usize,
