@@ -27,6 +27,8 @@ pub const DEFAULT_PORT: u16 = 8884;
 /// Default listen address: loopback only, like REF (`ws://localhost:8884`), so a fresh install
 /// is not reachable from the network before the operator decides it should be.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(LOCALHOST, DEFAULT_PORT);
+/// Default `tcpip-interface` (tcp.md §7): the VSCP tcp/ip port, on loopback.
+pub const DEFAULT_TCPIP_LISTEN: SocketAddr = SocketAddr::new(LOCALHOST, 9598);
 /// Default `metrics-interface`: loopback, so metrics are not exposed by accident.
 pub const DEFAULT_METRICS_LISTEN: SocketAddr = SocketAddr::new(LOCALHOST, 9884);
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -46,7 +48,7 @@ pub const SAMPLE_CONFIG: &str = include_str!("../deploy/websocksrv.json");
 /// so someone migrating a REF config is told *why* a setting has no effect.
 const UNUSED_TOP: &str = "\
 write: configuration is never written back to disk
-encryption: a tcp/ip link interface setting; ws1/ws2 AUTH always uses AES-128
+encryption: no VSCP client implements an encrypted tcp/ip link; tcp/ip is plain text (TLS comes later), ws1/ws2 AUTH always uses AES-128
 tls: TLS is not supported yet; the listener serves plain ws:// (put a TLS proxy in front)
 response-timeout: a tcp/ip link client setting; see auth-timeout and idle-timeout
 web-root: static file serving is not implemented
@@ -141,6 +143,9 @@ pub struct Config {
     pub origin: String,
     /// `interface`: where to listen.
     pub listen: SocketAddr,
+    /// `tcpip-interface`: where the VSCP tcp/ip link interface listens; `None` = off. See
+    /// [`default_tcpip_listen`] for when the key is absent.
+    pub tcpip_listen: Option<SocketAddr>,
     /// `url-ws1`: request path of the ws1 endpoint, always starting with `/`.
     pub url_ws1: String,
     /// `url-ws2`: request path of the ws2 endpoint, always starting with `/`.
@@ -197,6 +202,7 @@ pub struct Config {
 struct RawConfig {
     debug: Option<Flag>,
     interface: Option<Listen>,
+    tcpip_interface: Option<TcpipListen>,
     url_ws1: Option<UrlPath>,
     url_ws2: Option<UrlPath>,
     enable_ws1: Option<Flag>,
@@ -246,6 +252,8 @@ struct RawLogging {
 
 /// `interface`, see [`parse_interface`].
 struct Listen(SocketAddr);
+/// `tcpip-interface`: as `interface` with port 9598 by default; empty = off.
+struct TcpipListen(Option<SocketAddr>);
 /// `metrics-interface`: as `interface` with another default port; empty = off.
 struct MetricsListen(Option<SocketAddr>);
 /// A URL path as [`url_path`] reads it.
@@ -264,6 +272,10 @@ parsed_by!(
         "unknown level {t:?}; expected trace, debug, info, warn, err, error, critical or off"
     )),
     Listen => |t: String| parse_interface(&t).map(Listen),
+    TcpipListen => |t: String| match t.trim() {
+        "" => Ok(TcpipListen(None)),
+        t => parse_address(t, DEFAULT_TCPIP_LISTEN.port()).map(|a| TcpipListen(Some(a))),
+    },
     MetricsListen => |t: String| match t.trim() {
         "" => Ok(MetricsListen(None)),
         t => parse_address(t, DEFAULT_METRICS_LISTEN.port()).map(|a| MetricsListen(Some(a))),
@@ -429,10 +441,15 @@ impl RawConfig {
         );
         let (users_file, ()) = users?;
         let filter = self.filter.unwrap_or_default().0;
+        let listen = self.interface.map_or(DEFAULT_LISTEN, |l| l.0);
         Ok(Config {
             source: None,
             origin: r.origin.file.clone(),
-            listen: self.interface.map_or(DEFAULT_LISTEN, |l| l.0),
+            listen,
+            tcpip_listen: match self.tcpip_interface {
+                Some(t) => t.0,
+                None => default_tcpip_listen(listen, r),
+            },
             url_ws1,
             url_ws2,
             enable_ws1,
@@ -542,6 +559,26 @@ fn read_file<T>(
 }
 
 /// A filter from its two halves, each already checked when read.
+/// `tcpip-interface` when the key is absent: [`DEFAULT_TCPIP_LISTEN`], except
+/// - beside an `interface` on port 0 (tests and tools that ask for free ports): a free port
+///   too, so they never take 9598 by accident;
+/// - beside an `interface` on port 9598 (REF's sample configs used it for the driver's one
+///   listener): off, with a warning, so such a config starts as it did before.
+fn default_tcpip_listen(listen: SocketAddr, r: &mut Reader) -> Option<SocketAddr> {
+    if listen.port() == 0 {
+        return Some(SocketAddr::new(DEFAULT_TCPIP_LISTEN.ip(), 0));
+    }
+    if listen.port() == DEFAULT_TCPIP_LISTEN.port() {
+        r.warn(format!(
+            "interface uses port {}, the tcp/ip default: the tcp/ip link interface is off; \
+             set tcpip-interface to turn it on elsewhere",
+            listen.port()
+        ));
+        return None;
+    }
+    Some(DEFAULT_TCPIP_LISTEN)
+}
+
 fn filter_pair(filter: Option<FilterHalf>, mask: Option<FilterHalf>) -> Filter {
     let text = |half: Option<FilterHalf>| half.map_or_else(String::new, |h| h.0);
     Filter::from_strings(&text(filter), &text(mask)).expect("both halves parsed when read")
@@ -757,8 +794,10 @@ mod tests {
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:9598");
         assert_eq!(cfg.guid[8..10], [0x02, 0x88]);
         assert_eq!(cfg.mqtt.as_ref().unwrap()["port"], 1883);
-        assert_eq!(w.len(), 1, "{w:?}");
+        // The second: `interface` took 9598, so the tcp/ip link interface is off.
+        assert_eq!(w.len(), 2, "{w:?}");
         assert!(w[0].contains("drivers.level2[1].enable"));
+        assert_eq!(cfg.tcpip_listen, None);
         // Inline path-config, as vscpd allows.
         std::fs::write(
             &conf,
@@ -1209,7 +1248,9 @@ mod tests {
                 "{key}: {w:?}"
             );
         }
-        assert_eq!(w.len(), 3, "{w:?}");
+        // And: the seed's `interface` 9598 leaves the tcp/ip link interface off.
+        assert!(w[3].contains("tcp/ip link interface is off"), "{w:?}");
+        assert_eq!(w.len(), 4, "{w:?}");
     }
 
     #[test]
