@@ -23,6 +23,8 @@ pub const DEFAULT_PORT: u16 = 8884;
 /// Default listen address: loopback only, like REF (`ws://localhost:8884`), so a fresh install
 /// is not reachable from the network before the operator decides it should be.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(LOCALHOST, DEFAULT_PORT);
+/// Default `tcpip-interface` (tcp.md §7): the VSCP tcp/ip port, on loopback.
+pub const DEFAULT_TCPIP_LISTEN: SocketAddr = SocketAddr::new(LOCALHOST, 9598);
 /// Default `metrics-interface`: loopback, so metrics are not exposed by accident.
 pub const DEFAULT_METRICS_LISTEN: SocketAddr = SocketAddr::new(LOCALHOST, 9884);
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -40,7 +42,7 @@ pub const SAMPLE_CONFIG: &str = include_str!("../deploy/websocksrv.json");
 /// so someone migrating a REF config is told *why* a setting has no effect.
 const UNUSED_TOP: &str = "\
 write: configuration is never written back to disk
-encryption: a tcp/ip link interface setting; ws1/ws2 AUTH always uses AES-128
+encryption: no VSCP client implements an encrypted tcp/ip link; tcp/ip is plain text (TLS comes later), ws1/ws2 AUTH always uses AES-128
 tls: TLS is not supported yet; the listener serves plain ws:// (put a TLS proxy in front)
 response-timeout: a tcp/ip link client setting; see auth-timeout and idle-timeout
 web-root: static file serving is not implemented
@@ -143,6 +145,10 @@ pub struct Config {
     #[serde(rename = "interface", default = "listen")]
     #[serde(deserialize_with = "interface")]
     pub listen: SocketAddr,
+    /// `tcpip-interface`: where the VSCP tcp/ip link interface listens; `None` = off. See
+    /// [`default_tcpip_listen`] for when the key is absent.
+    #[serde(skip)]
+    pub tcpip_listen: Option<SocketAddr>,
     /// Request path of the ws1 endpoint, always starting with `/`.
     #[serde(default = "ws1", deserialize_with = "url_path")]
     pub url_ws1: String,
@@ -219,6 +225,9 @@ pub struct Config {
 struct Extra {
     filter: Block<Filters>,
     logging: Block<FileEnable>,
+    /// `Some(None)`: given empty (off); `None`: absent (see [`default_tcpip_listen`]).
+    #[serde(rename = "tcpip-interface", deserialize_with = "tcpip")]
+    tcpip_interface: Option<Option<SocketAddr>>,
 }
 
 /// The `filter` block. Each half is in the ws1 `SETFILTER` string form `priority,class,type,GUID`
@@ -270,6 +279,10 @@ parsed_by!(
 
 parsed_by! {
     fn interface -> SocketAddr = |t: String| parse_interface(&t);
+    fn tcpip -> Option<Option<SocketAddr>> = |t: String| match t.trim() {
+        "" => Ok(Some(None)),
+        t => parse_address(t, DEFAULT_TCPIP_LISTEN.port()).map(|a| Some(Some(a))),
+    };
     fn metrics -> Option<SocketAddr> = |t: String| match t.trim() {
         "" => Ok(None),
         t => parse_address(t, DEFAULT_METRICS_LISTEN.port()).map(Some),
@@ -412,6 +425,10 @@ impl Config {
         let pair = |f: FilterHalf, m: FilterHalf| Filter::from_strings(&f.0, &m.0);
         cfg.in_filter = pair(in_filter, in_mask).expect("both halves parsed when read");
         cfg.out_filter = pair(out_filter, out_mask).expect("both halves parsed when read");
+        cfg.tcpip_listen = match extra.tcpip_interface {
+            Some(given) => given,
+            None => default_tcpip_listen(cfg.listen, &mut r),
+        };
         let log = &mut cfg.logging;
         log.file_path = base_dir.join(&log.file_path);
         // Both are accepted, and a contradiction is reported rather than resolved silently.
@@ -505,6 +522,26 @@ fn read_file<T>(
     let bytes =
         std::fs::read(&*path).map_err(|e| r.err(key, format!("cannot read {shown}: {e}")))?;
     check(&String::from_utf8_lossy(&bytes)).map_err(|e| r.err(key, format!("{shown}: {e}")))
+}
+
+/// `tcpip-interface` when the key is absent: [`DEFAULT_TCPIP_LISTEN`], except
+/// - beside an `interface` on port 0 (tests and tools that ask for free ports): a free port
+///   too, so they never take 9598 by accident;
+/// - beside an `interface` on port 9598 (REF's sample configs used it for the driver's one
+///   listener): off, with a warning, so such a config starts as it did before.
+fn default_tcpip_listen(listen: SocketAddr, r: &mut Reader) -> Option<SocketAddr> {
+    if listen.port() == 0 {
+        return Some(SocketAddr::new(DEFAULT_TCPIP_LISTEN.ip(), 0));
+    }
+    if listen.port() == DEFAULT_TCPIP_LISTEN.port() {
+        r.warn(format!(
+            "interface uses port {}, the tcp/ip default: the tcp/ip link interface is off; \
+             set tcpip-interface to turn it on elsewhere",
+            listen.port()
+        ));
+        return None;
+    }
+    Some(DEFAULT_TCPIP_LISTEN)
 }
 
 /// Parses `interface`: `PORT`, `HOST`, `HOST:PORT`, `[v6]:PORT`, `[v6]`, a bare IPv6 address,
@@ -717,8 +754,10 @@ mod tests {
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:9598");
         assert_eq!(cfg.guid[8..10], [0x02, 0x88]);
         assert_eq!(cfg.mqtt.as_ref().unwrap()["port"], 1883);
-        assert_eq!(w.len(), 1, "{w:?}");
+        // The second: `interface` took 9598, so the tcp/ip link interface is off.
+        assert_eq!(w.len(), 2, "{w:?}");
         assert!(w[0].contains("drivers.level2[1].enable"));
+        assert_eq!(cfg.tcpip_listen, None);
         // Inline path-config, as vscpd allows.
         std::fs::write(
             &conf,
@@ -1169,7 +1208,9 @@ mod tests {
                 "{key}: {w:?}"
             );
         }
-        assert_eq!(w.len(), 3, "{w:?}");
+        // And: the seed's `interface` 9598 leaves the tcp/ip link interface off.
+        assert!(w[3].contains("tcp/ip link interface is off"), "{w:?}");
+        assert_eq!(w.len(), 4, "{w:?}");
     }
 
     #[test]

@@ -37,7 +37,9 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, field, Instrument};
-use vscp_proto::session::{stamp_event, Action, EventRejection, PublishOutcome, State, Timeout};
+use vscp_proto::session::{
+    stamp_event, Action, EventRejection, PublishOutcome, QueueAnswer, QueueRequest, State, Timeout,
+};
 use vscp_proto::{Dialect, Session};
 use vscp_transport::confirm::Confirm;
 use vscp_transport::{
@@ -120,6 +122,8 @@ enum End {
     LoginTimeout,
     #[error("idle-timeout")]
     IdleTimeout,
+    #[error("ended by the session (quit, failed login)")]
+    Ended,
     #[error(transparent)]
     Failed(WireError),
     #[error("socket: {0}")]
@@ -165,6 +169,9 @@ enum Step {
     PeerClosed,
     /// The client broke the transport's protocol or a limit.
     Failed(WireError),
+    /// The session ended the connection (tcp/ip `quit`, a failed login); its reply is written
+    /// or in `output`.
+    Ended,
     /// The socket failed.
     Error(io::Error),
 }
@@ -208,6 +215,8 @@ impl<F: Framing> Conn<F> {
         tracing::Span::current().record("dialect", dialect.as_str());
         debug!("session open");
         self.session = Session::new(dialect, self.ctx.random_sid(), Instant::now());
+        self.session
+            .set_channel(self.conn_id, self.ctx.interface_guid);
         let stats = self.ctx.hub.stats();
         ShardStats::gauge_add(&stats.sessions_active, 1);
         ShardStats::add(&stats.sessions_accepted, 1);
@@ -294,7 +303,7 @@ impl<F: Framing> Conn<F> {
     }
 
     async fn run(&mut self) -> End {
-        let greeting = self.session.greeting();
+        let greeting = self.session.greeting(&self.ctx.session_cfg);
         if let Wrote::Failed(e) = poll_fn(|cx| Poll::Ready(self.write_text(cx, &greeting))).await {
             return End::Io(e);
         }
@@ -341,6 +350,11 @@ impl<F: Framing> Conn<F> {
                             self.close(Close::IdleTimeout).await;
                             return End::IdleTimeout;
                         }
+                        // tcp/ip receive loop: a keepalive line, and the session goes on.
+                        Some(Timeout::Keepalive) => {
+                            timer = None;
+                            self.session.keepalive()
+                        }
                         // Nothing due after all (activity moved the deadline): set it again.
                         None => {
                             timer = None;
@@ -382,6 +396,14 @@ impl<F: Framing> Conn<F> {
                     self.close(Close::Failed(e)).await;
                     return End::Failed(e);
                 }
+                Step::Ended => {
+                    // The last reply (tcp/ip `+OK - Connection closed by client.`) is written,
+                    // in `output`, or behind events that wait for the uplink; the session says
+                    // nothing more.
+                    Box::pin(self.finish_awaiting()).await;
+                    Box::pin(self.flush_within(CLOSE_TIMEOUT)).await;
+                    return End::Ended;
+                }
                 Step::Blocked => continue,
                 Step::Error(e) => {
                     Box::pin(self.publish_what_was_read()).await;
@@ -397,6 +419,11 @@ impl<F: Framing> Conn<F> {
             if let Wrote::Failed(e) = poll_fn(|cx| Poll::Ready(self.write_text(cx, &reply))).await {
                 Box::pin(self.publish_what_was_read()).await;
                 return End::Io(e);
+            }
+            if self.session.is_ended() {
+                // A failed tcp/ip login: the reply, then the connection ends (tcp.md §2.2).
+                Box::pin(self.flush_within(CLOSE_TIMEOUT)).await;
+                return End::Ended;
             }
         }
     }
@@ -634,7 +661,8 @@ impl<F: Framing> Conn<F> {
     }
 
     /// One message through the session: its reply is appended to `out`, an event is routed at
-    /// once. Returns the step to take when the message needs an await (a login, a full ring).
+    /// once. Returns the step to take when the message needs an await (a login, a full ring)
+    /// or ended the session (tcp/ip `quit`, a failed `pass`).
     fn on_message(
         &mut self,
         out: &mut Vec<u8>,
@@ -648,12 +676,35 @@ impl<F: Framing> Conn<F> {
             .session
             .handle_message(text, &self.ctx.session_cfg, now.instant);
         self.count_rejection();
+        let step = self.on_action(action, out, now, tally);
+        if step.is_none() && self.session.is_ended() {
+            return Some(Step::Ended);
+        }
+        step
+    }
+
+    /// What the session asked for after a message: its reply goes to `out` (or waits behind
+    /// an unconfirmed event), an event is routed.
+    fn on_action(
+        &mut self,
+        action: Action,
+        out: &mut Vec<u8>,
+        now: &Clock,
+        tally: &mut Tally,
+    ) -> Option<Step> {
         let reply = match action {
             Action::None => return None,
             Action::Reply(r) | Action::Opened(r) => r,
             Action::ClearQueue(r) => {
                 self.ctx.hub.clear_outbox(&self.slot);
                 r
+            }
+            Action::Queue(req) => self.answer_queue(req),
+            Action::Challenge => self.session.finish_challenge(self.ctx.random_sid()),
+            Action::Echo(echo, then) => {
+                // tcp/ip `+`: the repeated command's line, then whatever it does.
+                self.push_reply(out, tally, echo);
+                return self.on_action(*then, out, now, tally);
             }
             Action::Authenticate(creds) => return Some(Step::Login(Box::new(creds))),
             Action::Publish(ev) => {
@@ -674,11 +725,46 @@ impl<F: Framing> Conn<F> {
             }
         };
         self.sync_view();
+        self.push_reply(out, tally, reply);
+        None
+    }
+
+    /// Appends a reply to the batch's output, or queues it behind an event that waits for the
+    /// uplink, so replies keep their order.
+    fn push_reply(&mut self, out: &mut Vec<u8>, tally: &mut Tally, reply: String) {
         match self.awaiting.as_mut().filter(|a| !a.is_empty()) {
             Some(a) => a.push_reply(reply),
             None => tally.reply(&self.framing, out, &reply),
         }
-        None
+    }
+
+    /// A tcp/ip queue command: the session's outbox (kept by the hub) is its queue. `retr`
+    /// takes events out of it the way the receive loop would write them.
+    fn answer_queue(&mut self, req: QueueRequest) -> String {
+        let mut answer = QueueAnswer {
+            dropped: self.slot.dropped(),
+            ..Default::default()
+        };
+        if let QueueRequest::Take(n) = req {
+            let dialect = self.session.dialect();
+            let mut taken = Vec::new();
+            while taken.len() < n {
+                let Some(ev) = self.slot.pop() else { break };
+                // The same text the receive loop writes, encoded once for the whole server.
+                answer
+                    .lines
+                    .push_str(&String::from_utf8_lossy(&ev.encoded(dialect)));
+                answer.lines.push_str(vscp_proto::tcp::CRLF);
+                answer.taken_data_bytes += ev.event.data.len() as u64;
+                taken.push(ev);
+            }
+            answer.taken = taken.len();
+            self.ctx.hub.taken(taken.len());
+            // The reply's bytes are counted as a reply; here only the deliveries.
+            delivered(self.ctx.hub.stats(), dialect, &taken, 0);
+        }
+        answer.queued = self.slot.queued();
+        self.session.finish_queue(req, answer)
     }
 
     /// The reply to an event waits until the uplink confirms it, at most `confirm_timeout`.
@@ -721,6 +807,35 @@ impl<F: Framing> Conn<F> {
         }
         ShardStats::add(&stats.bytes_out, bytes);
         write_now(&mut self.stream, &mut self.output, cx, &tx, stats).step()
+    }
+
+    /// Writes every reply still waiting for the uplink, each when its event is confirmed or
+    /// its deadline passes: a session that ends (tcp/ip `send` then `quit`) still answers
+    /// every command it took, in order.
+    async fn finish_awaiting(&mut self) {
+        while let Some(deadline) = self
+            .awaiting
+            .as_ref()
+            .filter(|a| !a.is_empty())
+            .and_then(|a| a.deadline())
+        {
+            let mut timer = Timer::new(deadline.saturating_duration_since(Instant::now()));
+            let go_on = poll_fn(|cx| {
+                if let Some(Step::Error(_)) = self.poll_awaiting(cx) {
+                    return Poll::Ready(false);
+                }
+                let empty = self.awaiting.as_ref().is_none_or(|a| a.is_empty());
+                // At the deadline the next turn writes the front as not confirmed.
+                if empty || Pin::new(&mut timer).poll(cx).is_ready() {
+                    return Poll::Ready(!empty);
+                }
+                Poll::Pending
+            })
+            .await;
+            if !go_on {
+                return;
+            }
+        }
     }
 
     /// Counts the event the session refused last, if it did.
@@ -810,6 +925,12 @@ impl<F: Framing> Conn<F> {
             batch.push(ev);
         }
         ctx.hub.taken(batch.len());
+        if dialect == Dialect::Tcp {
+            // For tcp/ip `stat`: the receive loop's deliveries.
+            let data: usize = batch.iter().map(|ev| ev.event.data.len()).sum();
+            self.session
+                .count_delivered(batch.len() as u64, data as u64);
+        }
         let wrote = write_now(&mut self.stream, &mut self.output, cx, &tx, ctx.hub.stats());
         match wrote {
             Wrote::All => {

@@ -92,6 +92,8 @@ pub struct Slot {
     index: Cell<usize>,
     view: Cell<ReceiveView>,
     outbox: RefCell<VecDeque<Arc<RoutedEvent>>>,
+    /// Events dropped from this outbox because it was full (tcp/ip `stat` reports it).
+    dropped: Cell<u64>,
     waker: RefCell<Option<Waker>>,
     closing: Cell<bool>,
 }
@@ -169,6 +171,16 @@ impl Slot {
     pub fn pop(&self) -> Option<Arc<RoutedEvent>> {
         self.outbox.borrow_mut().pop_front()
     }
+
+    /// Events waiting in the outbox.
+    pub fn queued(&self) -> usize {
+        self.outbox.borrow().len()
+    }
+
+    /// Events this session lost because its outbox was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.get()
+    }
 }
 
 /// The sending end of a bounded ring to another core.
@@ -238,6 +250,7 @@ impl Hub {
             index: Cell::new(slots.len()),
             view: Cell::new(ReceiveView::default()),
             outbox: RefCell::new(VecDeque::new()),
+            dropped: Cell::new(0),
             waker: RefCell::new(None),
             closing: Cell::new(false),
         });
@@ -354,6 +367,7 @@ impl Hub {
                 if q.len() >= self.max_out_queue {
                     q.pop_front();
                     overflow += 1;
+                    slot.dropped.set(slot.dropped.get() + 1);
                 } else {
                     queued += 1;
                 }

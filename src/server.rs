@@ -13,7 +13,7 @@ use crate::http::Readiness;
 use crate::hub::RoutedEvent;
 use crate::listener::ListenError;
 use crate::metrics::{Exporter, Limits};
-use crate::settings::Settings;
+use crate::settings::{ListenerKind, ListenerSpec, Settings};
 use crate::shard::{self, ShardSetup};
 use crate::shutdown::ShutdownTrigger;
 use crate::stats::{ShardStats, Stats, UplinkStats};
@@ -36,6 +36,12 @@ pub enum StartError {
     Listen(#[from] ListenError),
     #[error("address {addr} is already in use (is another server running on it?)")]
     InUse { addr: SocketAddr },
+    #[error("{first} and {second} both listen on {addr}; give them different ports")]
+    SameAddress {
+        addr: SocketAddr,
+        first: &'static str,
+        second: &'static str,
+    },
     #[error("cannot start shard {shard}: {reason}")]
     Executor { shard: usize, reason: String },
     #[error("cannot create the shutdown signal: {0}")]
@@ -47,6 +53,8 @@ pub enum StartError {
 pub struct ServerHandle {
     /// Bound listener addresses, in the order of `Settings::listeners` (websockets first).
     addrs: Vec<SocketAddr>,
+    /// Which of `addrs` is the tcp/ip link interface's, when it is on.
+    tcpip: Option<usize>,
     shutdown: ShutdownTrigger,
     users: Arc<Users>,
     stats: Vec<Arc<ShardStats>>,
@@ -66,6 +74,11 @@ impl ServerHandle {
     /// Every listener's bound address, websockets first.
     pub fn listen_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The address the tcp/ip link interface listens on (`tcpip-interface`), if it is on.
+    pub fn tcpip_addr(&self) -> Option<SocketAddr> {
+        self.tcpip.map(|i| self.addrs[i])
     }
 
     /// Where `/metrics`, `/healthz` and `/readyz` are served, if enabled.
@@ -142,10 +155,16 @@ pub fn start_with_uplink(
         .shards
         .unwrap_or(default_shards(cpus, uplink.is_some()))
         .max(1);
-    let settings = Arc::new(Settings {
+    let mut settings = Settings {
         confirm_timeout: uplink.as_ref().and_then(|u| u.confirm_timeout()),
         ..Settings::from_config(cfg)
-    });
+    };
+    if uplink.as_ref().is_some_and(|u| u.name() == "vscpd") {
+        // The tcp/ip greeting says what runs the server (tcp.md §2.1).
+        settings.session.tcp_host = "l2drv";
+    }
+    let settings = Arc::new(settings);
+    check_distinct(&settings.listeners)?;
     for spec in &settings.listeners {
         if spec.addr.port() != 0 {
             // Listeners set SO_REUSEPORT, so a second server on the same port would silently
@@ -201,6 +220,10 @@ pub fn start_with_uplink(
     });
     let mut handle = ServerHandle {
         addrs: settings.listeners.iter().map(|l| l.addr).collect(),
+        tcpip: settings
+            .listeners
+            .iter()
+            .position(|l| matches!(l.kind, ListenerKind::Tcp(_))),
         shutdown: ShutdownTrigger::default(),
         users: users.clone(),
         stats: stats.clone(),
@@ -330,6 +353,27 @@ fn default_shards(cpus: usize, with_uplink: bool) -> usize {
 }
 
 /// Binds `addr` without SO_REUSEPORT: fails when anyone listens there.
+/// Two listeners on one port (the same address, or one of them on every address) would share
+/// its connections through SO_REUSEPORT, half of each client kind landing on the wrong
+/// protocol: refused at start-up, naming both keys. Port 0 picks a free port for each.
+fn check_distinct(listeners: &[ListenerSpec]) -> Result<(), StartError> {
+    for (i, a) in listeners.iter().enumerate() {
+        for b in &listeners[i + 1..] {
+            let overlap = a.addr.ip() == b.addr.ip()
+                || a.addr.ip().is_unspecified()
+                || b.addr.ip().is_unspecified();
+            if a.addr.port() != 0 && a.addr.port() == b.addr.port() && overlap {
+                return Err(StartError::SameAddress {
+                    addr: b.addr,
+                    first: a.kind.config_key(),
+                    second: b.kind.config_key(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn plain_bind(addr: SocketAddr, key: &'static str) -> Result<std::net::TcpListener, StartError> {
     std::net::TcpListener::bind(addr).map_err(|source| {
         if source.kind() == std::io::ErrorKind::AddrInUse {
@@ -342,7 +386,33 @@ fn plain_bind(addr: SocketAddr, key: &'static str) -> Result<std::net::TcpListen
 
 #[cfg(test)]
 mod tests {
-    use super::default_shards;
+    use super::{check_distinct, default_shards, StartError};
+    use crate::settings::{ListenerKind, ListenerSpec};
+
+    #[test]
+    fn two_listeners_on_one_port_are_refused_naming_both_keys() {
+        let spec = |ws: bool, addr: &str| ListenerSpec {
+            kind: if ws {
+                ListenerKind::Ws(Default::default())
+            } else {
+                ListenerKind::Tcp(Default::default())
+            },
+            addr: addr.parse().unwrap(),
+        };
+        let clash = |a: &str, b: &str| check_distinct(&[spec(true, a), spec(false, b)]);
+        match clash("127.0.0.1:9598", "127.0.0.1:9598") {
+            Err(e @ StartError::SameAddress { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("interface and tcpip-interface"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(clash("0.0.0.0:9598", "127.0.0.1:9598").is_err());
+        assert!(clash("127.0.0.1:9598", "[::]:9598").is_err());
+        assert!(clash("127.0.0.1:8884", "127.0.0.1:9598").is_ok());
+        assert!(clash("127.0.0.1:9598", "127.0.0.2:9598").is_ok());
+        assert!(clash("127.0.0.1:0", "127.0.0.1:0").is_ok());
+    }
 
     #[test]
     fn an_uplink_gets_its_own_core_from_three_cores_up() {

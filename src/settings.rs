@@ -4,6 +4,7 @@ use crate::config::Config;
 use std::net::SocketAddr;
 use vscp_proto::session::SessionConfig;
 use vscp_proto::{Filter, Guid};
+use vscp_tcp::TcpTransport;
 use vscp_ws::WsTransport;
 
 /// A client-facing transport a listener speaks. One variant per transport: adding a transport
@@ -12,6 +13,8 @@ use vscp_ws::WsTransport;
 pub enum ListenerKind {
     /// Websockets (`interface`, with `url-ws1`/`url-ws2`).
     Ws(WsTransport),
+    /// The VSCP tcp/ip link interface (`tcpip-interface`).
+    Tcp(TcpTransport),
 }
 
 impl ListenerKind {
@@ -19,6 +22,7 @@ impl ListenerKind {
     pub fn config_key(&self) -> &'static str {
         match self {
             ListenerKind::Ws(_) => "interface",
+            ListenerKind::Tcp(_) => "tcpip-interface",
         }
     }
 }
@@ -36,7 +40,7 @@ pub struct ListenerSpec {
 pub struct Settings {
     pub session: SessionConfig,
     /// The listeners, in the order of [`crate::ServerHandle::listen_addrs`]; the first is the
-    /// websocket listener.
+    /// websocket listener, the tcp/ip one (when on) comes next.
     pub listeners: Vec<ListenerSpec>,
     pub max_out_queue: usize,
     pub max_in_queue: usize,
@@ -66,11 +70,18 @@ impl Settings {
                         .into(),
                 auth_timeout: cfg.auth_timeout,
                 idle_timeout: cfg.idle_timeout,
+                // `start_with_uplink` says `l2drv` when vscpd runs the server.
+                tcp_host: "standalone",
             },
-            listeners: vec![ListenerSpec {
+            listeners: std::iter::once(ListenerSpec {
                 kind: ListenerKind::Ws(ws),
                 addr: cfg.listen,
-            }],
+            })
+            .chain(cfg.tcpip_listen.map(|addr| ListenerSpec {
+                kind: ListenerKind::Tcp(TcpTransport::default()),
+                addr,
+            }))
+            .collect(),
             max_out_queue: cfg.max_out_queue,
             max_in_queue: cfg.max_in_queue,
             max_message_bytes: cfg.max_message_bytes,
@@ -81,5 +92,94 @@ impl Settings {
             interface_guid: Guid(cfg.interface_guid()),
             confirm_timeout: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(json: &str) -> Result<(Settings, Vec<String>), String> {
+        // One folder per call: the tests run at once.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("vscp-settings-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("vscp.key"), "2DBB079A38985AF00EBEEFE22F9FFA0E\n").unwrap();
+        std::fs::write(dir.join("users.json"), r#"{"users":[]}"#).unwrap();
+        let base = r#""key-file":"vscp.key","path-users":"users.json""#;
+        let text = format!("{{{base}{}{json}}}", if json.is_empty() { "" } else { "," });
+        let result = Config::from_json_str(&text, &dir, "<inline>")
+            .map(|(cfg, warnings)| (Settings::from_config(&cfg), warnings))
+            .map_err(|e| e.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    fn addrs(s: &Settings) -> Vec<(&'static str, String)> {
+        s.listeners
+            .iter()
+            .map(|l| (l.kind.config_key(), l.addr.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn tcpip_interface_forms_default_and_off() {
+        let ok = |json: &str| addrs(&settings(json).unwrap().0);
+        assert_eq!(
+            ok(""),
+            [
+                ("interface", "127.0.0.1:8884".into()),
+                ("tcpip-interface", "127.0.0.1:9598".into())
+            ]
+        );
+        for (text, want) in [
+            ("tcp://127.0.0.1:9600", "127.0.0.1:9600"),
+            ("tcp://localhost", "127.0.0.1:9598"),
+            ("0.0.0.0:9598", "0.0.0.0:9598"),
+            ("9601", "127.0.0.1:9601"),
+            ("[::1]:9602", "[::1]:9602"),
+            ("tcp://[::1]:9603/", "[::1]:9603"),
+        ] {
+            let json = format!(r#""tcpip-interface":"{text}""#);
+            assert_eq!(ok(&json)[1], ("tcpip-interface", want.into()), "{text}");
+        }
+        assert_eq!(ok(r#""tcpip-interface":"""#).len(), 1, "empty turns it off");
+        assert_eq!(ok(r#""tcpip-interface":"  ""#).len(), 1);
+    }
+
+    #[test]
+    fn tls_and_garbage_are_refused_naming_the_key() {
+        for bad in [
+            "stcp://127.0.0.1:9598",
+            "ws2://x:1",
+            "example.org:9598",
+            "127.0.0.1:99999",
+        ] {
+            let json = format!(r#""tcpip-interface":"{bad}""#);
+            let err = settings(&json)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(err.contains("tcpip-interface"), "{err}");
+        }
+        let err = settings(r#""tcpip-interface":"stcp://127.0.0.1:9598""#).unwrap_err();
+        assert!(err.contains("TLS is not supported yet"), "{err}");
+    }
+
+    #[test]
+    fn absent_key_beside_port_0_or_the_same_port() {
+        let (s, _) = settings(r#""interface":"127.0.0.1:0""#).unwrap();
+        assert_eq!(addrs(&s)[1], ("tcpip-interface", "127.0.0.1:0".into()));
+        let (s, warnings) = settings(r#""interface":"9598""#).unwrap();
+        assert_eq!(addrs(&s).len(), 1, "REF-style interface 9598: tcp/ip off");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("tcp/ip link interface is off")),
+            "{warnings:?}"
+        );
+        // Written explicitly on the same port: start() refuses it, naming both keys.
+        let (s, _) = settings(r#""interface":"9598","tcpip-interface":"9598""#).unwrap();
+        assert_eq!(addrs(&s).len(), 2);
     }
 }

@@ -140,6 +140,12 @@ pub async fn run(setup: ShardSetup) {
                 let accept = listener::accept_loop(tcp, ws, ctx, shared, gate);
                 (name, glommio::spawn_local(accept))
             }
+            ListenerKind::Tcp(link) => {
+                let link = Rc::new(link);
+                let name = link.name();
+                let accept = listener::accept_loop(tcp, link, ctx, shared, gate);
+                (name, glommio::spawn_local(accept))
+            }
         };
         info!(shard, transport = name, %addr, "listening");
         acceptors.push(task);

@@ -28,6 +28,8 @@ impl Node {
         let cfg = json!({
             "interface": ws.to_string(),
             "metrics-interface": metrics.to_string(),
+            // Two servers at once: not both on the tcp/ip default port.
+            "tcpip-interface": "",
             "key-file": fx.dir.join("vscp.key"),
             "path-users": fx.dir.join("users.json"),
             "guid": guid,

@@ -209,3 +209,58 @@ fn driver_filters_apply_between_clients_and_the_uplink() {
     drop(c);
     h.srv.shutdown();
 }
+
+/// tcp/ip clients are on the same bus: what they send reaches the uplink with the tcp/ip
+/// interface GUID rule (tcp.md §2.3), and what the uplink sends reaches them.
+#[test]
+fn tcp_clients_send_to_and_receive_from_the_uplink() {
+    let h = start(
+        "uplink-tcp",
+        json!({"guid": "FF:FF:FF:FF:FF:FF:FF:F5:02:88:88:00:00:00:00:01"}),
+    );
+    let addr = h.srv.tcpip_addr().expect("tcp/ip listener");
+    let mut rx = Link::login(addr, "admin", "secret");
+    assert_eq!(
+        rx.cmd("rcvloop")[0],
+        "+OK - Receive loop entered. QUITLOOP to terminate."
+    );
+    let mut tx = Link::login(addr, "admin", "secret");
+    assert_eq!(tx.cmd("send 0,20,3,,,,-,0,1,35"), ["+OK - Success."]);
+    let chid: u32 = tx.cmd("chid")[0].parse().unwrap();
+    assert!(eventually(Duration::from_secs(5), || h
+        .seen
+        .lock()
+        .unwrap()
+        .len()
+        == 1));
+    let ev = h.seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        (ev.class, ev.vscp_type, ev.data.clone()),
+        (20, 3, vec![0, 1, 35])
+    );
+    assert_eq!(ev.obid, chid);
+    // The server GUID with the channel id in bytes 12-13.
+    let [hi, lo] = (chid as u16).to_be_bytes();
+    assert_eq!(
+        ev.guid.to_string(),
+        format!("FF:FF:FF:FF:FF:FF:FF:F5:02:88:88:00:{hi:02X}:{lo:02X}:00:00")
+    );
+    // The looping tcp/ip client saw it too, then gets the uplink's event.
+    let own = rx.line();
+    assert!(
+        own.starts_with("0,20,3,") && own.ends_with(",0x00,0x01,0x23"),
+        "{own}"
+    );
+    h.inject.send(uplink_event(10, 6, &[7, 8])).unwrap();
+    let line = loop {
+        let l = rx.line();
+        if l != "+OK" {
+            break l;
+        }
+    };
+    assert_eq!(
+        line,
+        "96,10,6,0,2024-03-01T12:34:56Z,42,FF:FF:FF:FF:FF:FF:FF:F5:00:00:00:00:00:02:00:00,0x07,0x08"
+    );
+    h.srv.shutdown();
+}

@@ -134,3 +134,116 @@ pub fn stop(srv: ServerHandle, clients: Vec<Client>) {
     drop(clients);
     srv.shutdown();
 }
+
+/// A client of the VSCP tcp/ip link interface: a plain socket speaking lines (CRLF), every
+/// read under a timeout.
+pub struct Link {
+    reader: std::io::BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+/// How long a tcp/ip reply may take.
+pub const LINK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Link {
+    /// Connects and reads the greeting up to its `+OK - Success.`; returns it too.
+    pub fn connect(addr: SocketAddr) -> (Link, Vec<String>) {
+        let stream = TcpStream::connect_timeout(&addr, LINK_TIMEOUT).expect("tcp/ip connect");
+        stream.set_read_timeout(Some(LINK_TIMEOUT)).unwrap();
+        let mut link = Link {
+            reader: std::io::BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        };
+        let greeting = link.reply();
+        (link, greeting)
+    }
+
+    /// Connects and logs in; panics unless both steps succeed.
+    pub fn login(addr: SocketAddr, user: &str, password: &str) -> Link {
+        let (mut l, _) = Link::connect(addr);
+        assert_eq!(
+            l.cmd(&format!("user {user}")),
+            ["+OK - User name accepted, password please"]
+        );
+        assert_eq!(l.cmd(&format!("pass {password}")), ["+OK - Success."]);
+        l
+    }
+
+    /// Writes `line` and CRLF.
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.writer.write_all(bytes).expect("tcp/ip write");
+    }
+
+    /// The next line, without its CRLF (every server line ends with CRLF); `None` at the end
+    /// of the stream. Panics on a timeout.
+    pub fn next_line(&mut self) -> Option<String> {
+        use std::io::BufRead;
+        let mut s = String::new();
+        match self.reader.read_line(&mut s) {
+            Ok(0) => None,
+            Ok(_) => {
+                assert!(s.ends_with("\r\n"), "line without CRLF: {s:?}");
+                s.truncate(s.len() - 2);
+                Some(s)
+            }
+            Err(e) => panic!("tcp/ip read: {e}"),
+        }
+    }
+
+    pub fn line(&mut self) -> String {
+        self.next_line().expect("a line, not the end of the stream")
+    }
+
+    /// The next line within `wait`, if any.
+    pub fn try_line(&mut self, wait: std::time::Duration) -> Option<String> {
+        self.writer.set_read_timeout(Some(wait)).unwrap();
+        use std::io::BufRead;
+        let mut s = String::new();
+        let r = match self.reader.read_line(&mut s) {
+            Ok(0) => None,
+            Ok(_) => Some(s.trim_end_matches("\r\n").to_string()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                assert!(s.is_empty(), "half a line: {s:?}");
+                None
+            }
+            Err(e) => panic!("tcp/ip read: {e}"),
+        };
+        self.writer.set_read_timeout(Some(LINK_TIMEOUT)).unwrap();
+        r
+    }
+
+    /// Lines up to and including the terminal one (`+OK…`/`-OK…`).
+    pub fn reply(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let l = self.line();
+            let done = l.starts_with("+OK") || l.starts_with("-OK");
+            lines.push(l);
+            if done {
+                return lines;
+            }
+        }
+    }
+
+    /// Sends a command line, returns its reply lines.
+    pub fn cmd(&mut self, line: &str) -> Vec<String> {
+        self.send(line);
+        self.reply()
+    }
+
+    /// Asserts that the server closes the connection (after whatever it sends, which must be
+    /// nothing more).
+    pub fn expect_closed(&mut self) {
+        assert_eq!(self.next_line(), None, "the server should have closed");
+    }
+}

@@ -10,9 +10,10 @@
 //! - [`users`], [`password`], [`rights`], [`remotes`], [`allow`]: the users.json database (users.md).
 //! - [`auth`]: AES-128-CBC credential decryption for AUTH (ws1.md §4).
 //! - `hex` (private): hex digits for [`auth`], [`password`], [`guid`] and [`codec`].
-//! - [`ws1`], [`ws2`]: message grammar and reply formatting of the two dialects.
-//! - [`session`]: the per-connection state machine shared by both dialects, with its login and
-//!   idle deadlines (`now` in, `poll_timeout` out).
+//! - [`ws1`], [`ws2`], [`tcp`]: message grammar and reply formatting of the dialects (the
+//!   websocket ones and the tcp/ip link interface).
+//! - [`session`]: the per-connection state machine shared by the dialects, with its login and
+//!   idle deadlines and the tcp/ip receive loop's keepalive (`now` in, `poll_timeout` out).
 //! - `testing` (tests, or the `testing` feature): the spec's example events.
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
@@ -30,6 +31,7 @@ pub mod password;
 pub mod remotes;
 pub mod rights;
 pub mod session;
+pub mod tcp;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod users;

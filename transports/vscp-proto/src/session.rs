@@ -1,4 +1,5 @@
-//! The per-connection state machine shared by ws1 and ws2 (ws1.md §3–7, ws2.md §3–6).
+//! The per-connection state machine shared by ws1, ws2 (ws1.md §3–7, ws2.md §3–6) and the
+//! tcp/ip link interface (tcp.md; its commands are in the `tcp_commands` submodule).
 //!
 //! A [`Session`] takes one client message at a time and returns one [`Action`]. Work that is
 //! slow or needs the rest of the server (checking a password, routing an event, emptying the
@@ -8,17 +9,21 @@
 //!
 //! Time is an input, as in quinn-proto: every input carries `now`, [`Session::poll_timeout`]
 //! says when the driver must call back, and [`Session::handle_timeout`] says which deadline
-//! (login or idle) has passed. Tests move a fake clock instead of sleeping.
+//! (login or idle) has passed, or (tcp/ip receive loop) that a keepalive line is due. Tests
+//! move a fake clock instead of sleeping.
 
 use crate::auth::{self, AuthError, Credentials};
 use crate::event::{DateTime, Event};
 use crate::filter::Filter;
 use crate::guid::Guid;
+use crate::tcp;
 use crate::users::{SendDenied, User};
 use crate::ws1::{self, errors, Line};
 use crate::ws2::{self, Args, Message};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod tcp_commands;
 
 /// Protocol version reported by VERSION (last field), as REF does.
 pub const PROTOCOL_VERSION: &str = "1.0.0.0";
@@ -30,11 +35,13 @@ pub enum Dialect {
     Ws1,
     /// JSON objects (`/ws2`).
     Ws2,
+    /// The VSCP tcp/ip link interface: telnet-style command lines (tcp.md).
+    Tcp,
 }
 
 impl Dialect {
     /// Every dialect, in [`Dialect::index`] order.
-    pub const ALL: [Dialect; 2] = [Dialect::Ws1, Dialect::Ws2];
+    pub const ALL: [Dialect; 3] = [Dialect::Ws1, Dialect::Ws2, Dialect::Tcp];
 
     /// Number of dialects.
     pub const COUNT: usize = Dialect::ALL.len();
@@ -46,6 +53,7 @@ impl Dialect {
         match self {
             Dialect::Ws1 => 0,
             Dialect::Ws2 => 1,
+            Dialect::Tcp => 2,
         }
     }
 
@@ -54,6 +62,7 @@ impl Dialect {
         match self {
             Dialect::Ws1 => "ws1",
             Dialect::Ws2 => "ws2",
+            Dialect::Tcp => "tcp",
         }
     }
 
@@ -62,6 +71,7 @@ impl Dialect {
         match self {
             Dialect::Ws1 => ws1::encode_event(ev, out),
             Dialect::Ws2 => ws2::encode_event(ev, out),
+            Dialect::Tcp => tcp::encode_event(ev, out),
         }
     }
 }
@@ -82,7 +92,7 @@ pub enum State {
     Connected,
     /// Logged in, channel closed: events are queued.
     Authenticated,
-    /// Logged in, channel open: events are delivered.
+    /// Logged in, channel open: events are delivered (tcp/ip: in the receive loop).
     Open,
 }
 
@@ -101,18 +111,25 @@ pub struct SessionConfig {
     /// means no limit. Connections that never log in must not hold client slots for ever.
     pub auth_timeout: Duration,
     /// How long a session may go without any input (any websocket frame) before it is closed
-    /// (`idle-timeout`); zero means no limit.
+    /// (`idle-timeout`); zero means no limit. Not applied to a tcp/ip session in its receive
+    /// loop (tcp.md §1: a looping client only listens).
     pub idle_timeout: Duration,
+    /// tcp/ip greeting: what runs the server, `l2drv` (under vscpd) or `standalone` (tcp.md §2.1).
+    pub tcp_host: &'static str,
 }
 
-/// Which deadline of a session has passed (see [`Session::handle_timeout`]). Either way the
-/// driver closes the connection; the variant decides the close code and the counter.
+/// Which deadline of a session has passed (see [`Session::handle_timeout`]). On `Login` and
+/// `Idle` the driver closes the connection (the variant decides the close code and the
+/// counter); on `Keepalive` it writes [`Session::keepalive`] and goes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Timeout {
     /// Not logged in within `auth_timeout` of the session's start.
     Login,
     /// No input for `idle_timeout`.
     Idle,
+    /// tcp/ip receive loop: time for a keepalive line ([`Session::keepalive`]); the session
+    /// goes on.
+    Keepalive,
 }
 
 /// What the caller must do after a message.
@@ -132,6 +149,40 @@ pub enum Action {
     Opened(String),
     /// Empty the session's outbound queue, then send the reply.
     ClearQueue(String),
+    /// tcp/ip: look at the session's outbound queue as asked, then send the reply
+    /// [`Session::finish_queue`] builds.
+    Queue(QueueRequest),
+    /// tcp/ip `challenge`: send the reply [`Session::finish_challenge`] builds from 16 fresh
+    /// random bytes.
+    Challenge,
+    /// tcp/ip `+`: send the echo line first, then handle the action of the repeated command.
+    Echo(String, Box<Action>),
+}
+
+/// What a tcp/ip command wants to know about, or take from, the session's outbound queue (the
+/// hub's outbox, which the driver owns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueRequest {
+    /// `chkdata`: how many events wait.
+    Count,
+    /// `retr n`: take up to this many (at least 1) and write each as a line.
+    Take(usize),
+    /// `stat`: the statistics line (needs the queue's drop count).
+    Stat,
+}
+
+/// The driver's answer to an [`Action::Queue`].
+#[derive(Clone, Debug, Default)]
+pub struct QueueAnswer {
+    /// Events waiting (after a `Take`: still waiting).
+    pub queued: usize,
+    /// `Take`: the event lines taken, each followed by CRLF, in order.
+    pub lines: String,
+    /// `Take`: how many events `lines` holds, and their data bytes.
+    pub taken: usize,
+    pub taken_data_bytes: u64,
+    /// Events dropped from this session's queue because it was full.
+    pub dropped: u64,
 }
 
 /// What happened to an event handed over with [`Action::Publish`].
@@ -171,6 +222,8 @@ pub struct Session {
     started: Instant,
     /// When the last input arrived: the idle deadline counts from here.
     last_activity: Instant,
+    /// tcp/ip only (boxed: websocket sessions, most of a server's, do not carry it).
+    tcp: Option<Box<tcp_commands::TcpState>>,
 }
 
 impl Session {
@@ -186,7 +239,29 @@ impl Session {
             rejection: None,
             started: now,
             last_activity: now,
+            tcp: (dialect == Dialect::Tcp).then(|| Box::new(tcp_commands::TcpState::new(now))),
         }
+    }
+
+    /// Tells the session its channel id (the server-wide connection id, which the driver also
+    /// puts in every event's `obid`) and the server GUID. tcp/ip derives its interface GUID
+    /// from them (tcp.md §2.3); websocket sessions do not need them.
+    pub fn set_channel(&mut self, chid: u32, server_guid: Guid) {
+        if let Some(t) = self.tcp.as_mut() {
+            t.chid = chid;
+            t.guid = tcp::interface_guid(&server_guid, chid);
+        }
+    }
+
+    /// True once the session has ended its connection (tcp/ip `quit`, a failed login): the
+    /// driver sends the reply it has, then closes without more.
+    pub fn is_ended(&self) -> bool {
+        self.tcp.as_ref().is_some_and(|t| t.ended)
+    }
+
+    /// The tcp/ip receive loop's keepalive line (after [`Timeout::Keepalive`]).
+    pub fn keepalive(&self) -> String {
+        tcp::replies::KEEPALIVE.to_string()
     }
 
     /// Input that carries no message arrived at `now` (a websocket ping, pong or binary frame):
@@ -204,10 +279,14 @@ impl Session {
     /// and later drops back to `Connected` (a failed re-AUTH) after that moment is closed at
     /// the next check: a failed re-AUTH gives no new grace period.
     pub fn poll_timeout(&self, cfg: &SessionConfig) -> Option<Instant> {
-        match (self.login_deadline(cfg), self.idle_deadline(cfg)) {
-            (Some(login), Some(idle)) => Some(login.min(idle)),
-            (login, idle) => login.or(idle),
-        }
+        [
+            self.login_deadline(cfg),
+            self.idle_deadline(cfg),
+            self.keepalive_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The clock reached `now` (the driver's timer for [`Session::poll_timeout`] fired): which
@@ -220,9 +299,20 @@ impl Session {
             Some(Timeout::Login)
         } else if self.idle_deadline(cfg).is_some_and(|at| now >= at) {
             Some(Timeout::Idle)
+        } else if self.keepalive_deadline().is_some_and(|at| now >= at) {
+            if let Some(t) = self.tcp.as_mut() {
+                t.last_keepalive = now;
+            }
+            Some(Timeout::Keepalive)
         } else {
             None
         }
+    }
+
+    /// In the tcp/ip receive loop: 2 s after the loop started or the last keepalive.
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        let t = self.tcp.as_ref()?;
+        (self.state == State::Open).then(|| t.last_keepalive + tcp_commands::KEEPALIVE_INTERVAL)
     }
 
     fn login_deadline(&self, cfg: &SessionConfig) -> Option<Instant> {
@@ -231,6 +321,10 @@ impl Session {
     }
 
     fn idle_deadline(&self, cfg: &SessionConfig) -> Option<Instant> {
+        if self.tcp.is_some() && self.state == State::Open {
+            // tcp.md §1: a client in the receive loop only listens; its keepalives keep it.
+            return None;
+        }
         (!cfg.idle_timeout.is_zero()).then(|| self.last_activity + cfg.idle_timeout)
     }
 
@@ -268,11 +362,13 @@ impl Session {
         auth::hex_upper(&self.sid)
     }
 
-    /// The challenge message sent right after the upgrade.
-    pub fn greeting(&self) -> String {
+    /// The first message: the challenge (websockets, right after the upgrade) or the welcome
+    /// text (tcp/ip, right after the accept).
+    pub fn greeting(&self, cfg: &SessionConfig) -> String {
         match self.dialect {
             Dialect::Ws1 => ws1::auth0(&self.sid_hex()),
             Dialect::Ws2 => ws2::auth0(&self.sid_hex()),
+            Dialect::Tcp => tcp::greeting(cfg.tcp_host, &cfg.software_version, &cfg.copyright),
         }
     }
 
@@ -288,6 +384,7 @@ impl Session {
                 Err(_) => Action::None,
             },
             Dialect::Ws2 => self.handle_ws2(msg, cfg),
+            Dialect::Tcp => self.handle_tcp(msg, cfg, now),
         }
     }
 
@@ -537,6 +634,9 @@ impl Session {
     /// address were accepted). `new_sid` replaces the challenge after a failure, so a client
     /// must ask CHALLENGE before retrying, as REF does.
     pub fn finish_auth(&mut self, verdict: Option<Arc<User>>, new_sid: [u8; 16]) -> String {
+        if self.dialect == Dialect::Tcp {
+            return self.finish_tcp_login(verdict);
+        }
         match verdict {
             Some(user) => {
                 self.filter = user.filter;
@@ -547,6 +647,7 @@ impl Session {
                         s
                     }
                     Dialect::Ws2 => ws2::positive("AUTH", "null"),
+                    Dialect::Tcp => unreachable!("tcp/ip logins finish above"),
                 };
                 self.user = Some(user);
                 if self.state == State::Connected {
@@ -563,6 +664,7 @@ impl Session {
                 match self.dialect {
                     Dialect::Ws1 => ws1::negative("AUTH", errors::NOT_AUTHORISED),
                     Dialect::Ws2 => ws2::negative("AUTH", errors::NOT_AUTHORISED),
+                    Dialect::Tcp => unreachable!("tcp/ip logins finish above"),
                 }
             }
         }
@@ -571,6 +673,9 @@ impl Session {
     /// The reply to an event after the caller routed it.
     pub fn event_reply(&self, outcome: PublishOutcome) -> String {
         match (self.dialect, outcome) {
+            (Dialect::Tcp, PublishOutcome::Accepted) => tcp::replies::SUCCESS.into(),
+            (Dialect::Tcp, PublishOutcome::BufferFull) => tcp::replies::BUFFER_FULL.into(),
+            (Dialect::Tcp, PublishOutcome::NotConfirmed) => tcp::replies::NOT_CONFIRMED.into(),
             (Dialect::Ws1, PublishOutcome::Accepted) => ws1::positive("EVENT", &[]),
             (Dialect::Ws1, PublishOutcome::BufferFull) => {
                 ws1::negative_event(errors::TX_BUFFER_FULL)

@@ -30,8 +30,12 @@ fn cfg(key: [u8; 16]) -> SessionConfig {
         copyright: "test copyright".into(),
         auth_timeout: Duration::ZERO,
         idle_timeout: Duration::ZERO,
+        tcp_host: "standalone",
     }
 }
+
+/// The websocket dialects (the tcp/ip link interface has its own tests, tests/tcp_session.rs).
+const WS: [Dialect; 2] = [Dialect::Ws1, Dialect::Ws2];
 
 /// What a host does with an Authenticate action: user lookup and password check.
 fn verdict(db: &UserDb, c: &Credentials) -> Option<Arc<vscp_proto::User>> {
@@ -58,6 +62,7 @@ fn step_at(
         Action::Reply(r) | Action::Opened(r) | Action::ClearQueue(r) => Some(r),
         Action::Authenticate(c) => Some(s.finish_auth(verdict(db, &c), [0x11; 16])),
         Action::Publish(_) => Some(s.event_reply(PublishOutcome::Accepted)),
+        other => panic!("not a websocket action: {other:?}"),
     }
 }
 
@@ -74,7 +79,7 @@ fn w1_complete_ws1_session() {
         sid("55BCA4DC7C1FD9C3E6967F37C8747698"),
         Instant::now(),
     );
-    assert_eq!(s.greeting(), "+;AUTH0;55BCA4DC7C1FD9C3E6967F37C8747698");
+    assert_eq!(s.greeting(&cfg), "+;AUTH0;55BCA4DC7C1FD9C3E6967F37C8747698");
     let mut t = |m: &str| step(&mut s, &db, &cfg, m);
     assert_eq!(t("C;OPEN").as_deref(), Some("-;OPEN;5;Not authorised."));
     assert_eq!(t("C;VERSION").as_deref(), Some("+;VERSION;9.8.7;1.0.0.0"));
@@ -116,7 +121,7 @@ fn w2_complete_ws2_session() {
         Instant::now(),
     );
     assert_eq!(
-        s.greeting(),
+        s.greeting(&cfg),
         r#"{    "type" : "+",     "args" : ["AUTH0","5A475C082C80DCDF7F2DFBD976253B24"]}"#
     );
     let mut t = |m: &str| {
@@ -236,6 +241,7 @@ fn any_session(dialect: Dialect, logged_in: bool) -> (Session, UserDb, SessionCo
             Dialect::Ws2 => format!(
                 r#"{{"type":"CMD","command":"AUTH","args":{{"iv":"{hex}","crypto":"{c}"}}}}"#
             ),
+            Dialect::Tcp => unreachable!("websocket dialects only"),
         };
         step(&mut s, &db, &cfg, &msg);
         assert_ne!(s.state(), State::Connected);
@@ -262,6 +268,7 @@ fn auth_msg(dialect: Dialect, id: &[u8; 16], user: &str, password: &str) -> Stri
         Dialect::Ws2 => {
             format!(r#"{{"type":"CMD","command":"AUTH","args":{{"iv":"{hex}","crypto":"{c}"}}}}"#)
         }
+        Dialect::Tcp => unreachable!("websocket dialects only"),
     }
 }
 
@@ -278,7 +285,7 @@ fn timed_session(dialect: Dialect) -> (Session, UserDb, impl Fn(f64) -> Instant)
 
 #[test]
 fn login_deadline_fires_only_while_not_logged_in() {
-    for dialect in Dialect::ALL {
+    for dialect in WS {
         let cfg = timed_cfg(5, 0);
         let (mut s, db, t) = timed_session(dialect);
         assert_eq!(s.poll_timeout(&cfg), Some(t(5.0)));
@@ -293,7 +300,7 @@ fn login_deadline_fires_only_while_not_logged_in() {
 
 #[test]
 fn successful_auth_cancels_the_login_deadline() {
-    for dialect in Dialect::ALL {
+    for dialect in WS {
         let cfg = timed_cfg(5, 0);
         let (mut s, db, t) = timed_session(dialect);
         step_at(
@@ -332,7 +339,7 @@ fn failed_auth_keeps_the_login_deadline() {
 /// session gets what is left of it, after it the session is closed at the next check.
 #[test]
 fn failed_reauth_brings_back_the_deadline_from_the_start() {
-    for dialect in Dialect::ALL {
+    for dialect in WS {
         let cfg = timed_cfg(5, 0);
         let (mut s, db, t) = timed_session(dialect);
         step_at(
@@ -415,7 +422,7 @@ fn idle_deadline_applies_after_login() {
 
 #[test]
 fn zero_timeouts_are_off() {
-    for dialect in Dialect::ALL {
+    for dialect in WS {
         let cfg = timed_cfg(0, 0);
         let (mut s, db, t) = timed_session(dialect);
         assert_eq!(s.poll_timeout(&cfg), None);

@@ -349,6 +349,8 @@ impl Fixture {
             "shards": 2,
             // Several instances run at once: no metrics listener on its fixed default port.
             "metrics-interface": "",
+            // Nor on the tcp/ip link interface's default port 9598.
+            "tcpip-interface": "",
             // VSCPD_DRIVER_TEST_LOG=debug (or info, …) shows the driver's log on stderr.
             "logging": match std::env::var("VSCPD_DRIVER_TEST_LOG") {
                 Ok(level) => serde_json::json!({"console-enable-log": true, "console-log-level": level}),

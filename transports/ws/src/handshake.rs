@@ -75,20 +75,16 @@ fn choose(
     endpoints: Endpoints<'_>,
 ) -> Result<(Dialect, Response), ErrorResponse> {
     let path = req.uri().path();
-    let dialect = if endpoints.ws1 == Some(path) {
-        Dialect::Ws1
+    // Browsers abort the handshake if they offered a subprotocol and get none back; echo the
+    // VSCP names, select nothing otherwise (ws1.md §1).
+    let (dialect, wanted) = if endpoints.ws1 == Some(path) {
+        (Dialect::Ws1, "vscp-std")
     } else if endpoints.ws2 == Some(path) {
-        Dialect::Ws2
+        (Dialect::Ws2, "vscp-json")
     } else {
         let mut r = ErrorResponse::new(Some(format!("no websocket endpoint at {path}\n")));
         *r.status_mut() = StatusCode::NOT_FOUND;
         return Err(r);
-    };
-    // Browsers abort the handshake if they offered a subprotocol and get none back; echo the
-    // VSCP names, select nothing otherwise (ws1.md §1).
-    let wanted = match dialect {
-        Dialect::Ws1 => "vscp-std",
-        Dialect::Ws2 => "vscp-json",
     };
     let offered = req
         .headers()
