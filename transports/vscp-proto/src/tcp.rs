@@ -199,10 +199,6 @@ const HELP: &[(&str, &str)] = &[
         "'setmask priority,class,type,GUID': the mask half (also 'smsk').",
     ),
     ("wcyd", "Capabilities, 8 hex bytes (also 'whatcanyoudo')."),
-    (
-        "interface",
-        "List the connected clients (also 'client', 'interface list').",
-    ),
     ("test", "Do nothing (needs the test right)."),
     (
         "+",
@@ -321,5 +317,7 @@ mod tests {
             }
         }
         assert!(help("retrieve").starts_with("retr: "));
+        // Only what is implemented (tcp.md §5.13): `interface` is refused for now.
+        assert!(!help("").contains("  interface "));
     }
 }
