@@ -124,6 +124,7 @@ start_server() {
     cat > "$WORK/$name.json" <<JSON
 {
   "interface": "127.0.0.1:$ws_port",
+  "tcpip-interface": "",
   "metrics-interface": "127.0.0.1:$m_port",
   "key-file": "$ROOT/deploy/vscp.key",
   "path-users": "$ROOT/deploy/users.json",

@@ -103,6 +103,7 @@ PIDS+=("$BROKER_PID")
 cat > "$WORK/websocksrv.json" <<JSON
 {
   "interface": "127.0.0.1:$WS_PORT",
+  "tcpip-interface": "",
   "metrics-interface": "127.0.0.1:$M_PORT",
   "key-file": "$ROOT/deploy/vscp.key",
   "path-users": "$ROOT/deploy/users.json",

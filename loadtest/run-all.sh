@@ -80,6 +80,7 @@ PIDS+=($!)
 cat > "$WORK/websocksrv.json" <<JSON
 {
   "interface": "127.0.0.1:$WS_PORT",
+  "tcpip-interface": "",
   "metrics-interface": "127.0.0.1:$M_PORT",
   "key-file": "$ROOT/deploy/vscp.key",
   "path-users": "$ROOT/deploy/users.json",
