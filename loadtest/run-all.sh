@@ -36,32 +36,7 @@ BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
 SERVER="$BIN_DIR/vscp-websocksrv"
 LOADGEN="$BIN_DIR/vscp-loadtest"
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {  # below the ephemeral range, so no client socket of a load run can hold it
-    python3 -c '
-import random, socket
-lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-for _ in range(200):
-    p = random.randint(max(1024, lo - 12000), lo - 1)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); print(p); break
-    except OSError:
-        pass
-    finally:
-        s.close()
-'
-}
+source "$ROOT/loadtest/lib.sh"
 WS_PORT=$(free_port); M_PORT=$(free_port); BROKER_PORT=$(free_port)
 
 # The broker the bridge publishes to (plain MQTT, loopback only).
