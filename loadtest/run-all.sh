@@ -37,7 +37,7 @@ SERVER="$BIN_DIR/vscp-websocksrv"
 LOADGEN="$BIN_DIR/vscp-loadtest"
 
 source "$ROOT/loadtest/lib.sh"
-WS_PORT=$(free_port); M_PORT=$(free_port); BROKER_PORT=$(free_port)
+WS_PORT=$(free_port); M_PORT=$(free_port); BROKER_PORT=$(free_port); TCP_PORT=$(free_port)
 
 # The broker the bridge publishes to (plain MQTT, loopback only).
 cat > "$WORK/mosquitto.conf" <<CONF
@@ -50,12 +50,13 @@ CONF
 "$MOSQUITTO" -c "$WORK/mosquitto.conf" &
 PIDS+=($!)
 
-# The server: sample users and key, room for 19,000 sessions, the bridge publishing every event
-# as JSON at QoS 0 to vscp/<guid>/<class>/<type>/<nodeid>.
+# The server: sample users and key, room for 19,000 sessions, the tcp/ip link interface on its
+# own free port (the fan-out runs over it beside ws1), the bridge publishing every event as JSON
+# at QoS 0 to vscp/<guid>/<class>/<type>/<nodeid>.
 cat > "$WORK/websocksrv.json" <<JSON
 {
   "interface": "127.0.0.1:$WS_PORT",
-  "tcpip-interface": "",
+  "tcpip-interface": "tcp://127.0.0.1:$TCP_PORT",
   "metrics-interface": "127.0.0.1:$M_PORT",
   "key-file": "$ROOT/deploy/vscp.key",
   "path-users": "$ROOT/deploy/users.json",
@@ -88,6 +89,7 @@ start_server() {
 start_server
 
 LG=("$LOADGEN" --addr "127.0.0.1:$WS_PORT")
+FAN_TCP=(--dialect ws1,tcp --tcp-addr "127.0.0.1:$TCP_PORT")
 QUIET=(); [[ $MODE == smoke ]] && QUIET=(--quiet)
 run() {  # run NAME ARGS...: human summary to stdout, JSON appended to $OUT
     local name=$1; shift
@@ -112,9 +114,9 @@ else
 fi
 start_server
 if [[ $MODE == smoke ]]; then
-    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both --server-pid $SERVER_PID
+    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both "${FAN_TCP[@]}" --server-pid $SERVER_PID
 else
-    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both --sweep --server-pid $SERVER_PID
+    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both "${FAN_TCP[@]}" --sweep --server-pid $SERVER_PID
 fi
 run ingest ingest --broker "127.0.0.1:$BROKER_PORT" --topic 'vscp/#' --clients 4 --rate $INGEST_RATE --duration $INGEST_SECS
 if [[ $MODE == smoke ]]; then
@@ -136,12 +138,14 @@ bad = []
 if s["opened"] != storm_n: bad.append(f"storm: {s['opened']} of {storm_n} opened {s['errors']}")
 if i["alive_after_hold"] != idle_n: bad.append(f"idle: {i['alive_after_hold']} of {idle_n} alive")
 if not i["server_bytes_per_session"]: bad.append("idle: no memory figure")
-runs = {r["target"]: r for r in f["runs"]}
-for t in ("vscp-websocksrv", "mosquitto"):
+runs = {r["dialect"]: r for r in f["runs"]}
+for t in ("ws1", "tcp", "mqtt-ws"):
     r = runs.get(t)
-    if r is None: bad.append(f"fanout: no run against {t}"); continue
-    if r["lost"] != 0 or r["deliveries_received"] == 0: bad.append(f"fanout {t}: {r['deliveries_received']} of {r['deliveries_expected']}")
+    if r is None: bad.append(f"fanout: no {t} run"); continue
+    if r["lost"] != 0 or r["deliveries_received"] == 0 or r["unparsed"] != 0 or r["negative_acks"] != 0:
+        bad.append(f"fanout {t}: {r['deliveries_received']} of {r['deliveries_expected']}, {r['unparsed']} unparsed, {r['negative_acks']} refused")
 if not f.get("ratio_delivered_vscp_over_mosquitto"): bad.append("fanout: no ratio")
+if not (f.get("dialects_versus_first") or {}).get("tcp", {}).get("ratio_delivered"): bad.append("fanout: no tcp : ws1 ratio")
 if g["lost"] != 0 or g["received_at_subscriber"] == 0: bad.append(f"ingest: {g['received_at_subscriber']} of {g['events_sent']}")
 # Windowed ingest, both sides: every event answered, something arrived, nothing lost on the
 # direct path, and the server's counters add up (what it accepted it published or dropped; a

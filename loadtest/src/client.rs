@@ -231,10 +231,16 @@ pub fn ws1_event(nanos: u64, data_len: usize) -> String {
     s
 }
 
-/// The send time carried by an event the server delivered, in either dialect.
+/// The send time carried by an event the server delivered, in any dialect: ws1 (`E;` and the
+/// event string), tcp/ip (the event string alone) or ws2 (JSON).
 pub fn sent_nanos(msg: &str) -> Option<u64> {
     let mut data = [0u8; 8];
-    if let Some(rest) = msg.strip_prefix("E;") {
+    let csv = match msg.strip_prefix("E;") {
+        Some(rest) => Some(rest),
+        None if msg.starts_with(|c: char| c.is_ascii_digit()) => Some(msg),
+        None => None,
+    };
+    if let Some(rest) = csv {
         // head,class,type,obid,datetime,timestamp,GUID,data...
         let mut fields = rest.split(',').skip(7);
         for b in data.iter_mut() {

@@ -1,17 +1,20 @@
 //! Scenario (c) fan-out: P publishers send at an aggregate rate R (0 = as fast as the sockets
 //! take it) for D seconds to S subscribers. Every message carries its send time, so each
 //! subscriber measures end-to-end latency itself; deliveries, losses and delivered messages per
-//! second are counted. The same scenario runs against vscp-websocksrv (ws1 publishers, ws1 or
-//! ws2 subscribers) and against an MQTT broker's websocket listener (QoS 0, one topic), with
-//! the same generator, message size and client counts.
+//! second are counted. The same scenario runs against vscp-websocksrv's websockets (ws1
+//! publishers, ws1 or ws2 subscribers), its tcp/ip link interface (`send` publishers, `rcvloop`
+//! subscribers) and an MQTT broker's websocket listener (QoS 0, one topic), with the same
+//! generator, message size and client counts.
 
 use crate::client::{
     open_session, sent_nanos, tcp_connect, ws1_event, ws2_type, Clock, Dialect, Login, Sources,
 };
+use crate::link::{open_link, push_send, read_line, LinkReader, LinkWriter};
 use crate::mqtt::MqttClient;
 use crate::report::{cpu_seconds, Latency, Live, Progress, SyscallCount};
 use crate::rt::{run_on_threads, StartLine};
 use anyhow::{bail, Result};
+use futures::io::AsyncWriteExt;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
@@ -40,6 +43,8 @@ pub enum Target {
         login: Login,
         dialect: Dialect,
     },
+    /// The server's VSCP tcp/ip link interface (publishers `send`, subscribers `rcvloop`).
+    VscpTcp { addr: SocketAddr, login: Login },
     /// MQTT over websockets at `ws://addr{path}`.
     MqttWs { addr: SocketAddr, path: String },
 }
@@ -47,13 +52,23 @@ pub enum Target {
 impl Target {
     pub fn name(&self) -> &'static str {
         match self {
-            Target::Vscp { .. } => "vscp-websocksrv",
+            Target::Vscp { .. } | Target::VscpTcp { .. } => "vscp-websocksrv",
             Target::MqttWs { .. } => "mosquitto",
+        }
+    }
+    /// What the subscribers speak (`ws1`, `ws2`, `tcp`, `mqtt-ws`).
+    pub fn dialect(&self) -> &'static str {
+        match self {
+            Target::Vscp { dialect, .. } => dialect.name(),
+            Target::VscpTcp { .. } => "tcp",
+            Target::MqttWs { .. } => "mqtt-ws",
         }
     }
     fn addr(&self) -> SocketAddr {
         match self {
-            Target::Vscp { addr, .. } | Target::MqttWs { addr, .. } => *addr,
+            Target::Vscp { addr, .. }
+            | Target::VscpTcp { addr, .. }
+            | Target::MqttWs { addr, .. } => *addr,
         }
     }
 }
@@ -104,7 +119,7 @@ pub fn run(p: Params) -> Result<Value> {
     let line = Arc::new(StartLine::default());
     let coord = Arc::new(Coord::default());
     let clock = Clock(Instant::now());
-    let label = format!("fanout {}", p.target.name());
+    let label = format!("fanout {} {}", p.target.name(), p.target.dialect());
     let progress = Progress::start(label, live.clone(), p.quiet);
     let syscalls = p.target_pid.and_then(SyscallCount::start);
     let cpu_before = p.target_pid.and_then(cpu_seconds);
@@ -161,7 +176,7 @@ pub fn run(p: Params) -> Result<Value> {
     Ok(json!({
         "scenario": "fanout",
         "target": p.target.name(),
-        "dialect": match &p.target { Target::Vscp { dialect, .. } => dialect.name(), Target::MqttWs { .. } => "mqtt-ws" },
+        "dialect": p.target.dialect(),
         "publishers": p.publishers,
         "subscribers": p.subscribers,
         "target_rate": p.rate,
@@ -192,6 +207,7 @@ pub fn run(p: Params) -> Result<Value> {
 
 enum Sub {
     Vscp(crate::client::Ws),
+    Link(LinkReader, LinkWriter),
     Mqtt(MqttClient),
 }
 
@@ -211,6 +227,10 @@ async fn connect_client(
                 Sub::Vscp(open_session(stream, &host, d, login, 16 * 1024, subscriber).await?),
                 fd,
             )
+        }
+        Target::VscpTcp { login, .. } => {
+            let (r, w) = open_link(stream, login, subscriber).await?;
+            (Sub::Link(r, w), fd)
         }
         Target::MqttWs { path, .. } => {
             let kind = if subscriber { "sub" } else { "pub" };
@@ -376,6 +396,15 @@ async fn subscribe_loop(
                 }
             }
         }
+        Sub::Link(mut r, _w) => {
+            let mut line = String::new();
+            while let Ok(true) = read_line(&mut r, &mut line).await {
+                // `+OK` alone is the receive loop's keep-alive; every other line is an event.
+                if !line.starts_with("+OK") && !line.starts_with("-OK") {
+                    record(sent_nanos(&line), line.len() + 2);
+                }
+            }
+        }
         Sub::Mqtt(mut c) => {
             while let Ok(Some((_topic, payload))) = c.next_publish().await {
                 let sent = payload
@@ -473,6 +502,77 @@ async fn publish_loop(
                 r
             };
             let _ = coord;
+            let (sent_ok, acks_ok) = futures::future::join(send, acks).await;
+            sent_ok?;
+            if !acks_ok {
+                bail!("the server closed the publisher");
+            }
+            Ok(())
+        }
+        Sub::Link(mut r, mut w) => {
+            let sending = Cell::new(true);
+            let acked = Cell::new(0u64);
+            // As for websockets: every `send` is answered (`+OK - Success.` or a `-OK` line);
+            // the answers are read alongside and until the last one is in.
+            let acks = async {
+                let mut finished_at: Option<Instant> = None;
+                let mut line = String::new();
+                loop {
+                    if !sending.get() {
+                        if acked.get() >= sent.get() {
+                            return true;
+                        }
+                        if finished_at.get_or_insert_with(Instant::now).elapsed() > ACK_WAIT {
+                            return true;
+                        }
+                    }
+                    let next = glommio::timer::timeout(Duration::from_millis(50), async {
+                        Ok(read_line(&mut r, &mut line).await)
+                    });
+                    match next.await {
+                        Ok(Ok(true)) => {
+                            if line.starts_with("-OK") {
+                                out.borrow_mut().negative_acks += 1;
+                                acked.set(acked.get() + 1);
+                            } else if line.starts_with("+OK") {
+                                acked.set(acked.get() + 1);
+                            }
+                        }
+                        Ok(Ok(false) | Err(_)) => return !sending.get(),
+                        Err(_) => {}
+                    }
+                }
+            };
+            let send = async {
+                let r = async {
+                    // One write per burst, as the websocket publishers flush once per burst.
+                    let mut buf = Vec::with_capacity(BURST as usize * (24 + 5 * p.data_len));
+                    while Instant::now() < end {
+                        let target = due();
+                        let mut n = 0;
+                        buf.clear();
+                        while sent.get() < target && n < BURST {
+                            push_send(&mut buf, clock.now_nanos(), p.data_len);
+                            sent.set(sent.get() + 1);
+                            Live::add(&live.sent, 1);
+                            n += 1;
+                        }
+                        if !buf.is_empty() {
+                            w.write_all(&buf).await?;
+                            w.flush().await?;
+                        }
+                        if p.rate > 0 && sent.get() >= due() {
+                            glommio::timer::sleep(next_gap(per_publisher)).await;
+                        } else if n == 0 {
+                            glommio::executor().yield_task_queue_now().await;
+                        }
+                    }
+                    anyhow::Ok(())
+                }
+                .await;
+                sending.set(false);
+                r
+            };
             let (sent_ok, acks_ok) = futures::future::join(send, acks).await;
             sent_ok?;
             if !acks_ok {

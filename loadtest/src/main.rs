@@ -10,6 +10,7 @@
 mod client;
 mod fanout;
 mod ingest;
+mod link;
 mod metrics;
 mod mosquitto;
 mod mqtt;
@@ -107,9 +108,14 @@ enum Scenario {
         /// Seconds to publish for.
         #[arg(long, default_value_t = 10)]
         duration: u64,
-        /// Dialect of the subscribers (publishers use ws1).
+        /// What the server's clients speak: ws1 or ws2 (the subscribers; publishers use ws1),
+        /// or tcp (the tcp/ip link interface at --tcp-addr: `send` publishers, `rcvloop`
+        /// subscribers). A comma list (`ws1,tcp`) runs each in turn, side by side in one report.
         #[arg(long, default_value = "ws1")]
         dialect: String,
+        /// The server's tcp/ip link interface (`tcpip-interface`), for `--dialect tcp`.
+        #[arg(long, default_value = "127.0.0.1:9598")]
+        tcp_addr: String,
         /// VSCP data bytes per event (the first 8 carry the send time).
         #[arg(long, default_value_t = 8)]
         data_len: usize,
@@ -246,6 +252,7 @@ fn main() -> Result<()> {
             rate,
             duration,
             dialect,
+            tcp_addr,
             data_len,
             against,
             mosquitto_addr,
@@ -253,12 +260,22 @@ fn main() -> Result<()> {
             sweep,
         } => {
             check_fds(publishers + subscribers, nofile)?;
+            let targets = dialect
+                .split(',')
+                .map(|d| match d.trim() {
+                    "tcp" => Ok(fanout::Target::VscpTcp {
+                        addr: resolve(tcp_addr)?,
+                        login: login.clone(),
+                    }),
+                    d => Ok(fanout::Target::Vscp {
+                        addr,
+                        login: login.clone(),
+                        dialect: Dialect::parse(d).map_err(|e| anyhow::anyhow!("{e} (or tcp)"))?,
+                    }),
+                })
+                .collect::<Result<Vec<_>>>()?;
             let base = fanout::Params {
-                target: fanout::Target::Vscp {
-                    addr,
-                    login,
-                    dialect: Dialect::parse(dialect)?,
-                },
+                target: targets[0].clone(),
                 publishers: (*publishers).max(1),
                 subscribers: *subscribers,
                 rate: *rate,
@@ -276,7 +293,8 @@ fn main() -> Result<()> {
                 "both" => (true, true),
                 other => bail!("--against must be vscp, mosquitto or both, not {other:?}"),
             };
-            run_fanouts(base, vscp, broker, mosquitto_addr.as_deref(), *sweep)?
+            let targets = if vscp { targets } else { Vec::new() };
+            run_fanouts(base, &targets, broker, mosquitto_addr.as_deref(), *sweep)?
         }
         Scenario::Ingest {
             broker,
@@ -349,9 +367,12 @@ fn check_fds(clients: usize, nofile: u64) -> Result<()> {
 /// The fan-out runs in order: vscp-websocksrv, then the broker with the same message size the
 /// VSCP subscribers received. With `sweep`, each target's maximum sustainable rate is searched
 /// and the target is run again at half of it; the ratio compares the sustainable maxima.
+/// One fan-out per server target (dialect) in turn, then the broker's, with the same counts and
+/// sizes; the ratios compare the first server target with the broker, and each further one with
+/// the first (e.g. tcp/ip over ws1).
 fn run_fanouts(
     base: fanout::Params,
-    vscp: bool,
+    targets: &[fanout::Target],
     broker: bool,
     broker_addr: Option<&str>,
     sweep: bool,
@@ -359,11 +380,16 @@ fn run_fanouts(
     let mut runs = Vec::new();
     let mut msg_bytes = 0u64;
     let mut best = Vec::new();
-    if vscp {
-        let r = run_target(base.clone(), sweep, &mut runs)?;
-        msg_bytes = r["message_bytes"].as_u64().unwrap_or(0);
+    for t in targets {
+        let mut p = base.clone();
+        p.target = t.clone();
+        let r = run_target(p, sweep, &mut runs)?;
+        if msg_bytes == 0 {
+            msg_bytes = r["message_bytes"].as_u64().unwrap_or(0);
+        }
         best.push(r);
     }
+    let vscp = !targets.is_empty();
     if broker {
         // Kept alive for all of its runs; dropped (SIGTERM) at the end.
         let (addr, guard) = match broker_addr {
@@ -388,19 +414,32 @@ fn run_fanouts(
         };
         best.push(run_target(p, sweep, &mut runs)?);
     }
-    let ratio = match best.as_slice() {
-        [a, b] if vscp && broker => {
-            let (x, y) = (f(&a["delivered_per_s"]), f(&b["delivered_per_s"]));
-            (y > 0.0).then(|| x / y)
-        }
-        _ => None,
-    };
+    let delivered = |r: &Value| Some(f(&r["delivered_per_s"])).filter(|&x| x > 0.0);
     // Deliveries per CPU-second of the server process: efficiency, whatever the rate.
     let per_cpu = |r: &Value| r["target_cpu_us_per_delivery"].as_f64().map(|c| 1e6 / c);
-    let cpu_ratio = match best.as_slice() {
-        [a, b] if vscp && broker => per_cpu(a).zip(per_cpu(b)).map(|(x, y)| x / y),
-        _ => None,
+    let over = |a: &Value, b: &Value, m: &dyn Fn(&Value) -> Option<f64>| {
+        m(a).zip(m(b)).map(|(x, y)| x / y)
     };
+    let (first, broker_run) = (best.first(), best.last().filter(|_| vscp && broker));
+    let (ratio, cpu_ratio) = match (first, broker_run) {
+        (Some(a), Some(b)) => (over(a, b, &delivered), over(a, b, &per_cpu)),
+        _ => (None, None),
+    };
+    // Every further server target against the first: `{"tcp": {...}}` for `--dialect ws1,tcp`.
+    let mut versus_first = serde_json::Map::new();
+    for r in best.iter().take(targets.len()).skip(1) {
+        let a = first.expect("a first target");
+        versus_first.insert(
+            r["dialect"].as_str().unwrap_or("").to_string(),
+            json!({
+                "over": a["dialect"],
+                "ratio_delivered": over(r, a, &delivered),
+                "ratio_deliveries_per_cpu": over(r, a, &per_cpu),
+                "ratio_delivered_over_mosquitto": broker_run.and_then(|b| over(r, b, &delivered)),
+                "ratio_deliveries_per_cpu_over_mosquitto": broker_run.and_then(|b| over(r, b, &per_cpu)),
+            }),
+        );
+    }
     Ok(json!({
         "scenario": "fanout",
         "sweep": sweep,
@@ -408,6 +447,7 @@ fn run_fanouts(
         "best": best,
         "ratio_delivered_vscp_over_mosquitto": ratio,
         "ratio_deliveries_per_cpu_vscp_over_mosquitto": cpu_ratio,
+        "dialects_versus_first": versus_first,
     }))
 }
 
@@ -602,12 +642,23 @@ fn print_human(s: &Value) {
                     );
                 }
             }
+            let first = s["best"][0]["dialect"].as_str().unwrap_or("");
             if let Some(x) = s["ratio_delivered_vscp_over_mosquitto"].as_f64() {
-                println!("ratio delivered/s vscp-websocksrv : mosquitto = {x:.2}");
+                println!("ratio delivered/s vscp-websocksrv ({first}) : mosquitto = {x:.2}");
             }
             if let Some(x) = s["ratio_deliveries_per_cpu_vscp_over_mosquitto"].as_f64() {
                 println!(
-                    "ratio deliveries per server CPU-second vscp-websocksrv : mosquitto = {x:.2}"
+                    "ratio deliveries per server CPU-second vscp-websocksrv ({first}) : mosquitto = {x:.2}"
+                );
+            }
+            for (d, v) in s["dialects_versus_first"].as_object().into_iter().flatten() {
+                let r = |k: &str| v[k].as_f64().map_or("—".into(), |x| format!("{x:.2}"));
+                println!(
+                    "{d} : {first}: delivered/s {}, deliveries per server CPU-second {}; {d} : mosquitto: {}, {}",
+                    r("ratio_delivered"),
+                    r("ratio_deliveries_per_cpu"),
+                    r("ratio_delivered_over_mosquitto"),
+                    r("ratio_deliveries_per_cpu_over_mosquitto"),
                 );
             }
         }
