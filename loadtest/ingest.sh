@@ -16,7 +16,7 @@
 # Environment: CLIENTS (20), RATE (0 = as fast as acknowledged), WINDOW (64), SECS (8), QOS (1,
 # the bridge's), AGAINST (both), FORMAT (json, the bridge's payload format), THREADS (1,
 # generator executors), MQTT_EXTRA (more keys for the server's mqtt block, e.g.
-# '"ack-from-broker": true'), OUT, SKIP_BUILD=1 (use the binaries in the target dir as they are),
+# '"ack-from-broker": true'), SERVER_EXTRA (more top-level server keys, e.g. '"shards": 1'), OUT, SKIP_BUILD=1 (use the binaries in the target dir as they are),
 # SERVER / LOADGEN (other binaries, e.g. an older server build for a before/after pair).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,7 +82,7 @@ cat > "$WORK/websocksrv.json" <<JSON
   "metrics-interface": "127.0.0.1:$M_PORT",
   "key-file": "$ROOT/deploy/vscp.key",
   "path-users": "$ROOT/deploy/users.json",
-  "max-clients": 1000,
+  "max-clients": 1000,${SERVER_EXTRA:+ $SERVER_EXTRA,}
   "logging": {"console-log-level": "warn"},
   "mqtt": {
     "host": "127.0.0.1", "port": $BROKER_PORT, "clientid": "websocksrv-ingest",

@@ -261,6 +261,26 @@ pub fn start_with_uplink(
         Some(_) => Some(uplink_done.signal().map_err(StartError::Signal)?),
         None => None,
     };
+    // The uplink's body: on a shard's executor when it would share that shard's core, else on a
+    // thread of its own (below).
+    let has_uplink = uplink.is_some();
+    let host = uplink.as_ref().and_then(|_| uplink_host(n, cpus));
+    let (uplink_ready_tx, uplink_ready_rx) = std::sync::mpsc::channel();
+    let uplink_body = match (uplink, uplink_rings) {
+        (Some(uplink), Some(rings)) => {
+            let shutdown = handle.shutdown.signal().map_err(StartError::Signal)?;
+            let stats = handle.uplink_stats.clone();
+            let body: crate::shard::UplinkBody = Box::new(move || {
+                Box::pin(async move {
+                    uplink::run(uplink, rings, shutdown, stats, uplink_ready_tx).await;
+                    drop(uplink_done);
+                })
+            });
+            Some(body)
+        }
+        _ => None,
+    };
+    let mut uplink_body = uplink_body;
     let mut listeners = settings.listeners.clone();
     for (shard, (to_peers, from_peers)) in senders.into_iter().zip(receivers).enumerate() {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -283,6 +303,11 @@ pub fn start_with_uplink(
                 None
             },
             ready: ready_tx,
+            uplink: if host == Some(shard) {
+                uplink_body.take()
+            } else {
+                None
+            },
         };
         let builder = LocalExecutorBuilder::new(Placement::Fixed(shard % cpus))
             .name(&format!("vscp-shard-{shard}"))
@@ -312,23 +337,19 @@ pub fn start_with_uplink(
             }
         }
     }
-    if let (Some(uplink), Some(rings)) = (uplink, uplink_rings) {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let shutdown = handle.shutdown.signal().map_err(StartError::Signal)?;
-        let stats = handle.uplink_stats.clone();
+    if let Some(body) = uplink_body.take() {
         let thread = LocalExecutorBuilder::new(Placement::Fixed(n % cpus))
             .name("vscp-uplink")
             .io_memory(IO_MEMORY)
-            .spawn(move || async move {
-                uplink::run(uplink, rings, shutdown, stats, ready_tx).await;
-                drop(uplink_done);
-            })
+            .spawn(body)
             .map_err(|e| StartError::Executor {
                 shard: n,
                 reason: format!("uplink: {e}"),
             })?;
         handle.threads.push(thread);
-        if ready_rx.recv().is_err() {
+    }
+    if has_uplink {
+        if uplink_ready_rx.recv().is_err() {
             return Err(StartError::Executor {
                 shard: n,
                 reason: "the uplink executor stopped during start-up".into(),
@@ -343,13 +364,21 @@ pub fn start_with_uplink(
 /// Shards when the config does not say: one per core, except that from 3 cores up an uplink
 /// gets a core of its own (the uplink executor is placed on core `shards % cpus`, i.e. the last
 /// one). With 2 cores a dedicated uplink core would halve the cores for sessions; there the
-/// uplink shares core 0 (docs/BENCHMARKS.md measures both placements).
+/// uplink runs on shard 0's executor (`uplink_host`; docs/BENCHMARKS.md measures the
+/// placements).
 fn default_shards(cpus: usize, with_uplink: bool) -> usize {
     if with_uplink && cpus >= 3 {
         cpus - 1
     } else {
         cpus
     }
+}
+
+/// The shard whose executor runs the uplink, when the uplink's core (`shards % cpus`) is a
+/// shard's core anyway: two threads pinned to one core only take turns, and every event that
+/// crosses between them costs a wake-up and a context switch.
+fn uplink_host(shards: usize, cpus: usize) -> Option<usize> {
+    (shards >= cpus).then_some(shards % cpus)
 }
 
 /// Binds `addr` without SO_REUSEPORT: fails when anyone listens there.
@@ -386,7 +415,7 @@ fn plain_bind(addr: SocketAddr, key: &'static str) -> Result<std::net::TcpListen
 
 #[cfg(test)]
 mod tests {
-    use super::{check_distinct, default_shards, StartError};
+    use super::{check_distinct, default_shards, uplink_host, StartError};
     use crate::settings::{ListenerKind, ListenerSpec};
 
     #[test]
@@ -421,5 +450,16 @@ mod tests {
         assert_eq!(default_shards(3, true), 2);
         assert_eq!(default_shards(16, true), 15);
         assert_eq!(default_shards(16, false), 16);
+    }
+
+    #[test]
+    fn the_uplink_runs_on_a_shard_only_where_it_would_share_that_shards_core() {
+        // 2 cores, 2 shards: the uplink's core 0 is shard 0's.
+        assert_eq!(uplink_host(2, 2), Some(0));
+        assert_eq!(uplink_host(1, 1), Some(0));
+        assert_eq!(uplink_host(3, 2), Some(1));
+        // A core of its own: a thread of its own.
+        assert_eq!(uplink_host(1, 2), None);
+        assert_eq!(uplink_host(15, 16), None);
     }
 }

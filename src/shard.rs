@@ -55,7 +55,13 @@ pub struct ShardSetup {
     /// Reports the bound addresses (in the order of `listeners`), or why binding failed, to
     /// the starter.
     pub ready: std::sync::mpsc::Sender<Result<Vec<SocketAddr>, ListenError>>,
+    /// The uplink's body, when it runs on this shard's executor (in a task queue of its own)
+    /// rather than on a thread pinned to the same core (see `server::uplink_host`).
+    pub uplink: Option<UplinkBody>,
 }
+
+/// Builds the uplink's future on the executor that runs it.
+pub type UplinkBody = Box<dyn FnOnce() -> futures::future::LocalBoxFuture<'static, ()> + Send>;
 
 /// The body of a shard's executor.
 pub async fn run(setup: ShardSetup) {
@@ -74,6 +80,7 @@ pub async fn run(setup: ShardSetup) {
         shutdown,
         uplink_done,
         ready,
+        uplink,
     } = setup;
     let mut bound = Vec::new();
     for spec in &listeners {
@@ -117,6 +124,15 @@ pub async fn run(setup: ShardSetup) {
     // Report the addresses before connecting the rings: a sender's connect waits for its
     // receiver, and the other shards only start once this one has bound.
     let _ = ready.send(Ok(bound.iter().map(|(addr, _)| *addr).collect()));
+    // Before our senders connect: one of them waits for the uplink's receiver.
+    let uplink_task = uplink.map(|body| {
+        let queue = glommio::executor().create_task_queue(
+            glommio::Shares::default(),
+            glommio::Latency::NotImportant,
+            "uplink",
+        );
+        glommio::spawn_local_into(body(), queue).expect("the queue was just created")
+    });
     for (i, tx) in to_peers.into_iter().enumerate() {
         ctx.hub.add_peer(tx.connect().await, i < shard_rings);
     }
@@ -175,6 +191,15 @@ pub async fn run(setup: ShardSetup) {
     }
     // Every session has ended: nothing more goes into the rings.
     ctx.hub.close_peers();
+    if let Some(task) = uplink_task {
+        // The uplink publishes what it holds within its own limit; this one only keeps a
+        // broken uplink from holding the shard.
+        let _ = glommio::timer::timeout(crate::uplink::STOP_LIMIT, async {
+            task.await;
+            Ok(())
+        })
+        .await;
+    }
     if let (true, Some(done)) = (metrics_task.is_some(), uplink_done) {
         // The uplink has its own limit; this one only keeps a broken uplink from holding us.
         let _ = glommio::timer::timeout(crate::uplink::STOP_LIMIT, async {
