@@ -348,13 +348,11 @@ pub fn start_with_uplink(
             })?;
         handle.threads.push(thread);
     }
-    if has_uplink {
-        if uplink_ready_rx.recv().is_err() {
-            return Err(StartError::Executor {
-                shard: n,
-                reason: "the uplink executor stopped during start-up".into(),
-            });
-        }
+    if has_uplink && uplink_ready_rx.recv().is_err() {
+        return Err(StartError::Executor {
+            shard: n,
+            reason: "the uplink executor stopped during start-up".into(),
+        });
     }
     handle.addrs = listeners.iter().map(|l| l.addr).collect();
     readiness.listening.store(true, Ordering::Release);
