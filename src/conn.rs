@@ -696,7 +696,7 @@ impl<F: Framing> Conn<F> {
             Action::None => return None,
             Action::Reply(r) | Action::Opened(r) => r,
             Action::ClearQueue(r) => {
-                self.ctx.hub.clear_outbox(&self.slot);
+                self.ctx.hub.clear_queue(&self.slot);
                 r
             }
             Action::Queue(req) => self.answer_queue(req),
@@ -741,6 +741,8 @@ impl<F: Framing> Conn<F> {
     /// A tcp/ip queue command: the session's outbox (kept by the hub) is its queue. `retr`
     /// takes events out of it the way the receive loop would write them.
     fn answer_queue(&mut self, req: QueueRequest) -> String {
+        // A parked session's events wait in the shard's backlog until it asks.
+        self.ctx.hub.catch_up(&self.slot);
         let mut answer = QueueAnswer {
             dropped: self.slot.dropped(),
             ..Default::default()

@@ -9,6 +9,13 @@
 //! Queue policies (docs/config.md):
 //! - a session's outbox holds at most `max-out-queue` events; when full the oldest is dropped
 //!   and counted (`queue_full`), so a stalled client never holds back anyone else;
+//! - sessions logged in with their channel closed ("parked": an ingest device that only
+//!   publishes, a tcp/ip client between `chkdata`s) share one backlog per shard holding the last
+//!   `max-out-queue` events; each remembers where it was parked and takes its events (through
+//!   its filter) when it opens its channel or asks for its queue. So an event costs O(open
+//!   sessions + 1), not O(sessions), and 10,000 parked devices hold no events each. An event
+//!   that falls out of the backlog before every parked session has taken it is dropped and
+//!   counted once (`queue_full`);
 //! - rings between shards hold `max-in-queue` events; a full ring makes the *sending session*
 //!   wait (its socket is not read meanwhile), so a publisher faster than the bus is slowed down
 //!   instead of losing events. Ring receivers never wait (they only fill outboxes), so waiting
@@ -89,7 +96,12 @@ pub struct ReceiveView {
 #[derive(Debug)]
 pub struct Slot {
     pub conn_id: u32,
+    /// Position in the hub's list of all sessions.
     index: Cell<usize>,
+    /// Position in the hub's list of open receivers, or [`NOT_OPEN`].
+    open_index: Cell<usize>,
+    /// While parked: the backlog sequence number of the first event it has not taken.
+    parked_at: Cell<u64>,
     view: Cell<ReceiveView>,
     outbox: RefCell<VecDeque<Arc<RoutedEvent>>>,
     /// Events dropped from this outbox because it was full (tcp/ip `stat` reports it).
@@ -186,9 +198,59 @@ impl Slot {
 /// The sending end of a bounded ring to another core.
 type Ring = Rc<ConnectedSender<Arc<RoutedEvent>>>;
 
+const NOT_OPEN: usize = usize::MAX;
+
+impl ReceiveView {
+    /// Logged in to receive, channel closed: events wait in the shard's backlog.
+    fn parked(&self) -> bool {
+        self.wants && !self.open
+    }
+    /// Logged in to receive, channel open: events go straight to the outbox.
+    fn receiving(&self) -> bool {
+        self.wants && self.open
+    }
+}
+
+/// The last `max-out-queue` events of a shard, kept for its parked sessions.
+#[derive(Debug, Default)]
+struct Backlog {
+    events: VecDeque<Arc<RoutedEvent>>,
+    /// Sequence number of `events[0]`.
+    first: u64,
+    /// How many parked sessions have their `parked_at` at each sequence number, so the oldest
+    /// one still needed is known when an event falls out (a handful of entries: sessions
+    /// parked at the same moment share one).
+    marks: std::collections::BTreeMap<u64, usize>,
+}
+
+impl Backlog {
+    fn next(&self) -> u64 {
+        self.first + self.events.len() as u64
+    }
+    fn mark(&mut self, at: u64) {
+        *self.marks.entry(at).or_insert(0) += 1;
+    }
+    fn unmark(&mut self, at: u64) {
+        if let std::collections::btree_map::Entry::Occupied(mut e) = self.marks.entry(at) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+    /// The oldest position a parked session still has to take from.
+    fn oldest_needed(&self) -> Option<u64> {
+        self.marks.keys().next().copied()
+    }
+}
+
 /// Per-shard fan-out state.
 pub struct Hub {
     slots: RefCell<Vec<Rc<Slot>>>,
+    /// The sessions with their channel open (`ReceiveView::receiving`): who an event is
+    /// written to.
+    open: RefCell<Vec<Rc<Slot>>>,
+    backlog: RefCell<Backlog>,
     /// Rings to the other shards (`true`: counted as ring traffic) and to the uplink.
     peers: RefCell<Vec<(Ring, bool)>>,
     stats: Arc<ShardStats>,
@@ -219,6 +281,8 @@ impl Hub {
     ) -> Hub {
         Hub {
             slots: RefCell::new(Vec::new()),
+            open: RefCell::new(Vec::new()),
+            backlog: RefCell::new(Backlog::default()),
             peers: RefCell::new(Vec::new()),
             stats,
             max_out_queue,
@@ -248,6 +312,8 @@ impl Hub {
         let slot = Rc::new(Slot {
             conn_id,
             index: Cell::new(slots.len()),
+            open_index: Cell::new(NOT_OPEN),
+            parked_at: Cell::new(0),
             view: Cell::new(ReceiveView::default()),
             outbox: RefCell::new(VecDeque::new()),
             dropped: Cell::new(0),
@@ -259,7 +325,7 @@ impl Hub {
     }
 
     pub fn unregister(&self, slot: &Slot) {
-        self.clear_outbox(slot);
+        self.set_view(slot, ReceiveView::default());
         let mut slots = self.slots.borrow_mut();
         let i = slot.index.get();
         if i < slots.len() && std::ptr::eq(Rc::as_ptr(&slots[i]), slot) {
@@ -273,12 +339,148 @@ impl Hub {
     /// Updates what the fan-out knows about a session. A session that is no longer logged in
     /// loses its queue: events are never delivered to an unauthenticated session.
     pub fn set_view(&self, slot: &Slot, view: ReceiveView) {
+        let old = slot.view.get();
+        if old.parked() {
+            // What it was parked for, through the filter it had meanwhile.
+            if view.wants {
+                self.catch_up(slot);
+            }
+            self.backlog.borrow_mut().unmark(slot.parked_at.get());
+        }
+        if old.receiving() && !view.receiving() {
+            self.leave_open(slot);
+        }
         slot.view.set(view);
+        if view.parked() {
+            let mut b = self.backlog.borrow_mut();
+            let at = b.next();
+            slot.parked_at.set(at);
+            b.mark(at);
+        }
+        if view.receiving() && !old.receiving() {
+            let mut open = self.open.borrow_mut();
+            slot.open_index.set(open.len());
+            open.push(self.slots.borrow()[slot.index.get()].clone());
+        }
         if !view.wants {
             self.clear_outbox(slot);
         } else if view.open {
             slot.wake();
         }
+        if old.parked() && !view.parked() {
+            self.trim_backlog();
+        }
+    }
+
+    fn leave_open(&self, slot: &Slot) {
+        let mut open = self.open.borrow_mut();
+        let i = slot.open_index.replace(NOT_OPEN);
+        if i < open.len() && std::ptr::eq(Rc::as_ptr(&open[i]), slot) {
+            open.swap_remove(i);
+            if let Some(moved) = open.get(i) {
+                moved.open_index.set(i);
+            }
+        }
+    }
+
+    /// Moves what a parked session has not taken yet from the backlog into its outbox
+    /// (filtered, bounded by `max-out-queue`, oldest dropped). Call before its queue is read
+    /// (tcp/ip `chkdata`, `retr`, `stat`); opening the channel does it by itself.
+    pub fn catch_up(&self, slot: &Slot) {
+        let view = slot.view.get();
+        if !view.parked() {
+            return;
+        }
+        let skip = (!self.receive_sent_events).then_some(slot.conn_id);
+        let (mut filtered, mut overflow, mut queued, mut lost) = (0u64, 0u64, 0i64, 0u64);
+        {
+            let mut b = self.backlog.borrow_mut();
+            let at = slot.parked_at.get();
+            // Events that fell out before this session took them (counted as `queue_full` when
+            // they fell out; here only the session's own count, for tcp/ip `stat`).
+            lost = lost.max(b.first.saturating_sub(at));
+            let start = at.max(b.first);
+            let mut q = slot.outbox.borrow_mut();
+            for ev in b.events.range((start - b.first) as usize..) {
+                if matches!(ev.origin, Origin::Client(id) if Some(id) == skip) {
+                    continue;
+                }
+                if !view.filter.matches(&ev.event) {
+                    filtered += 1;
+                    continue;
+                }
+                if q.len() >= self.max_out_queue {
+                    q.pop_front();
+                    overflow += 1;
+                } else {
+                    queued += 1;
+                }
+                q.push_back(ev.clone());
+            }
+            let next = b.next();
+            b.unmark(at);
+            b.mark(next);
+            slot.parked_at.set(next);
+        }
+        slot.dropped.set(slot.dropped.get() + lost + overflow);
+        if filtered > 0 {
+            self.stats.drop_event(DropReason::Filter, filtered);
+        }
+        if overflow > 0 {
+            self.stats.drop_event(DropReason::QueueFull, overflow);
+        }
+        ShardStats::gauge_add(&self.stats.outbox_depth, queued);
+        self.trim_backlog();
+    }
+
+    /// Lets go of backlog events no parked session needs any more (all of them once nobody is
+    /// parked), so the backlog holds memory only while it serves someone.
+    fn trim_backlog(&self) {
+        let mut b = self.backlog.borrow_mut();
+        let keep_from = b.oldest_needed().unwrap_or(b.next());
+        let n = keep_from.saturating_sub(b.first).min(b.events.len() as u64) as usize;
+        if n > 0 {
+            b.events.drain(..n);
+            b.first += n as u64;
+            ShardStats::gauge_add(&self.stats.outbox_depth, -(n as i64));
+            if b.events.is_empty() && b.events.capacity() > 64 {
+                b.events.shrink_to(16);
+            }
+        }
+    }
+
+    /// Keeps an event for the parked sessions; the oldest falls out past `max-out-queue`
+    /// (counted as `queue_full` when a parked session had not taken it yet).
+    fn park(&self, ev: &Arc<RoutedEvent>) {
+        let mut b = self.backlog.borrow_mut();
+        if b.marks.is_empty() {
+            return;
+        }
+        let mut gauge = 1i64;
+        if b.events.len() >= self.max_out_queue {
+            b.events.pop_front();
+            let fell = b.first;
+            b.first += 1;
+            gauge -= 1;
+            if b.oldest_needed().is_some_and(|at| at <= fell) {
+                self.stats.drop_event(DropReason::QueueFull, 1);
+            }
+        }
+        b.events.push_back(ev.clone());
+        ShardStats::gauge_add(&self.stats.outbox_depth, gauge);
+    }
+
+    /// Empties a session's queue (ws1 `CLRQ`, tcp/ip `clrall`): its outbox, and for a parked
+    /// session what the backlog still holds for it.
+    pub fn clear_queue(&self, slot: &Slot) {
+        if slot.view.get().parked() {
+            let mut b = self.backlog.borrow_mut();
+            let next = b.next();
+            b.unmark(slot.parked_at.replace(next));
+            b.mark(next);
+        }
+        self.clear_outbox(slot);
+        self.trim_backlog();
     }
 
     pub fn clear_outbox(&self, slot: &Slot) {
@@ -337,7 +539,8 @@ impl Hub {
         }
     }
 
-    /// Hands an event to every local session that should get it.
+    /// Hands an event to every local session that should get it: the open ones now, the
+    /// parked ones through the backlog.
     pub fn deliver(&self, ev: &Arc<RoutedEvent>) {
         if ev.origin == Origin::Uplink && !self.in_filter.matches(&ev.event) {
             self.stats.drop_event(DropReason::Filter, 1);
@@ -347,17 +550,15 @@ impl Hub {
             Origin::Client(id) if !self.receive_sent_events => Some(id),
             _ => None,
         };
+        self.park(ev);
         let mut filtered = 0u64;
         let mut overflow = 0u64;
         let mut queued = 0i64;
-        for slot in self.slots.borrow().iter() {
+        for slot in self.open.borrow().iter() {
             if Some(slot.conn_id) == skip {
                 continue;
             }
             let view = slot.view.get();
-            if !view.wants {
-                continue;
-            }
             if !view.filter.matches(&ev.event) {
                 filtered += 1;
                 continue;
@@ -373,9 +574,7 @@ impl Hub {
                 }
                 q.push_back(ev.clone());
             }
-            if view.open {
-                slot.wake();
-            }
+            slot.wake();
         }
         if filtered > 0 {
             self.stats.drop_event(DropReason::Filter, filtered);
@@ -413,5 +612,163 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         ShardStats::gauge_add(self.0, -1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Stats;
+
+    fn hub(max_out_queue: usize) -> Hub {
+        Hub::new(
+            Arc::new(ShardStats::default()),
+            max_out_queue,
+            false,
+            Filter::default(),
+            Filter::default(),
+        )
+    }
+
+    fn event(class: u16, from: u32) -> Arc<RoutedEvent> {
+        let ev = Event {
+            class,
+            vscp_type: 3,
+            ..Default::default()
+        };
+        Arc::new(RoutedEvent::new(ev, Origin::Client(from), Instant::now()))
+    }
+
+    fn view(open: bool, filter: Filter) -> ReceiveView {
+        ReceiveView {
+            wants: true,
+            open,
+            filter,
+        }
+    }
+
+    fn classes(slot: &Slot) -> Vec<u16> {
+        slot.outbox.borrow().iter().map(|e| e.event.class).collect()
+    }
+
+    fn stats(h: &Hub) -> Stats {
+        Stats::sum([&*h.stats])
+    }
+
+    /// Class 20 only.
+    fn class_20() -> Filter {
+        Filter::from_strings("0,20,0,-", "0,0xFFFF,0,-").unwrap()
+    }
+
+    #[test]
+    fn parked_sessions_cost_one_backlog_entry_per_event_and_get_their_events_on_open() {
+        let h = hub(100);
+        let parked: Vec<_> = (1..=50).map(|id| h.register(id)).collect();
+        for s in &parked {
+            h.set_view(s, view(false, Filter::default()));
+        }
+        for _ in 0..10 {
+            h.deliver(&event(20, 99));
+        }
+        // One entry per event, whatever the number of parked sessions; no outbox holds any.
+        assert_eq!(h.backlog.borrow().events.len(), 10);
+        assert!(parked.iter().all(|s| s.queued() == 0));
+        assert_eq!(stats(&h).outbox_depth, 10);
+        // Opening the channel hands over what came while parked, in order.
+        h.set_view(&parked[0], view(true, Filter::default()));
+        assert_eq!(parked[0].queued(), 10);
+        assert_eq!(parked[0].ready(), Some(Wake::Outbox));
+        assert_eq!(stats(&h).outbox_depth, 20);
+        // Once no one is parked, the backlog lets go of everything.
+        for s in &parked[1..] {
+            h.unregister(s);
+        }
+        assert!(h.backlog.borrow().events.is_empty());
+        assert_eq!(stats(&h).outbox_depth, 10);
+    }
+
+    #[test]
+    fn a_parked_session_sees_only_events_after_it_parked_through_its_filter_not_its_own() {
+        let h = hub(100);
+        let early = h.register(1);
+        h.set_view(&early, view(false, Filter::default()));
+        h.deliver(&event(10, 99));
+        let late = h.register(2);
+        h.set_view(&late, view(false, class_20()));
+        h.deliver(&event(20, 99));
+        h.deliver(&event(10, 99)); // filtered out for `late`
+        h.deliver(&event(20, 2)); // `late`'s own event
+        h.catch_up(&late);
+        assert_eq!(classes(&late), vec![20]);
+        assert_eq!(stats(&h).dropped(DropReason::Filter), 1);
+        h.catch_up(&early);
+        assert_eq!(classes(&early), vec![10, 20, 10, 20]);
+        // Caught up: nothing is kept for anyone.
+        assert!(h.backlog.borrow().events.is_empty());
+        // Later events queue behind what it took.
+        h.deliver(&event(30, 99));
+        h.catch_up(&early);
+        assert_eq!(classes(&early), vec![10, 20, 10, 20, 30]);
+    }
+
+    #[test]
+    fn the_backlog_is_bounded_and_what_falls_out_unread_is_counted_once() {
+        let h = hub(5);
+        let a = h.register(1);
+        let b = h.register(2);
+        h.set_view(&a, view(false, Filter::default()));
+        h.set_view(&b, view(false, Filter::default()));
+        for c in 0..8 {
+            h.deliver(&event(c, 99));
+        }
+        assert_eq!(h.backlog.borrow().events.len(), 5);
+        // Three events fell out; counted once each, not once per parked session.
+        assert_eq!(stats(&h).dropped(DropReason::QueueFull), 3);
+        assert_eq!(stats(&h).outbox_depth, 5);
+        h.catch_up(&a);
+        assert_eq!(classes(&a), vec![3, 4, 5, 6, 7]);
+        // The session's own count (tcp/ip `stat`) includes what it missed.
+        assert_eq!(a.dropped(), 3);
+        // `b` still needs the backlog: it stays; an event falling out now is b's loss only.
+        h.deliver(&event(8, 99));
+        assert_eq!(stats(&h).dropped(DropReason::QueueFull), 4);
+        // Events only `a` has taken fall out without being counted.
+        h.catch_up(&b);
+        h.deliver(&event(9, 99));
+        assert_eq!(stats(&h).dropped(DropReason::QueueFull), 4);
+    }
+
+    #[test]
+    fn open_sessions_get_events_at_once_and_closing_parks_behind_what_is_queued() {
+        let h = hub(100);
+        let s = h.register(1);
+        h.set_view(&s, view(true, Filter::default()));
+        h.deliver(&event(1, 99));
+        assert_eq!(classes(&s), vec![1]);
+        assert!(h.backlog.borrow().events.is_empty());
+        // CLOSE with one event still queued: it stays, later ones wait in the backlog.
+        h.set_view(&s, view(false, Filter::default()));
+        h.deliver(&event(2, 99));
+        assert_eq!(classes(&s), vec![1]);
+        h.set_view(&s, view(true, Filter::default()));
+        assert_eq!(classes(&s), vec![1, 2]);
+        while s.pop().is_some() {
+            h.taken(1);
+        }
+        // Clearing the queue of a parked session forgets its backlog share too.
+        h.set_view(&s, view(false, Filter::default()));
+        h.deliver(&event(4, 99));
+        h.clear_queue(&s);
+        h.set_view(&s, view(true, Filter::default()));
+        assert_eq!(s.queued(), 0);
+        assert_eq!(stats(&h).outbox_depth, 0);
+        h.deliver(&event(5, 99));
+        assert_eq!(classes(&s), vec![5]);
+        // Logging out drops the queue: nothing is delivered to an unauthenticated session.
+        h.set_view(&s, ReceiveView::default());
+        assert_eq!(s.queued(), 0);
+        h.deliver(&event(3, 99));
+        assert_eq!(s.queued(), 0);
+        assert_eq!(stats(&h).outbox_depth, 0);
     }
 }
