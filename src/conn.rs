@@ -220,9 +220,17 @@ impl<F: Framing> Conn<F> {
         let stats = self.ctx.hub.stats();
         ShardStats::gauge_add(&stats.sessions_active, 1);
         ShardStats::add(&stats.sessions_accepted, 1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.ctx
+            .shared
+            .registry
+            .add(self.conn_id, dialect, self.peer, now);
     }
 
     fn closed(&self, end: End) {
+        self.ctx.shared.registry.remove(self.conn_id);
         ShardStats::gauge_add(&self.ctx.hub.stats().sessions_active, -1);
         debug!(reason = %end, "session closed");
     }
@@ -701,6 +709,11 @@ impl<F: Framing> Conn<F> {
             }
             Action::Queue(req) => self.answer_queue(req),
             Action::Challenge => self.session.finish_challenge(self.ctx.random_sid()),
+            Action::ListClients => {
+                let mut list = self.ctx.shared.registry.lines(&self.ctx.interface_guid);
+                list.push_str(vscp_proto::tcp::replies::SUCCESS);
+                list
+            }
             Action::Echo(echo, then) => {
                 // tcp/ip `+`: the repeated command's line, then whatever it does.
                 self.push_reply(out, tally, echo);

@@ -36,6 +36,8 @@ pub struct ShardCtx {
     /// ([`batch_events`]).
     pub batch_events: usize,
     pub interface_guid: Guid,
+    /// What the shards share: the client slots and the registry of live clients.
+    pub shared: Arc<Shared>,
     /// With `ack-from-broker`: how long a session waits for the uplink to confirm an event.
     pub confirm_timeout: Option<std::time::Duration>,
     /// The shard's receive and send buffers, shared by all its connections.
@@ -58,6 +60,7 @@ impl ShardCtx {
         hub: Hub,
         auth: Authenticator,
         settings: &crate::settings::Settings,
+        shared: Arc<Shared>,
     ) -> ShardCtx {
         ShardCtx {
             shard,
@@ -67,6 +70,7 @@ impl ShardCtx {
             max_message_bytes: settings.max_message_bytes,
             batch_events: batch_events(settings.max_out_queue),
             interface_guid: settings.interface_guid,
+            shared,
             confirm_timeout: settings.confirm_timeout,
             io: IoBuffers::new(),
             rng: ring::rand::SystemRandom::new(),
@@ -87,6 +91,8 @@ impl ShardCtx {
 #[derive(Debug)]
 pub struct Shared {
     pub clients: AtomicUsize,
+    /// Who they are (tcp/ip `interface list`).
+    pub registry: crate::registry::ClientRegistry,
     pub max_clients: usize,
     pub next_conn_id: AtomicU32,
 }

@@ -15,6 +15,7 @@
 //! - [`awaiting`]: replies held until the uplink confirms an event (`ack-from-broker`);
 //! - [`context`]: what a connection gets from its shard (hub, credentials, buffers);
 //! - [`hub`]: fan-out of events to local sessions and to the other shards' rings;
+//! - [`registry`]: every live client connection, for the tcp/ip `interface list`;
 //! - [`credentials`]: password checks off the hot path with a verified-credential cache;
 //! - [`shutdown`]: the stop signal from the starter to every executor;
 //! - [`config`]: the driver configuration file;
@@ -37,6 +38,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod mqtt;
+pub mod registry;
 pub mod server;
 pub mod settings;
 pub mod shard;

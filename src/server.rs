@@ -175,6 +175,7 @@ pub fn start_with_uplink(
     }
     let shared = Arc::new(Shared {
         clients: AtomicUsize::new(0),
+        registry: Default::default(),
         max_clients: cfg.max_clients,
         next_conn_id: AtomicU32::new(1),
     });

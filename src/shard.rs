@@ -105,7 +105,7 @@ pub async fn run(setup: ShardSetup) {
         settings.out_filter,
     );
     let auth = Authenticator::new(users, cache_key, stats.clone());
-    let ctx = Rc::new(ShardCtx::new(shard, hub, auth, &settings));
+    let ctx = Rc::new(ShardCtx::new(shard, hub, auth, &settings, shared.clone()));
     let mut ring_tasks = Vec::new();
     for (i, rx) in from_peers.into_iter().enumerate() {
         let ctx = ctx.clone();

@@ -214,6 +214,57 @@ fn websocket_events_reach_tcp_clients_by_filter_and_right() {
 }
 
 #[test]
+fn interface_list_shows_every_live_client_of_every_transport() {
+    let fx = Fixture::new("tcp-iflist");
+    let srv = fx.start(json!({}));
+    let addr = srv.tcpip_addr().unwrap();
+    let mut w1 = connect(srv.local_addr(), "/ws1");
+    w1.login_open("admin", "secret");
+    let mut admin = Link::login(addr, "admin", "secret");
+    let chid = admin.cmd("chid")[0].clone();
+    let guid = admin.cmd("getguid")[0].clone();
+    let list = admin.cmd("interface list");
+    assert_eq!(list.last().map(String::as_str), Some(SUCCESS), "{list:?}");
+    let lines = &list[..list.len() - 1];
+    // This session and the websocket one (sessions may sit on either shard: one registry).
+    assert_eq!(lines.len(), 2, "{list:?}");
+    let mine = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("{chid},5,")))
+        .unwrap_or_else(|| panic!("no line for chid {chid}: {list:?}"));
+    assert!(
+        mine.starts_with(&format!("{chid},5,{guid},tcp/ip client 127.0.0.1:")),
+        "{mine}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(",8,") && l.contains(",ws1 websocket client 127.0.0.1:")),
+        "{list:?}"
+    );
+    for l in lines {
+        // What node-vscp-tcp parses: four fields, the start time after '|'.
+        assert_eq!(l.split(',').count(), 4, "{l}");
+        let started = l.split('|').nth(1).unwrap();
+        assert!(
+            started.starts_with(" Started at 20") && started.ends_with('Z'),
+            "{l}"
+        );
+    }
+    // Closed sessions leave the list.
+    drop(w1);
+    assert!(eventually(Duration::from_secs(5), || admin
+        .cmd("interface")
+        .len()
+        == 2));
+    assert_eq!(
+        admin.cmd("interface unique FF:FF"),
+        ["-OK - Command is not supported here."]
+    );
+    stop(srv, vec![]);
+}
+
+#[test]
 fn bad_input_gets_one_clear_line_and_the_connection_goes_on() {
     let fx = Fixture::new("tcp-bad");
     let srv = fx.start(json!({}));

@@ -72,6 +72,15 @@ async function main() {
   assert.ok(Number.isInteger(chid) && chid >= 0, `chid ${chid}`);
   const guid = await receiver.getGUID();
   assert.match(String(guid), /^([0-9A-F]{2}:){15}[0-9A-F]{2}$/i, `guid ${guid}`);
+  // Both clients in the server's client list, through the client's own parser.
+  const ifs = await receiver.getInterfaces();
+  assert.ok(ifs.length >= 2, `interface list ${JSON.stringify(ifs)}`);
+  const me = ifs.find((i) => i.index === chid);
+  assert.ok(me && me.type === 5 && me.guid === guid && /^tcp\/ip client /.test(me.name),
+    `own line in ${JSON.stringify(ifs)}`);
+  // The client keeps the last 19 characters of "Started at 2026-12-05T08:14:05Z" (tcp.md's
+  // format, with the Z): "026-12-05T08:14:05Z".
+  assert.ok(ifs.every((i) => /^\d{3}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/.test(i.started)), JSON.stringify(ifs));
   assert.equal(await receiver.noop(), true, 'noop');
   assert.equal((await receiver.clearQueue()).response.at(-1).slice(0, 3), '+OK', 'clrall');
 

@@ -157,6 +157,10 @@ pub enum Action {
     Challenge,
     /// tcp/ip `+`: send the echo line first, then handle the action of the repeated command.
     Echo(String, Box<Action>),
+    /// tcp/ip `interface list` (also `interface`, `interface close`, `client list`): send one
+    /// [`crate::tcp::client_line`] per live client connection of the server, then
+    /// `+OK - Success.` (tcp.md §5.15).
+    ListClients,
 }
 
 /// What a tcp/ip command wants to know about, or take from, the session's outbound queue (the

@@ -7,6 +7,7 @@
 //! line end after the last: the transport ends every message with CRLF.
 
 use crate::codec;
+use crate::event::DateTime;
 use crate::event::Event;
 use crate::guid::Guid;
 
@@ -98,6 +99,32 @@ pub fn wcyd_line(caps: u64) -> String {
         .map(|x| format!("{x:02X}"))
         .collect::<Vec<_>>()
         .join("-")
+}
+
+/// Interface type numbers of the client list (REF `clientlist.h`; tcp.md §5.15).
+pub const CLIENT_TYPE_TCP: u8 = 5;
+/// See [`CLIENT_TYPE_TCP`].
+pub const CLIENT_TYPE_WEBSOCKET: u8 = 8;
+
+/// One line of `interface list`: `<chid>,<type>,<interface GUID>,<name> | Started at <UTC>`.
+/// node-vscp-tcp splits it on `,` and the name on `|`, so the name has neither (they are
+/// replaced by spaces).
+pub fn client_line(chid: u32, kind: u8, guid: &Guid, name: &str, started_unix_secs: u64) -> String {
+    use std::fmt::Write;
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c == ',' || c == '|' || c.is_control() {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    let mut s = String::with_capacity(96 + name.len());
+    let _ = write!(s, "{chid},{kind},{guid},{name} | Started at ");
+    DateTime::from_unix_secs(started_unix_secs).write_iso(&mut s);
+    s
 }
 
 /// The interface GUID of a connection (tcp.md §2.3): the server GUID with bytes 12–13 the low
@@ -284,6 +311,32 @@ mod tests {
         assert_eq!(
             interface_guid(&g, 0x1_0203).to_string(),
             "FF:FF:FF:FF:FF:FF:FF:F5:02:88:88:00:02:03:00:00"
+        );
+    }
+
+    #[test]
+    fn client_lines_are_what_node_vscp_tcp_parses() {
+        let g = Guid::parse("FF:FF:FF:FF:FF:FF:FF:F5:02:88:88:00:00:07:00:00").unwrap();
+        let line = client_line(
+            7,
+            CLIENT_TYPE_TCP,
+            &g,
+            "tcp/ip client 127.0.0.1:40112",
+            1_796_199_245,
+        );
+        assert_eq!(
+            line,
+            "7,5,FF:FF:FF:FF:FF:FF:FF:F5:02:88:88:00:00:07:00:00,tcp/ip client 127.0.0.1:40112 | Started at 2026-12-02T08:14:05Z"
+        );
+        // node-vscp-tcp: four fields on ',', the name before '|', the time at the end.
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), 4);
+        assert_eq!(fields[3].split('|').count(), 2);
+        assert!(line.ends_with("2026-12-02T08:14:05Z"));
+        let odd = client_line(1, CLIENT_TYPE_WEBSOCKET, &g, "a,b|c\nd", 0);
+        assert!(
+            odd.ends_with(",a b c d | Started at 1970-01-01T00:00:00Z"),
+            "{odd}"
         );
     }
 

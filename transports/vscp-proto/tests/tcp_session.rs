@@ -134,6 +134,8 @@ impl Peer {
                 self.s.finish_queue(req, answer)
             }
             Action::Challenge => self.s.finish_challenge([0xAB; 16]),
+            // What the server fills in from its client registry.
+            Action::ListClients => format!("{},5,<the server's clients>\r\n{SUCCESS}", self.chid),
             Action::Echo(echo, inner) => match self.resolve(*inner) {
                 Some(r) => format!("{echo}\r\n{r}"),
                 None => echo,
@@ -600,10 +602,29 @@ fn help_and_unknown_words() {
 }
 
 #[test]
-fn interface_is_refused_until_the_server_lists_clients() {
+fn interface_list_asks_the_server_for_its_clients() {
     let mut p = Peer::logged_in(7, "admin");
-    assert_eq!(p.line("interface list"), [NOT_SUPPORTED]);
-    assert_eq!(p.line("client"), [NOT_SUPPORTED]);
+    for list in [
+        "interface",
+        "interface list",
+        "INTERFACE LIST",
+        "interface close",
+        "client list",
+    ] {
+        assert_eq!(
+            p.line(list),
+            ["7,5,<the server's clients>", SUCCESS],
+            "{list}"
+        );
+    }
+    assert_eq!(p.line("interface unique FF:FF"), [NOT_SUPPORTED]);
+    assert_eq!(p.line("interface normal"), [NOT_SUPPORTED]);
+    // The `interface` right is needed (user has none of the admin's rights).
+    let mut u = Peer::logged_in(8, "user");
+    assert_ne!(
+        u.line("interface list"),
+        ["8,5,<the server's clients>", SUCCESS]
+    );
 }
 
 proptest! {

@@ -258,10 +258,12 @@ impl Session {
                 None => reply(replies::BAD_PARAMETER),
             },
             "setfilter" | "setmask" => self.tcp_filter_half(name == "setmask", arg),
-            // The list of live clients needs a server-wide client registry, which the server
-            // does not keep yet; refused rather than answered with a partial list.
-            // TODO(issue 13): list every live connection of every transport (tcp.md §5.15).
-            "interface" => reply(replies::NOT_SUPPORTED),
+            // `list` and `close` are deprecated arguments to be ignored (SPEC); `unique` and
+            // `normal` change nothing here (tcp.md §5.15).
+            "interface" => match tcp::split_command(arg).0.as_str() {
+                "" | "list" | "close" => Action::ListClients,
+                _ => reply(replies::NOT_SUPPORTED),
+            },
             "test" => reply(replies::SUCCESS),
             // tcp.md Q21 and Q6: rights checked above, then refused.
             _ => reply(replies::NOT_SUPPORTED),
