@@ -15,11 +15,11 @@ MODE=full
 [[ "${1:-}" == "--smoke" ]] && MODE=smoke
 
 if [[ $MODE == smoke ]]; then
-    PROFILE=debug; BUILD=(cargo build -q)
+    PROFILE=debug; BUILD=(cargo build)
     STORM_CLIENTS=400; STORM_RATE=400; IDLE=500; FAN_P=1; FAN_S=10; FAN_RATE=500; FAN_SECS=3
     INGEST_RATE=200; INGEST_SECS=3; RUN_TIMEOUT=${RUN_TIMEOUT:-180}
 else
-    PROFILE=release; BUILD=(cargo build -q --release)
+    PROFILE=release; BUILD=(cargo build --release)
     STORM_CLIENTS=${STORM_CLIENTS:-10000}; STORM_RATE=${STORM_RATE:-5000}
     IDLE=${IDLE:-19000}; FAN_P=${FAN_P:-2}; FAN_S=${FAN_S:-100}; FAN_RATE=${FAN_RATE:-1000}
     FAN_SECS=${FAN_SECS:-5}; INGEST_RATE=${INGEST_RATE:-5000}; INGEST_SECS=${INGEST_SECS:-10}

@@ -371,6 +371,7 @@ fn run(cli: Cli) -> Result<()> {
         shards = server.shards(),
         ws1 = %path(cfg.enable_ws1, &cfg.url_ws1),
         ws2 = %path(cfg.enable_ws2, &cfg.url_ws2),
+        tcpip = %server.tcpip_addr().map_or("off".to_string(), |a| format!("tcp://{a}")),
         metrics = %server.metrics_addr().map_or("off".to_string(), |a| format!("http://{a}/metrics")),
         "vscp-websocksrv {} ready",
         env!("CARGO_PKG_VERSION")

@@ -25,6 +25,15 @@ impl ListenerKind {
             ListenerKind::Tcp(_) => "tcpip-interface",
         }
     }
+
+    /// The transport's short name, for logs (`ws`, `tcp`).
+    pub fn transport_name(&self) -> &'static str {
+        use vscp_transport::Transport;
+        match self {
+            ListenerKind::Ws(t) => t.name(),
+            ListenerKind::Tcp(t) => t.name(),
+        }
+    }
 }
 
 /// One listener: what it speaks and where (port 0: the first shard picks one, the others bind

@@ -18,7 +18,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use vscp_transport::Transport;
 
 /// How long sessions get to finish their close handshakes at shutdown.
@@ -86,7 +86,11 @@ pub async fn run(setup: ShardSetup) {
     for spec in &listeners {
         let listening = listener::bind(spec.addr).and_then(|l| Ok((l.local_addr()?, l)));
         match listening {
-            Ok(pair) => bound.push(pair),
+            Ok(pair) => {
+                // Logged before the starter hears from us, so it precedes the "ready" line.
+                info!(shard, transport = spec.kind.transport_name(), addr = %pair.0, "listening");
+                bound.push(pair)
+            }
             Err(source) => {
                 let _ = ready.send(Err(ListenError {
                     addr: spec.addr,
@@ -163,7 +167,7 @@ pub async fn run(setup: ShardSetup) {
                 (name, glommio::spawn_local(accept))
             }
         };
-        info!(shard, transport = name, %addr, "listening");
+        debug!(shard, transport = name, %addr, "accepting");
         acceptors.push(task);
     }
 
