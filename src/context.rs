@@ -93,7 +93,10 @@ pub struct Shared {
     pub clients: AtomicUsize,
     /// Who they are (tcp/ip `interface list`).
     pub registry: crate::registry::ClientRegistry,
-    pub max_clients: usize,
+    /// `max-clients` (0 = no limit); SIGHUP may change it.
+    pub max_clients: Arc<AtomicUsize>,
+    /// The driver's `in-filter`/`out-filter`; SIGHUP may change them.
+    pub filters: Arc<crate::hub::DriverFilters>,
     pub next_conn_id: AtomicU32,
 }
 

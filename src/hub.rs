@@ -92,6 +92,39 @@ pub struct ReceiveView {
     pub filter: Filter,
 }
 
+/// The driver's `in-filter` and `out-filter`, replaceable at run time (SIGHUP). Every hub
+/// keeps a copy and compares one version number per event to pick up a new pair.
+#[derive(Debug, Default)]
+pub struct DriverFilters {
+    pair: std::sync::Mutex<(Filter, Filter)>,
+    version: std::sync::atomic::AtomicU64,
+}
+
+impl DriverFilters {
+    pub fn new(in_filter: Filter, out_filter: Filter) -> DriverFilters {
+        DriverFilters {
+            pair: std::sync::Mutex::new((in_filter, out_filter)),
+            version: Default::default(),
+        }
+    }
+
+    /// Replaces both; hubs use them from their next event on.
+    pub fn set(&self, in_filter: Filter, out_filter: Filter) {
+        *self.pair.lock().unwrap_or_else(|e| e.into_inner()) = (in_filter, out_filter);
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The current pair (`in`, `out`).
+    pub fn get(&self) -> (Filter, Filter) {
+        *self.pair.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// The hub's side of one session.
 #[derive(Debug)]
 pub struct Slot {
@@ -257,9 +290,12 @@ pub struct Hub {
     max_out_queue: usize,
     receive_sent_events: bool,
     /// Driver-level filter for events from the uplink on their way to clients.
-    in_filter: Filter,
+    in_filter: Cell<Filter>,
     /// Driver-level filter for events from clients before they are routed anywhere.
-    out_filter: Filter,
+    out_filter: Cell<Filter>,
+    /// Where both come from, and the version the copies above are of.
+    filters: Arc<DriverFilters>,
+    filters_seen: Cell<u64>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -276,9 +312,10 @@ impl Hub {
         stats: Arc<ShardStats>,
         max_out_queue: usize,
         receive_sent_events: bool,
-        in_filter: Filter,
-        out_filter: Filter,
+        filters: Arc<DriverFilters>,
     ) -> Hub {
+        let version = filters.version();
+        let (in_filter, out_filter) = filters.get();
         Hub {
             slots: RefCell::new(Vec::new()),
             open: RefCell::new(Vec::new()),
@@ -287,8 +324,10 @@ impl Hub {
             stats,
             max_out_queue,
             receive_sent_events,
-            in_filter,
-            out_filter,
+            in_filter: Cell::new(in_filter),
+            out_filter: Cell::new(out_filter),
+            filters,
+            filters_seen: Cell::new(version),
         }
     }
 
@@ -507,7 +546,8 @@ impl Hub {
     /// (see the module docs); the caller waits there so that the common case allocates and
     /// keeps nothing.
     pub fn publish(&self, ev: &Arc<RoutedEvent>) -> Routed {
-        if !self.out_filter.matches(&ev.event) {
+        self.refresh_filters();
+        if !self.out_filter.get().matches(&ev.event) {
             self.stats.drop_event(DropReason::Filter, 1);
             return Routed::Filtered;
         }
@@ -542,7 +582,8 @@ impl Hub {
     /// Hands an event to every local session that should get it: the open ones now, the
     /// parked ones through the backlog.
     pub fn deliver(&self, ev: &Arc<RoutedEvent>) {
-        if ev.origin == Origin::Uplink && !self.in_filter.matches(&ev.event) {
+        self.refresh_filters();
+        if ev.origin == Origin::Uplink && !self.in_filter.get().matches(&ev.event) {
             self.stats.drop_event(DropReason::Filter, 1);
             return;
         }
@@ -585,6 +626,17 @@ impl Hub {
         ShardStats::gauge_add(&self.stats.outbox_depth, queued);
     }
 
+    /// Takes a new pair of driver filters if there is one (one atomic load per event).
+    fn refresh_filters(&self) {
+        let v = self.filters.version();
+        if v != self.filters_seen.get() {
+            let (i, o) = self.filters.get();
+            self.in_filter.set(i);
+            self.out_filter.set(o);
+            self.filters_seen.set(v);
+        }
+    }
+
     /// Tells every session on this shard to close.
     pub fn close_all(&self) {
         for slot in self.slots.borrow().iter() {
@@ -625,8 +677,7 @@ mod tests {
             Arc::new(ShardStats::default()),
             max_out_queue,
             false,
-            Filter::default(),
-            Filter::default(),
+            Arc::new(DriverFilters::default()),
         )
     }
 

@@ -105,10 +105,9 @@ pub async fn accept_loop<T: Transport>(
 
 /// Reserves one of `max-clients` slots (0 = unlimited). Exact across shards.
 fn take_client_slot(shared: &Shared) -> bool {
-    let max = if shared.max_clients == 0 {
-        usize::MAX
-    } else {
-        shared.max_clients
+    let max = match shared.max_clients.load(Ordering::Relaxed) {
+        0 => usize::MAX,
+        n => n,
     };
     shared
         .clients

@@ -1,6 +1,7 @@
 //! Logging from the config's `logging` block (the old driver's keys): a console output and a
 //! file output, each with its own level and spdlog-style pattern, and size-based rotation of
-//! the file. `RUST_LOG`, when set, overrides the console level.
+//! the file. `RUST_LOG`, when set, overrides the console level. SIGHUP may change both levels
+//! ([`reload_levels`]); where the output goes is fixed until a restart.
 //!
 //! The REF driver logged through spdlog, so its patterns are spdlog patterns. We interpret the
 //! flags people actually use (see [`Pattern`]) and print anything else literally, so an existing
@@ -32,26 +33,47 @@ pub enum LoggingError {
     Filter(String),
     #[error("cannot install the logger: {0}")]
     Install(String),
+    #[error("logging levels not changed: {0}")]
+    Reload(String),
+}
+
+/// Sets the console and file levels of the installed logger from `cfg` (the rules of
+/// [`init`]); once per reload, outside any hot path.
+type Reloader = Box<dyn Fn(&LoggingConfig, bool) -> Result<(), LoggingError> + Send + Sync>;
+static RELOAD: std::sync::OnceLock<Reloader> = std::sync::OnceLock::new();
+
+/// The console and file levels as `debug` adjusts them (see [`init`]).
+fn level(l: LogLevel, debug: bool) -> tracing::level_filters::LevelFilter {
+    let f = l.to_level_filter();
+    if debug && f < tracing::level_filters::LevelFilter::DEBUG && l != LogLevel::Off {
+        tracing::level_filters::LevelFilter::DEBUG
+    } else {
+        f
+    }
+}
+
+/// Applies `cfg`'s console and file levels (and `debug`) to the running logger. `RUST_LOG`,
+/// when set, keeps the console's filter. Outputs enabled or disabled, a new file path or
+/// pattern take a restart.
+pub fn reload_levels(cfg: &LoggingConfig, debug: bool) -> Result<(), LoggingError> {
+    match RELOAD.get() {
+        Some(reload) => reload(cfg, debug),
+        None => Err(LoggingError::Reload("no logger installed".into())),
+    }
 }
 
 /// Installs the global subscriber. `debug` (the config's `debug` flag) lowers both levels to at
 /// least `debug`, as the driver's `debug` key did.
 pub fn init(cfg: &LoggingConfig, debug: bool) -> Result<(), LoggingError> {
-    let level = |l: LogLevel| {
-        let f = l.to_level_filter();
-        if debug && f < tracing::level_filters::LevelFilter::DEBUG && l != LogLevel::Off {
-            tracing::level_filters::LevelFilter::DEBUG
-        } else {
-            f
-        }
-    };
+    let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+    let mut console_handle = None;
     let console = if cfg.console_enable {
-        let filter = match std::env::var("RUST_LOG") {
-            Ok(v) if !v.is_empty() => {
-                EnvFilter::try_new(v).map_err(|e| LoggingError::Filter(e.to_string()))?
-            }
-            _ => EnvFilter::default().add_directive(level(cfg.console_level).into()),
+        let filter = match &rust_log {
+            Some(v) => EnvFilter::try_new(v).map_err(|e| LoggingError::Filter(e.to_string()))?,
+            None => EnvFilter::default().add_directive(level(cfg.console_level, debug).into()),
         };
+        let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+        console_handle = Some(handle);
         let colour = io::IsTerminal::is_terminal(&io::stderr());
         Some(
             tracing_subscriber::fmt::layer()
@@ -62,25 +84,40 @@ pub fn init(cfg: &LoggingConfig, debug: bool) -> Result<(), LoggingError> {
     } else {
         None
     };
+    let mut file_handle = None;
     let file = if cfg.file_enable {
         let sink = RotatingFile::open(&cfg.file_path, cfg.file_max_size, cfg.file_max_files)
             .map_err(|source| LoggingError::File {
                 path: cfg.file_path.clone(),
                 source,
             })?;
+        let (filter, handle) = tracing_subscriber::reload::Layer::new(level(cfg.file_level, debug));
+        file_handle = Some(handle);
         Some(
             tracing_subscriber::fmt::layer()
                 .with_writer(Mutex::new(sink))
                 .with_ansi(false)
                 .event_format(Pattern::new(&cfg.file_pattern, false))
-                .with_filter(level(cfg.file_level)),
+                .with_filter(filter),
         )
     } else {
         None
     };
     let subscriber = tracing_subscriber::registry().with(console).with(file);
     tracing::subscriber::set_global_default(subscriber)
-        .map_err(|e| LoggingError::Install(e.to_string()))
+        .map_err(|e| LoggingError::Install(e.to_string()))?;
+    let _ = RELOAD.set(Box::new(move |cfg: &LoggingConfig, debug: bool| {
+        let failed = |e: tracing_subscriber::reload::Error| LoggingError::Reload(e.to_string());
+        if let (Some(h), None) = (&console_handle, &rust_log) {
+            let f = EnvFilter::default().add_directive(level(cfg.console_level, debug).into());
+            h.reload(f).map_err(failed)?;
+        }
+        if let Some(h) = &file_handle {
+            h.reload(level(cfg.file_level, debug)).map_err(failed)?;
+        }
+        Ok(())
+    }));
+    Ok(())
 }
 
 /// A log file that rotates by size, keeping a bounded number of old files.

@@ -147,6 +147,59 @@ struct Loaded {
     users: vscp_proto::UserDb,
 }
 
+/// SIGHUP: reads the config (and the users file it names) again, as at start-up. When all of
+/// it is valid, the users, `max-clients`, the driver filters and the log levels take effect;
+/// other changed keys are named as needing a restart. When anything is invalid nothing
+/// changes and the error (key and file) is logged.
+fn reload(cli: &Cli, running: &mut Config, server: &vscp_websocksrv::ServerHandle) {
+    if cli.config.is_none() && cli.vscpd_config.is_none() {
+        warn!("SIGHUP: running on built-in sample settings; there is no config file to re-read");
+        return;
+    }
+    let loaded = match load(cli) {
+        Ok(l) => l,
+        Err(e) => {
+            error!("SIGHUP: config not reloaded, the running one stays: {e:#}");
+            return;
+        }
+    };
+    let new = loaded.cfg;
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    info!(users = loaded.users.len(), file = %new.users_file.display(), "users reloaded");
+    server.reload_users(loaded.users);
+    for change in server.reconfigure(&new) {
+        info!("SIGHUP: {change}");
+    }
+    if let Err(e) = vscp_websocksrv::logging::reload_levels(&new.logging, new.debug) {
+        error!("SIGHUP: {e}");
+    }
+    // Everything else is compared with what runs: the reloadable keys are taken over first.
+    let mut want = new.clone();
+    want.max_clients = running.max_clients;
+    want.in_filter = running.in_filter;
+    want.out_filter = running.out_filter;
+    want.logging.console_level = running.logging.console_level;
+    want.logging.file_level = running.logging.file_level;
+    want.debug = running.debug;
+    want.shards = running.shards; // --shards may have overridden the file
+    want.users_file = running.users_file.clone();
+    let differs = format!("{want:?}") != format!("{running:?}")
+        || want.mqtt.as_ref().map(|m| &m.0) != running.mqtt.as_ref().map(|m| &m.0)
+        || want.key.0 != running.key.0;
+    if differs {
+        warn!("SIGHUP: other keys changed (listeners, queues, timeouts, the mqtt block, the key, ...); they take effect after a restart");
+    }
+    running.max_clients = new.max_clients;
+    running.in_filter = new.in_filter;
+    running.out_filter = new.out_filter;
+    running.logging.console_level = new.logging.console_level;
+    running.logging.file_level = new.logging.file_level;
+    running.debug = new.debug;
+    running.users_file = new.users_file;
+}
+
 fn load(cli: &Cli) -> Result<Loaded> {
     let (cfg, mut warnings, samples) = match (&cli.config, &cli.vscpd_config) {
         (Some(path), _) => {
@@ -382,18 +435,7 @@ fn run(cli: Cli) -> Result<()> {
         .context("cannot install signal handlers")?;
     for sig in signals.forever() {
         if sig == SIGHUP {
-            match std::fs::read_to_string(&cfg.users_file)
-                .map_err(anyhow::Error::from)
-                .and_then(|t| vscp_proto::UserDb::from_json(&t).map_err(anyhow::Error::from))
-            {
-                Ok(db) => {
-                    info!(users = db.len(), "users file reloaded");
-                    server.reload_users(db);
-                }
-                Err(e) => {
-                    error!(file = %cfg.users_file.display(), error = %e, "users file not reloaded; keeping the old one")
-                }
-            }
+            reload(&cli, &mut cfg, &server);
             continue;
         }
         info!("signal received, shutting down");

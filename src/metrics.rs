@@ -63,9 +63,10 @@ pub mod names {
 use names::*;
 
 /// The limits an operator compares the gauges against.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Limits {
-    pub max_clients: usize,
+    /// `max-clients` as it is now (SIGHUP may change it).
+    pub max_clients: Arc<std::sync::atomic::AtomicUsize>,
     pub max_out_queue: usize,
     pub max_in_queue: usize,
     pub shards: usize,
@@ -135,7 +136,7 @@ impl Exporter {
 
     fn set_values(&self, per_core: &[Stats]) {
         gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-        gauge!(SESSIONS_LIMIT).set(self.limits.max_clients as f64);
+        gauge!(SESSIONS_LIMIT).set(self.limits.max_clients.load(Relaxed) as f64);
         gauge!(OUTBOX_CAPACITY).set(self.limits.max_out_queue as f64);
         gauge!(RING_CAPACITY).set(self.limits.max_in_queue as f64);
         let mut ring_sent = 0u64;

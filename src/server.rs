@@ -57,6 +57,8 @@ pub struct ServerHandle {
     tcpip: Option<usize>,
     shutdown: ShutdownTrigger,
     users: Arc<Users>,
+    /// What the shards share, among it what SIGHUP may change (`max-clients`, the filters).
+    shared: Arc<Shared>,
     stats: Vec<Arc<ShardStats>>,
     uplink_stats: Arc<UplinkStats>,
     metrics_addr: Option<SocketAddr>,
@@ -113,6 +115,26 @@ impl ServerHandle {
     /// emptied). Sessions already logged in keep their user.
     pub fn reload_users(&self, db: UserDb) {
         self.users.replace(db);
+    }
+
+    /// Applies what of a re-read config takes effect at once: `max-clients` (sessions beyond a
+    /// lowered limit stay; new ones wait for room) and the driver's `in-filter`/`out-filter`
+    /// (from the next event on). Returns what changed, for the log.
+    pub fn reconfigure(&self, cfg: &crate::config::Config) -> Vec<String> {
+        let mut changed = Vec::new();
+        let old = self
+            .shared
+            .max_clients
+            .swap(cfg.max_clients, Ordering::Relaxed);
+        if old != cfg.max_clients {
+            changed.push(format!("max-clients {old} -> {}", cfg.max_clients));
+        }
+        let (old_in, old_out) = self.shared.filters.get();
+        if (old_in, old_out) != (cfg.in_filter, cfg.out_filter) {
+            self.shared.filters.set(cfg.in_filter, cfg.out_filter);
+            changed.push("in-filter/out-filter".to_string());
+        }
+        changed
     }
 
     /// Stops accepting, closes every session with 1001, drains, and joins every shard.
@@ -176,7 +198,11 @@ pub fn start_with_uplink(
     let shared = Arc::new(Shared {
         clients: AtomicUsize::new(0),
         registry: Default::default(),
-        max_clients: cfg.max_clients,
+        max_clients: Arc::new(AtomicUsize::new(cfg.max_clients)),
+        filters: Arc::new(crate::hub::DriverFilters::new(
+            cfg.in_filter,
+            cfg.out_filter,
+        )),
         next_conn_id: AtomicU32::new(1),
     });
     let users = Arc::new(Users::new(users));
@@ -227,6 +253,7 @@ pub fn start_with_uplink(
             .position(|l| matches!(l.kind, ListenerKind::Tcp(_))),
         shutdown: ShutdownTrigger::default(),
         users: users.clone(),
+        shared: shared.clone(),
         stats: stats.clone(),
         uplink_stats,
         metrics_addr: None,
@@ -246,7 +273,7 @@ pub fn start_with_uplink(
                     .as_ref()
                     .map(|u| (u.name(), handle.uplink_stats.clone())),
                 Limits {
-                    max_clients: cfg.max_clients,
+                    max_clients: shared.max_clients.clone(),
                     max_out_queue: settings.max_out_queue,
                     max_in_queue: settings.max_in_queue,
                     shards: n,

@@ -3,7 +3,7 @@
 use crate::config::Config;
 use std::net::SocketAddr;
 use vscp_proto::session::SessionConfig;
-use vscp_proto::{Filter, Guid};
+use vscp_proto::Guid;
 use vscp_tcp::TcpTransport;
 use vscp_ws::WsTransport;
 
@@ -55,8 +55,6 @@ pub struct Settings {
     pub max_in_queue: usize,
     pub max_message_bytes: usize,
     pub receive_sent_events: bool,
-    pub in_filter: Filter,
-    pub out_filter: Filter,
     pub interface_guid: Guid,
     /// Sessions reply to an event only once the uplink confirms it, within this time (the
     /// uplink's [`crate::uplink::Uplink::confirm_timeout`]; `None` without).
@@ -95,8 +93,6 @@ impl Settings {
             max_in_queue: cfg.max_in_queue,
             max_message_bytes: cfg.max_message_bytes,
             receive_sent_events: cfg.receive_sent_events,
-            in_filter: cfg.in_filter,
-            out_filter: cfg.out_filter,
             // The configured `guid`, or one derived from the listen address (ws1.md Q9).
             interface_guid: Guid(cfg.interface_guid()),
             confirm_timeout: None,

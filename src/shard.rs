@@ -105,8 +105,7 @@ pub async fn run(setup: ShardSetup) {
         stats.clone(),
         settings.max_out_queue,
         settings.receive_sent_events,
-        settings.in_filter,
-        settings.out_filter,
+        shared.filters.clone(),
     );
     let auth = Authenticator::new(users, cache_key, stats.clone());
     let ctx = Rc::new(ShardCtx::new(shard, hub, auth, &settings, shared.clone()));
