@@ -66,8 +66,9 @@ pub fn close_frame(why: Close) -> (u16, &'static str) {
 pub enum Incoming<'a> {
     /// A whole text message, unmasked and valid UTF-8.
     Text(Payload<'a>),
-    /// A whole binary message (VSCP has no use for them; its bytes are not kept).
-    Binary,
+    /// A whole binary message. VSCP has no use for them (the server drops them); a single-frame
+    /// one costs nothing to hand over, and a fragmented one is put together like text.
+    Binary(Payload<'a>),
     Ping(&'a [u8]),
     Pong,
     /// The client's close frame: its code and reason, if it gave any.
@@ -194,7 +195,7 @@ impl Decoder {
 
 fn complete(opcode: u8, payload: Payload<'_>) -> Result<Option<Incoming<'_>>, WireError> {
     if opcode == OP_BINARY {
-        return Ok(Some(Incoming::Binary));
+        return Ok(Some(Incoming::Binary(payload)));
     }
     if std::str::from_utf8(&payload).is_err() {
         return Err(WireError::BadUtf8);
@@ -218,6 +219,18 @@ fn parse_close(payload: &[u8]) -> Result<Option<(u16, &str)>, WireError> {
 /// with any other code is answered with 1002.
 pub fn close_code_allowed(code: u16) -> bool {
     tungstenite::protocol::frame::coding::CloseCode::from(code).is_allowed()
+}
+
+/// Appends the answer to a client's close (RFC 6455 §5.5.1): its own code and reason echoed, or
+/// 1002 when its code is not one a client may send.
+pub fn encode_close_answer(out: &mut Vec<u8>, close: Option<(u16, &str)>) {
+    let answer = match close {
+        Some((code, _)) if !close_code_allowed(code) => {
+            Some((close_code::PROTOCOL, "Protocol violation"))
+        }
+        other => other,
+    };
+    encode_close(out, answer);
 }
 
 /// XORs the client's masking key over the payload, eight bytes at a time.
@@ -304,7 +317,7 @@ mod tests {
                             Some(Incoming::Text(t)) => {
                                 out.push(String::from_utf8(t.to_vec()).unwrap())
                             }
-                            Some(Incoming::Binary) => out.push("<binary>".into()),
+                            Some(Incoming::Binary(b)) => out.push(format!("<binary {:?}>", &*b)),
                             Some(Incoming::Ping(p)) => out.push(format!("<ping {p:?}>")),
                             Some(Incoming::Pong) => out.push("<pong>".into()),
                             Some(Incoming::Close(c)) => out.push(format!("<close {c:?}>")),
@@ -337,7 +350,7 @@ mod tests {
                 "C;NOOP".to_string(),
                 "<ping [104, 105]>".into(),
                 "<pong>".into(),
-                "<binary>".into(),
+                "<binary [255, 0]>".into(),
                 long,
                 huge,
                 "<close Some((1000, \"bye\"))>".into(),
