@@ -95,6 +95,10 @@ pub struct Decoder {
     fragments: Vec<u8>,
     /// The data opcode of the fragmented message in progress.
     fragmented: Option<u8>,
+    /// How much of a fragmented text message's `fragments` is known to be valid UTF-8, so each
+    /// fragment is checked as it arrives (RFC 6455 §8.1: fail as soon as the text is invalid)
+    /// and no byte is checked twice.
+    checked: usize,
 }
 
 impl Decoder {
@@ -172,12 +176,20 @@ impl Decoder {
                     return Err(WireError::TooBig);
                 }
                 self.fragments.extend_from_slice(payload);
+                if kind == OP_TEXT {
+                    self.check_text(fin)?;
+                }
                 if !fin {
                     return Ok(None);
                 }
                 self.fragmented = None;
+                self.checked = 0;
                 let whole = std::mem::take(&mut self.fragments);
-                complete(kind, Payload::Owned(whole))
+                if kind == OP_BINARY {
+                    return Ok(Some(Incoming::Binary(Payload::Owned(whole))));
+                }
+                // Every byte was checked as its fragment arrived.
+                Ok(Some(Incoming::Text(Payload::Owned(whole))))
             }
             (OP_TEXT | OP_BINARY, Some(_)) => {
                 Err(WireError::Protocol("new message inside a fragmented one"))
@@ -186,10 +198,27 @@ impl Decoder {
             (OP_TEXT | OP_BINARY, None) => {
                 self.fragments = payload.to_vec();
                 self.fragmented = Some(opcode);
+                self.checked = 0;
+                if opcode == OP_TEXT {
+                    self.check_text(false)?;
+                }
                 Ok(None)
             }
             _ => Err(WireError::Protocol("reserved data opcode")),
         }
+    }
+
+    /// Checks the text of a fragmented message that arrived since the last check. Only the
+    /// last fragment (`fin`) must end on a whole character; before it, a character may be cut
+    /// between fragments.
+    fn check_text(&mut self, fin: bool) -> Result<(), WireError> {
+        match std::str::from_utf8(&self.fragments[self.checked..]) {
+            Ok(_) => self.checked = self.fragments.len(),
+            // Cut at the end, not wrong (yet).
+            Err(e) if e.error_len().is_none() && !fin => self.checked += e.valid_up_to(),
+            Err(_) => return Err(WireError::BadUtf8),
+        }
+        Ok(())
     }
 }
 
@@ -371,6 +400,32 @@ mod tests {
             decode_all(&input, 1000).unwrap(),
             vec!["<ping [112]>".to_string(), "C;NOOP".into(), "€".into()]
         );
+    }
+
+    #[test]
+    fn bad_text_fails_at_the_fragment_that_makes_it_bad() {
+        // Autobahn 6.4.1: the second fragment holds a code point over U+10FFFF. It is refused
+        // when it arrives, before the message is finished; a character cut between fragments
+        // is not refused.
+        let mut d = Decoder::default();
+        let mut first = frame(0x01, "κόσμε".as_bytes());
+        assert!(matches!(
+            d.decode(&mut first, 1000),
+            Ok(Decoded::Frame { msg: None, .. })
+        ));
+        let mut cut = frame(0x00, b"\xE2\x82");
+        assert!(matches!(
+            d.decode(&mut cut, 1000),
+            Ok(Decoded::Frame { msg: None, .. })
+        ));
+        let mut bad = frame(0x00, b"\xAC\xF4\x90\x80\x80");
+        assert_eq!(d.decode(&mut bad, 1000).err(), Some(WireError::BadUtf8));
+        // A cut character at the end of the message is bad.
+        let input = [frame(0x01, b"ab\xE2"), frame(0x80, b"\x82")].concat();
+        assert_eq!(decode_all(&input, 1000), Err(WireError::BadUtf8));
+        // Binary fragments are not text.
+        let input = [frame(0x02, b"\xFF"), frame(0x80, b"\xFE")].concat();
+        assert_eq!(decode_all(&input, 1000).unwrap(), ["<binary [255, 254]>"]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!   nothing left over.
 //! - Fragments reassemble into the message, whatever the fragment sizes and the control frames
 //!   between them; a data frame inside a fragmented message, or a continuation without a
-//!   start, is refused.
+//!   start, is refused; text that goes bad is refused at the fragment that makes it bad.
 //! - Masking: any masking key gives back the payload; any unmasked frame is refused; control
 //!   frames over 125 bytes or fragmented are refused.
 
@@ -214,12 +214,12 @@ proptest! {
     #[test]
     fn a_data_frame_inside_a_fragmented_message_is_refused(
         key in any::<[u8; 4]>(),
-        first in proptest::collection::vec(any::<u8>(), 0..50),
+        first in ".{0,20}",
         opcode in data_opcode(),
         inner in data_opcode(),
         fin in any::<bool>(),
     ) {
-        let mut stream = frame(false, opcode, &first, Some(key));
+        let mut stream = frame(false, opcode, first.as_bytes(), Some(key));
         stream.extend(frame(fin, inner, b"x", Some(key)));
         prop_assert_eq!(
             decode(&stream, &[]).err(),
@@ -239,6 +239,24 @@ proptest! {
             decode(&stream, &[]).err(),
             Some(WireError::Protocol("continuation without a start"))
         );
+    }
+
+    #[test]
+    fn bad_text_is_refused_at_its_fragment(
+        key in any::<[u8; 4]>(),
+        good in ".{0,40}",
+        cut in any::<usize>(),
+        bad in prop_oneof![Just(&b"\xFF"[..]), Just(&b"\xC0\xAF"[..]), Just(&b"\xED\xA0\x80"[..]), Just(&b"\xF4\x90\x80\x80"[..])],
+    ) {
+        // Valid text cut anywhere (even inside a character) into two fragments, then a
+        // fragment with an invalid sequence: refused when that fragment arrives, though the
+        // message never ends.
+        let cut = cut % (good.len() + 1);
+        let mut stream = frame(false, 1, &good.as_bytes()[..cut], Some(key));
+        stream.extend(frame(false, 0, &good.as_bytes()[cut..], Some(key)));
+        prop_assert_eq!(decode(&stream, &[]), Ok(vec![]));
+        stream.extend(frame(false, 0, bad, Some(key)));
+        prop_assert_eq!(decode(&stream, &[]), Err(WireError::BadUtf8));
     }
 
     #[test]
