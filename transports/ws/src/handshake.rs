@@ -37,6 +37,8 @@ pub enum Verdict {
 /// Looks at everything the client has sent so far. For a whole request the answer to send is
 /// appended to `out`; a malformed upgrade gets none (the connection is just closed), as with
 /// tungstenite.
+// The closure's error type is tungstenite's (its handshake callback's), large or not.
+#[allow(clippy::result_large_err)]
 pub fn answer(buf: &[u8], endpoints: Endpoints<'_>, out: &mut Vec<u8>) -> Verdict {
     answer_with(buf, out, |request, response| {
         choose(request, response, endpoints)
@@ -46,6 +48,7 @@ pub fn answer(buf: &[u8], endpoints: Endpoints<'_>, out: &mut Vec<u8>) -> Verdic
 /// [`answer`] for a server with one endpoint at every path and no subprotocol: what a
 /// conformance test suite (Autobahn's fuzzing client) expects of a plain websocket server. The
 /// request is parsed and checked exactly as for the VSCP endpoints; the dialect is `Ws1`.
+#[allow(clippy::result_large_err)]
 pub fn answer_any_path(buf: &[u8], out: &mut Vec<u8>) -> Verdict {
     answer_with(buf, out, |_, response| Ok((Dialect::Ws1, response)))
 }
