@@ -66,8 +66,9 @@ pub fn close_frame(why: Close) -> (u16, &'static str) {
 pub enum Incoming<'a> {
     /// A whole text message, unmasked and valid UTF-8.
     Text(Payload<'a>),
-    /// A whole binary message (VSCP has no use for them; its bytes are not kept).
-    Binary,
+    /// A whole binary message. VSCP has no use for them (the server drops them); a single-frame
+    /// one costs nothing to hand over, and a fragmented one is put together like text.
+    Binary(Payload<'a>),
     Ping(&'a [u8]),
     Pong,
     /// The client's close frame: its code and reason, if it gave any.
@@ -94,6 +95,10 @@ pub struct Decoder {
     fragments: Vec<u8>,
     /// The data opcode of the fragmented message in progress.
     fragmented: Option<u8>,
+    /// How much of a fragmented text message's `fragments` is known to be valid UTF-8, so each
+    /// fragment is checked as it arrives (RFC 6455 §8.1: fail as soon as the text is invalid)
+    /// and no byte is checked twice.
+    checked: usize,
 }
 
 impl Decoder {
@@ -171,12 +176,20 @@ impl Decoder {
                     return Err(WireError::TooBig);
                 }
                 self.fragments.extend_from_slice(payload);
+                if kind == OP_TEXT {
+                    self.check_text(fin)?;
+                }
                 if !fin {
                     return Ok(None);
                 }
                 self.fragmented = None;
+                self.checked = 0;
                 let whole = std::mem::take(&mut self.fragments);
-                complete(kind, Payload::Owned(whole))
+                if kind == OP_BINARY {
+                    return Ok(Some(Incoming::Binary(Payload::Owned(whole))));
+                }
+                // Every byte was checked as its fragment arrived.
+                Ok(Some(Incoming::Text(Payload::Owned(whole))))
             }
             (OP_TEXT | OP_BINARY, Some(_)) => {
                 Err(WireError::Protocol("new message inside a fragmented one"))
@@ -185,16 +198,33 @@ impl Decoder {
             (OP_TEXT | OP_BINARY, None) => {
                 self.fragments = payload.to_vec();
                 self.fragmented = Some(opcode);
+                self.checked = 0;
+                if opcode == OP_TEXT {
+                    self.check_text(false)?;
+                }
                 Ok(None)
             }
             _ => Err(WireError::Protocol("reserved data opcode")),
         }
     }
+
+    /// Checks the text of a fragmented message that arrived since the last check. Only the
+    /// last fragment (`fin`) must end on a whole character; before it, a character may be cut
+    /// between fragments.
+    fn check_text(&mut self, fin: bool) -> Result<(), WireError> {
+        match std::str::from_utf8(&self.fragments[self.checked..]) {
+            Ok(_) => self.checked = self.fragments.len(),
+            // Cut at the end, not wrong (yet).
+            Err(e) if e.error_len().is_none() && !fin => self.checked += e.valid_up_to(),
+            Err(_) => return Err(WireError::BadUtf8),
+        }
+        Ok(())
+    }
 }
 
 fn complete(opcode: u8, payload: Payload<'_>) -> Result<Option<Incoming<'_>>, WireError> {
     if opcode == OP_BINARY {
-        return Ok(Some(Incoming::Binary));
+        return Ok(Some(Incoming::Binary(payload)));
     }
     if std::str::from_utf8(&payload).is_err() {
         return Err(WireError::BadUtf8);
@@ -218,6 +248,18 @@ fn parse_close(payload: &[u8]) -> Result<Option<(u16, &str)>, WireError> {
 /// with any other code is answered with 1002.
 pub fn close_code_allowed(code: u16) -> bool {
     tungstenite::protocol::frame::coding::CloseCode::from(code).is_allowed()
+}
+
+/// Appends the answer to a client's close (RFC 6455 §5.5.1): its own code and reason echoed, or
+/// 1002 when its code is not one a client may send.
+pub fn encode_close_answer(out: &mut Vec<u8>, close: Option<(u16, &str)>) {
+    let answer = match close {
+        Some((code, _)) if !close_code_allowed(code) => {
+            Some((close_code::PROTOCOL, "Protocol violation"))
+        }
+        other => other,
+    };
+    encode_close(out, answer);
 }
 
 /// XORs the client's masking key over the payload, eight bytes at a time.
@@ -304,7 +346,7 @@ mod tests {
                             Some(Incoming::Text(t)) => {
                                 out.push(String::from_utf8(t.to_vec()).unwrap())
                             }
-                            Some(Incoming::Binary) => out.push("<binary>".into()),
+                            Some(Incoming::Binary(b)) => out.push(format!("<binary {:?}>", &*b)),
                             Some(Incoming::Ping(p)) => out.push(format!("<ping {p:?}>")),
                             Some(Incoming::Pong) => out.push("<pong>".into()),
                             Some(Incoming::Close(c)) => out.push(format!("<close {c:?}>")),
@@ -337,7 +379,7 @@ mod tests {
                 "C;NOOP".to_string(),
                 "<ping [104, 105]>".into(),
                 "<pong>".into(),
-                "<binary>".into(),
+                "<binary [255, 0]>".into(),
                 long,
                 huge,
                 "<close Some((1000, \"bye\"))>".into(),
@@ -358,6 +400,32 @@ mod tests {
             decode_all(&input, 1000).unwrap(),
             vec!["<ping [112]>".to_string(), "C;NOOP".into(), "€".into()]
         );
+    }
+
+    #[test]
+    fn bad_text_fails_at_the_fragment_that_makes_it_bad() {
+        // Autobahn 6.4.1: the second fragment holds a code point over U+10FFFF. It is refused
+        // when it arrives, before the message is finished; a character cut between fragments
+        // is not refused.
+        let mut d = Decoder::default();
+        let mut first = frame(0x01, "κόσμε".as_bytes());
+        assert!(matches!(
+            d.decode(&mut first, 1000),
+            Ok(Decoded::Frame { msg: None, .. })
+        ));
+        let mut cut = frame(0x00, b"\xE2\x82");
+        assert!(matches!(
+            d.decode(&mut cut, 1000),
+            Ok(Decoded::Frame { msg: None, .. })
+        ));
+        let mut bad = frame(0x00, b"\xAC\xF4\x90\x80\x80");
+        assert_eq!(d.decode(&mut bad, 1000).err(), Some(WireError::BadUtf8));
+        // A cut character at the end of the message is bad.
+        let input = [frame(0x01, b"ab\xE2"), frame(0x80, b"\x82")].concat();
+        assert_eq!(decode_all(&input, 1000), Err(WireError::BadUtf8));
+        // Binary fragments are not text.
+        let input = [frame(0x02, b"\xFF"), frame(0x80, b"\xFE")].concat();
+        assert_eq!(decode_all(&input, 1000).unwrap(), ["<binary [255, 254]>"]);
     }
 
     #[test]

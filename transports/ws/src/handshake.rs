@@ -37,7 +37,29 @@ pub enum Verdict {
 /// Looks at everything the client has sent so far. For a whole request the answer to send is
 /// appended to `out`; a malformed upgrade gets none (the connection is just closed), as with
 /// tungstenite.
+// The closure's error type is tungstenite's (its handshake callback's), large or not.
+#[allow(clippy::result_large_err)]
 pub fn answer(buf: &[u8], endpoints: Endpoints<'_>, out: &mut Vec<u8>) -> Verdict {
+    answer_with(buf, out, |request, response| {
+        choose(request, response, endpoints)
+    })
+}
+
+/// [`answer`] for a server with one endpoint at every path and no subprotocol: what a
+/// conformance test suite (Autobahn's fuzzing client) expects of a plain websocket server. The
+/// request is parsed and checked exactly as for the VSCP endpoints; the dialect is `Ws1`.
+#[allow(clippy::result_large_err)]
+pub fn answer_any_path(buf: &[u8], out: &mut Vec<u8>) -> Verdict {
+    answer_with(buf, out, |_, response| Ok((Dialect::Ws1, response)))
+}
+
+// The error type is tungstenite's (its handshake callback's), large or not.
+#[allow(clippy::result_large_err)]
+fn answer_with(
+    buf: &[u8],
+    out: &mut Vec<u8>,
+    choose: impl FnOnce(&Request, Response) -> Result<(Dialect, Response), ErrorResponse>,
+) -> Verdict {
     let (used, request) = match Request::try_parse(buf) {
         Ok(None) => return Verdict::Incomplete,
         Ok(Some(parsed)) => parsed,
@@ -50,7 +72,7 @@ pub fn answer(buf: &[u8], endpoints: Endpoints<'_>, out: &mut Vec<u8>) -> Verdic
     let Ok(response) = create_response(&request) else {
         return Verdict::Refuse;
     };
-    match choose(&request, response, endpoints) {
+    match choose(&request, response) {
         Ok((dialect, response)) => match write_response(&mut *out, &response) {
             Ok(()) => Verdict::Accept(dialect),
             Err(_) => Verdict::Refuse,
@@ -180,5 +202,28 @@ mod tests {
             answer(request("/ws2", "").as_bytes(), off, &mut out),
             Verdict::Refuse
         );
+    }
+
+    #[test]
+    fn any_path_accepts_every_path_and_checks_the_rest() {
+        let mut out = Vec::new();
+        let req = request(
+            "/runCase?case=1&agent=x",
+            "Sec-WebSocket-Protocol: chat\r\n",
+        );
+        assert_eq!(
+            answer_any_path(req.as_bytes(), &mut out),
+            Verdict::Accept(Dialect::Ws1)
+        );
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("protocol"), "{out}");
+        let mut out = Vec::new();
+        let bad = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(answer_any_path(bad.as_bytes(), &mut out), Verdict::Refuse);
+        assert_eq!(answer_any_path(b"GET / HT", &mut out), Verdict::Incomplete);
     }
 }

@@ -74,20 +74,13 @@ impl Framing for WsFraming {
             None => None,
             Some(WsIncoming::Text(text)) => Some(Incoming::Message(text)),
             // ws1.md §1: binary frames carry nothing in either dialect.
-            Some(WsIncoming::Binary | WsIncoming::Pong) => None,
+            Some(WsIncoming::Binary(_) | WsIncoming::Pong) => None,
             Some(WsIncoming::Ping(data)) => {
                 framing::encode(out, framing::OP_PONG, data);
                 None
             }
             Some(WsIncoming::Close(close)) => {
-                // Echo the client's close, unless its code is not one a client may send.
-                let answer = match close {
-                    Some((code, _)) if !framing::close_code_allowed(code) => {
-                        Some((framing::close_code::PROTOCOL, "Protocol violation"))
-                    }
-                    other => other,
-                };
-                framing::encode_close(out, answer);
+                framing::encode_close_answer(out, close);
                 Some(Incoming::Close)
             }
         };
