@@ -208,6 +208,7 @@ impl Driver {
                 self.session.finish_queue(req, answer)
             }
             Action::Challenge => self.session.finish_challenge([0xAB; 16]),
+            Action::ListClients => format!("1,5,<clients>\r\n{}", vscp_proto::tcp::replies::SUCCESS),
             Action::Echo(echo, inner) => match self.resolve(*inner) {
                 Some(r) => format!("{echo}\r\n{r}"),
                 None => echo,
