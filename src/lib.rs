@@ -21,6 +21,7 @@
 //! - [`stats`]: per-shard and uplink counters; [`metrics`] renders them for [`http`];
 //! - [`uplink`]: the interface the MQTT bridge and the vscpd host sit behind;
 //! - [`mqtt`]: the MQTT bridge (crate `vscp-mqtt`) as an uplink;
+//! - [`tls`]: TLS under the client listeners (`wss://`, `stcp://`) and its reloads;
 //! - [`clients`]: the binary's command-line clients (`pub`, `sub`, `auth-line`).
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
@@ -42,6 +43,7 @@ pub mod settings;
 pub mod shard;
 pub mod shutdown;
 pub mod stats;
+pub mod tls;
 pub mod uplink;
 
 pub use server::{start, start_with_uplink, ServerHandle, StartError};

@@ -4,7 +4,8 @@
 
 use crate::context::{ClientSlot, ShardCtx, Shared};
 use crate::stats::RejectReason;
-use glommio::net::TcpListener;
+use crate::conn::ConnStream;
+use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -45,10 +46,32 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(unsafe { TcpListener::from_raw_fd(sock.into_raw_fd()) })
 }
 
-/// Accepts connections for `transport` until cancelled.
-pub async fn accept_loop<T: Transport>(
+/// Turns an accepted socket into the stream its connection runs on: the socket itself
+/// ([`Plain`]) or TLS over it (`crate::tls::TlsAccept`).
+pub trait Accept: 'static {
+    type Stream: ConnStream;
+
+    /// `None`: the connection cannot be served (already counted).
+    fn wrap(&self, tcp: TcpStream) -> Option<Self::Stream>;
+}
+
+/// A plain listener: connections run on the socket as accepted.
+#[derive(Debug)]
+pub struct Plain;
+
+impl Accept for Plain {
+    type Stream = TcpStream;
+
+    fn wrap(&self, tcp: TcpStream) -> Option<TcpStream> {
+        Some(tcp)
+    }
+}
+
+/// Accepts connections for `transport` until cancelled; `accept` makes their streams.
+pub async fn accept_loop<T: Transport, A: Accept>(
     listener: TcpListener,
     transport: Rc<T>,
+    accept: A,
     ctx: Rc<ShardCtx>,
     shared: Arc<Shared>,
     gate: Rc<Gate>,
@@ -75,6 +98,11 @@ pub async fn accept_loop<T: Transport>(
         let _ = stream.set_nodelay(true);
         if !take_client_slot(&shared) {
             ctx.hub.stats().reject(RejectReason::MaxClients);
+            if A::Stream::ENCRYPTED {
+                // A plain-text answer means nothing inside TLS, and a handshake costs more
+                // than a refusal should: the connection is just closed.
+                continue;
+            }
             // Dropping a glommio `Task` cancels it: detach, or the 503 is never written.
             if let Ok(task) = gate.spawn(reject_busy(stream, transport.busy_answer())) {
                 task.detach();
@@ -88,6 +116,9 @@ pub async fn accept_loop<T: Transport>(
         };
         let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let held = ClientSlot::new(shared.clone(), pass);
+        let Some(stream) = accept.wrap(stream) else {
+            continue;
+        };
         // Spawned directly rather than with `Gate::spawn`, whose wrapper future would hold the
         // connection's future twice (the captured one and the one being awaited) for the
         // session's whole life; the pass in `held` keeps the gate waiting all the same.

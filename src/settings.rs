@@ -33,6 +33,8 @@ impl ListenerKind {
 pub struct ListenerSpec {
     pub kind: ListenerKind,
     pub addr: SocketAddr,
+    /// TLS under the transport (`wss://`, `stcp://`).
+    pub tls: bool,
 }
 
 /// What every shard needs from the configuration.
@@ -76,10 +78,12 @@ impl Settings {
             listeners: std::iter::once(ListenerSpec {
                 kind: ListenerKind::Ws(ws),
                 addr: cfg.listen,
+                tls: cfg.listen_tls,
             })
             .chain(cfg.tcpip_listen.map(|addr| ListenerSpec {
                 kind: ListenerKind::Tcp(TcpTransport::default()),
                 addr,
+                tls: cfg.tcpip_tls,
             }))
             .collect(),
             max_out_queue: cfg.max_out_queue,
