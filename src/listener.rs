@@ -98,11 +98,11 @@ pub async fn accept_loop<T: Transport, A: Accept>(
         let _ = stream.set_nodelay(true);
         if !take_client_slot(&shared) {
             ctx.hub.stats().reject(RejectReason::MaxClients);
-            if A::Stream::ENCRYPTED {
-                // A plain-text answer means nothing inside TLS, and a handshake costs more
-                // than a refusal should: the connection is just closed.
+            // Over TLS the answer goes inside TLS, after the handshake: a refused client costs
+            // a handshake, as an accepted one does, and still sees why.
+            let Some(stream) = accept.wrap(stream) else {
                 continue;
-            }
+            };
             // Dropping a glommio `Task` cancels it: detach, or the 503 is never written.
             if let Ok(task) = gate.spawn(reject_busy(stream, transport.busy_answer())) {
                 task.detach();
@@ -149,10 +149,19 @@ fn take_client_slot(shared: &Shared) -> bool {
         .is_ok()
 }
 
-/// Answers a connection over `max-clients` so the client sees why (HTTP 503 for websockets).
-async fn reject_busy(mut stream: glommio::net::TcpStream, answer: BusyAnswer) {
+/// Answers a connection over `max-clients` so the client sees why (HTTP 503 for websockets),
+/// all within a second.
+async fn reject_busy<S: ConnStream>(mut stream: S, answer: BusyAnswer) {
     use futures::{AsyncReadExt, AsyncWriteExt};
     let _ = glommio::timer::timeout(Duration::from_secs(1), async {
+        if S::ENCRYPTED {
+            // Refusals are rare and brief: a buffer of their own rather than the shard's.
+            let mut scratch = vec![0u8; 4096];
+            let done = std::future::poll_fn(|cx| stream.poll_established(cx, &mut scratch));
+            if done.await.is_err() {
+                return Ok(());
+            }
+        }
         let mut head = [0u8; 4096];
         let mut len = 0;
         while answer.after_request
@@ -165,6 +174,7 @@ async fn reject_busy(mut stream: glommio::net::TcpStream, answer: BusyAnswer) {
             }
         }
         let _ = stream.write_all(answer.text).await;
+        let _ = stream.flush().await;
         let _ = stream.close().await;
         Ok(())
     })
