@@ -11,9 +11,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::tls::settings::{TlsKeys, TopKeys};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use crate::tls::settings::{TlsKeys, TopKeys};
 use vscp_config::{defaults, empty, flag, parsed_by, yes, Block, Flag, Int, Reader, Redacted};
 use vscp_proto::{Filter, Guid};
 
@@ -889,15 +889,38 @@ mod tests {
     }
 
     #[test]
-    fn tls_scheme_is_refused() {
+    fn tls_schemes_turn_tls_on_and_need_a_certificate() {
         let dir = TempDir::new("tls");
-        for s in ["wss://0.0.0.0:8884", "stcp://localhost:9598"] {
-            let json = format!(r#"{{"interface":"{s}"}}"#);
-            let err = inline(&dir, &json).unwrap_err();
-            let text = err.to_string();
-            assert!(text.contains("key \"interface\""), "{text}");
-            assert!(text.contains("TLS is not supported yet"), "{text}");
+        let pki = vscp_testkit::tls::Pki::new(&dir.0);
+        for (iface, tcpip, on) in [
+            ("wss://127.0.0.1:0", "", (true, false)),
+            ("ws://127.0.0.1:0", "stcp://127.0.0.1:0", (false, true)),
+            ("https://127.0.0.1:0", "tls://127.0.0.1:0", (true, true)),
+            ("stcp://127.0.0.1:0", "ssl://127.0.0.1:0", (true, true)),
+        ] {
+            let json = format!(
+                r#"{{"interface":"{iface}","tcpip-interface":"{tcpip}","ssl_certificate":"server.pem"}}"#
+            );
+            let (cfg, w) = inline(&dir, &json).unwrap();
+            assert!(w.is_empty(), "{w:?}");
+            assert_eq!((cfg.listen_tls, cfg.tcpip_tls), on, "{json}");
+            assert!(cfg.tls.is_some());
         }
+        // The certificate is read when the config is: a missing one names its key.
+        let (_, key, reason) = key_error(inline(&dir, r#"{"interface":"wss://127.0.0.1:0"}"#));
+        assert_eq!(key, "ssl_certificate");
+        assert!(reason.contains("/srv/vscp/certs/server.pem"), "{reason}");
+        let (_, key, _) = key_error(inline(
+            &dir,
+            r#"{"interface":"wss://127.0.0.1:0","tls":{"certificate":"ca.pem"}}"#,
+        ));
+        assert_eq!(key, "tls.certificate");
+        // The metrics endpoint stays plain.
+        let (_, key, reason) =
+            key_error(inline(&dir, r#"{"metrics-interface":"https://127.0.0.1"}"#));
+        assert_eq!(key, "metrics-interface");
+        assert!(reason.contains("no TLS"), "{reason}");
+        drop(pki);
     }
 
     #[test]
@@ -955,7 +978,7 @@ mod tests {
         let dir = TempDir::new("unknown");
         let (_, w) = inline(
             &dir,
-            r#"{"frobnicate":1,"write":true,"tls":{},"rx-filter":"",
+            r#"{"frobnicate":1,"write":true,"tls":{"colour":1},"rx-filter":"",
                 "logging":{"colour":true,"file-enable":false},
                 "filter":{"in-filter":"","extra":""}}"#,
         )
@@ -965,7 +988,7 @@ mod tests {
         assert_eq!(count("unknown key \"logging.colour\""), 1, "{w:?}");
         assert_eq!(count("unknown key \"filter.extra\""), 1, "{w:?}");
         assert_eq!(count("\"write\" accepted but not used"), 1, "{w:?}");
-        assert_eq!(count("\"tls\" accepted but not used"), 1, "{w:?}");
+        assert_eq!(count("unknown key \"tls.colour\""), 1, "{w:?}");
         assert_eq!(count("\"rx-filter\" accepted but not used"), 1, "{w:?}");
         assert_eq!(w.len(), 6, "{w:?}");
         assert!(w.iter().all(|s| s.starts_with("<inline>: ")));
@@ -1261,7 +1284,7 @@ mod tests {
             PathBuf::from("/tmp/vscpl2drv-websocksrv.log")
         );
         assert_eq!(cfg.key, KEY);
-        for key in ["write", "encryption", "tls"] {
+        for key in ["write", "encryption"] {
             assert!(
                 w.iter()
                     .any(|s| s.contains(&format!("\"{key}\" accepted but not used"))),
@@ -1269,8 +1292,9 @@ mod tests {
             );
         }
         // And: the seed's `interface` 9598 leaves the tcp/ip link interface off.
-        assert!(w[3].contains("tcp/ip link interface is off"), "{w:?}");
-        assert_eq!(w.len(), 4, "{w:?}");
+        // The tls block is read, but with no TLS listener its (empty) settings say nothing.
+        assert!(w[2].contains("tcp/ip link interface is off"), "{w:?}");
+        assert_eq!(w.len(), 3, "{w:?}");
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! (the handshake runs inside its task, under a deadline, so a slow client never stalls the
 //! listener), back off on accept errors.
 
+use crate::conn::ConnStream;
 use crate::context::{ClientSlot, ShardCtx, Shared};
 use crate::stats::RejectReason;
-use crate::conn::ConnStream;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
 use std::net::SocketAddr;

@@ -198,18 +198,18 @@ pub fn start_with_uplink(
     }
     // Built again from the files (they were checked when the config was read): a certificate
     // replaced since then is what the listeners serve.
-    let tls = match (&cfg.tls, settings.listeners.iter().find(|l| l.tls)) {
-        (_, None) => None,
-        (Some(t), Some(_)) => Some(TlsStore::new(t.clone())?),
-        (None, Some(l)) => {
-            return Err(StartError::Tls(crate::config::ConfigError::Key {
+    let tls =
+        match (&cfg.tls, settings.listeners.iter().find(|l| l.tls)) {
+            (_, None) => None,
+            (Some(t), Some(_)) => Some(TlsStore::new(t.clone())?),
+            (None, Some(l)) => return Err(StartError::Tls(crate::config::ConfigError::Key {
                 file: cfg.origin.clone(),
                 key: l.kind.config_key().into(),
-                reason: "a TLS listener without TLS settings (the config was not read by Config::load)"
-                    .into(),
-            }))
-        }
-    };
+                reason:
+                    "a TLS listener without TLS settings (the config was not read by Config::load)"
+                        .into(),
+            })),
+        };
     let shared = Arc::new(Shared {
         clients: AtomicUsize::new(0),
         max_clients: cfg.max_clients,
@@ -277,19 +277,21 @@ pub fn start_with_uplink(
             // silent split of the scrapes.
             let listener = plain_bind(at, "metrics-interface")?;
             handle.metrics_addr = listener.local_addr().ok();
-            let exporter = Arc::new(Exporter::new(
-                stats.clone(),
-                uplink
-                    .as_ref()
-                    .map(|u| (u.name(), handle.uplink_stats.clone())),
-                Limits {
-                    max_clients: cfg.max_clients,
-                    max_out_queue: settings.max_out_queue,
-                    max_in_queue: settings.max_in_queue,
-                    shards: n,
-                },
-            )
-            .with_tls(tls.clone()));
+            let exporter = Arc::new(
+                Exporter::new(
+                    stats.clone(),
+                    uplink
+                        .as_ref()
+                        .map(|u| (u.name(), handle.uplink_stats.clone())),
+                    Limits {
+                        max_clients: cfg.max_clients,
+                        max_out_queue: settings.max_out_queue,
+                        max_in_queue: settings.max_in_queue,
+                        shards: n,
+                    },
+                )
+                .with_tls(tls.clone()),
+            );
             Some((listener, exporter, readiness.clone()))
         }
     };

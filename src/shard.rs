@@ -148,11 +148,17 @@ pub async fn run(setup: ShardSetup) {
         let (name, task) = match spec.kind {
             ListenerKind::Ws(ws) => {
                 let name = ws.name();
-                (name, start_accepting(tcp, ws, tls_accept, ctx, shared, gate))
+                (
+                    name,
+                    start_accepting(tcp, ws, tls_accept, ctx, shared, gate),
+                )
             }
             ListenerKind::Tcp(link) => {
                 let name = link.name();
-                (name, start_accepting(tcp, link, tls_accept, ctx, shared, gate))
+                (
+                    name,
+                    start_accepting(tcp, link, tls_accept, ctx, shared, gate),
+                )
             }
         };
         info!(shard, transport = name, %addr, tls = secure, "listening");
@@ -225,9 +231,9 @@ fn start_accepting<T: Transport + 'static>(
             shared,
             gate,
         )),
-        Some(tls) => {
-            glommio::spawn_local(listener::accept_loop(tcp, transport, tls, ctx, shared, gate))
-        }
+        Some(tls) => glommio::spawn_local(listener::accept_loop(
+            tcp, transport, tls, ctx, shared, gate,
+        )),
     }
 }
 

@@ -53,7 +53,10 @@ fn wss_and_stcp_clients_log_in_and_exchange_events() {
     ws2.login_open("admin", "secret");
     let tcpip = srv.tcpip_addr().unwrap();
     let mut link = Link::login(tcpip, "admin", "secret");
-    assert_eq!(link.cmd("rcvloop")[0], "+OK - Receive loop entered. QUITLOOP to terminate.");
+    assert_eq!(
+        link.cmd("rcvloop")[0],
+        "+OK - Receive loop entered. QUITLOOP to terminate."
+    );
     // A long event, so records of more than one write are needed somewhere along the way.
     let data: Vec<String> = (0..400).map(|i| (i % 256).to_string()).collect();
     let r = ws.cmd(&format!("E;0,20,3,,,,-,{}", data.join(",")));
@@ -80,12 +83,16 @@ fn a_plain_client_on_a_tls_listener_is_refused_and_counted() {
     let srv = start_tls(&fx, &pki, json!({}));
     let mut s = TcpStream::connect(srv.local_addr()).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(b"GET /ws1 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /ws1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut reply = Vec::new();
     let _ = s.read_to_end(&mut reply);
     // At most a TLS alert record (content type 21), never an HTTP answer.
     assert!(reply.is_empty() || reply[0] == 21, "{reply:?}");
-    assert!(eventually(WAIT, || srv.stats().tls_handshakes(TlsOutcome::Error) == 1));
+    assert!(eventually(WAIT, || srv
+        .stats()
+        .tls_handshakes(TlsOutcome::Error)
+        == 1));
     stop(srv, vec![]);
 }
 
@@ -111,7 +118,10 @@ fn client_certificates_are_checked_against_our_ca_only() {
         let refused = s.handshake().is_err() || s.read(&mut buf).is_err();
         assert!(refused, "{who:?} was let in");
         assert!(
-            eventually(WAIT, || srv.stats().tls_handshakes(TlsOutcome::BadCertificate) == n as u64 + 1),
+            eventually(WAIT, || srv
+                .stats()
+                .tls_handshakes(TlsOutcome::BadCertificate)
+                == n as u64 + 1),
             "{who:?}: {:?}",
             srv.stats().tls_handshakes
         );
@@ -230,7 +240,10 @@ fn tls_metrics_count_handshakes_and_show_the_expiry() {
     let pki = fx.pki();
     let srv = start_tls(&fx, &pki, json!({}));
     let (_, _) = tls_to(srv.local_addr(), pki.client_config(None));
-    assert!(eventually(WAIT, || srv.stats().tls_handshakes(TlsOutcome::Ok) == 1));
+    assert!(eventually(WAIT, || srv
+        .stats()
+        .tls_handshakes(TlsOutcome::Ok)
+        == 1));
     let mut s = TcpStream::connect(srv.metrics_addr().unwrap()).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     write!(s, "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
@@ -249,6 +262,9 @@ fn tls_metrics_count_handshakes_and_show_the_expiry() {
     let left: f64 = expiry.trim().parse().unwrap();
     assert!(left > 365.0 * 86_400.0, "{left}");
     assert_eq!(srv.tls_expiry_seconds().map(|s| s > 0), Some(true));
-    assert!(text.contains("vscp_tls_reloads_total{result=\"ok\"} 0"), "{text}");
+    assert!(
+        text.contains("vscp_tls_reloads_total{result=\"ok\"} 0"),
+        "{text}"
+    );
     stop(srv, vec![]);
 }

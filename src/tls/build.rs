@@ -98,13 +98,17 @@ fn provider(s: &TlsSettings) -> CryptoProvider {
             let of_version = |suite: &rustls::SupportedCipherSuite| {
                 matches!(suite, rustls::SupportedCipherSuite::Tls13(_)) == tls13
             };
-            if p.cipher_suites.iter().any(|c| of_version(c) && named(c).is_some()) {
+            if p.cipher_suites
+                .iter()
+                .any(|c| of_version(c) && named(c).is_some())
+            {
                 p.cipher_suites
                     .retain(|c| !of_version(c) || named(c).is_some());
             }
         }
         // The list's order is the server's preference.
-        p.cipher_suites.sort_by_key(|c| named(c).unwrap_or(usize::MAX));
+        p.cipher_suites
+            .sort_by_key(|c| named(c).unwrap_or(usize::MAX));
     }
     p
 }
@@ -188,5 +192,165 @@ impl ClientCertVerifier for DepthLimited {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::settings::Keyed;
+    use std::path::{Path, PathBuf};
+    use vscp_testkit::tls::Pki;
+    use vscp_testkit::ScratchDir;
+
+    pub(crate) fn settings(dir: &Path) -> TlsSettings {
+        let keyed = |name: &str, key: &str| Keyed {
+            value: dir.join(name),
+            key: key.into(),
+        };
+        TlsSettings {
+            origin: "<test>".into(),
+            certificate: keyed("server.pem", "ssl_certificate"),
+            certificate_chain: None,
+            verify_peer: false,
+            ca_file: Some(keyed("ca.pem", "ssl_ca_file")),
+            ca_path: None,
+            verify_depth: 9,
+            min_version: MinVersion::Tls12,
+            cipher_suites: None,
+            short_trust: false,
+        }
+    }
+
+    fn key_of(r: Result<Built, ConfigError>) -> (String, String) {
+        match r {
+            Err(ConfigError::Key { key, reason, .. }) => (key, reason),
+            other => panic!("expected a key error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn builds_with_and_without_client_certificates() {
+        let d = ScratchDir::new("tls-build");
+        let _pki = Pki::new(&d.dir);
+        let s = settings(&d.dir);
+        let built = build(&s).unwrap();
+        assert!(built.not_after.is_some_and(|t| t > 2_000_000_000));
+        for (verify_peer, min_version) in [(true, MinVersion::Tls12), (true, MinVersion::Tls13)] {
+            let s = TlsSettings {
+                verify_peer,
+                min_version,
+                ..settings(&d.dir)
+            };
+            build(&s).unwrap();
+        }
+        // The CA folder form.
+        let s = TlsSettings {
+            verify_peer: true,
+            ca_file: None,
+            ca_path: Some(Keyed {
+                value: d.dir.clone(),
+                key: "ssl_ca_path".into(),
+            }),
+            ..settings(&d.dir)
+        };
+        build(&s).unwrap();
+        // A chain file: its certificates follow the server's.
+        let s = TlsSettings {
+            certificate_chain: Some(Keyed {
+                value: d.dir.join("ca.pem"),
+                key: "ssl_certificate_chain".into(),
+            }),
+            ..settings(&d.dir)
+        };
+        build(&s).unwrap();
+    }
+
+    #[test]
+    fn file_problems_name_their_key() {
+        let d = ScratchDir::new("tls-build-bad");
+        let _pki = Pki::new(&d.dir);
+        let with_cert = |name: &str| TlsSettings {
+            certificate: Keyed {
+                value: PathBuf::from(name),
+                key: "tls.certificate".into(),
+            },
+            ..settings(&d.dir)
+        };
+        let (key, reason) = key_of(build(&with_cert("/nonexistent.pem")));
+        assert_eq!(key, "tls.certificate");
+        assert!(reason.contains("cannot read /nonexistent.pem"), "{reason}");
+        // A certificate without its key, a key without its certificate.
+        let (_, reason) = key_of(build(&with_cert(d.dir.join("ca.pem").to_str().unwrap())));
+        assert!(reason.contains("no PEM private key"), "{reason}");
+        let (_, reason) = key_of(build(&with_cert(
+            d.dir.join("client.key").to_str().unwrap(),
+        )));
+        assert!(reason.contains("no PEM certificate"), "{reason}");
+        // A key that is not the certificate's.
+        let mixed = d.dir.join("mixed.pem");
+        let cert = std::fs::read_to_string(d.dir.join("client.pem")).unwrap();
+        let key = std::fs::read_to_string(d.dir.join("stranger.key")).unwrap();
+        std::fs::write(&mixed, format!("{key}{cert}")).unwrap();
+        let (key, _) = key_of(build(&with_cert(mixed.to_str().unwrap())));
+        assert_eq!(key, "tls.certificate");
+        // Client certificates against a file without a CA.
+        let s = TlsSettings {
+            verify_peer: true,
+            ca_file: Some(Keyed {
+                value: d.dir.join("client.key"),
+                key: "ssl_ca_file".into(),
+            }),
+            ..settings(&d.dir)
+        };
+        let (key, reason) = key_of(build(&s));
+        assert_eq!(key, "ssl_ca_file");
+        assert!(reason.contains("no usable PEM CA certificate"), "{reason}");
+        let s = TlsSettings {
+            certificate_chain: Some(Keyed {
+                value: d.dir.join("client.key"),
+                key: "ssl_certificate_chain".into(),
+            }),
+            ..settings(&d.dir)
+        };
+        assert_eq!(key_of(build(&s)).0, "ssl_certificate_chain");
+    }
+
+    #[test]
+    fn a_cipher_list_restricts_its_own_version_only() {
+        let d = ScratchDir::new("tls-ciphers");
+        let names = |p: &CryptoProvider| -> Vec<String> {
+            p.cipher_suites
+                .iter()
+                .map(|c| format!("{:?}", c.suite()))
+                .collect()
+        };
+        let all = names(&provider(&settings(&d.dir)));
+        assert_eq!(all.len(), 9, "{all:?}");
+        let s = TlsSettings {
+            cipher_suites: Some(vec![
+                "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256".into(),
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into(),
+            ]),
+            ..settings(&d.dir)
+        };
+        let got = names(&provider(&s));
+        // The named TLS 1.2 suites first, in the list's order; every TLS 1.3 suite kept.
+        assert_eq!(
+            got[..2],
+            [
+                "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+            ]
+        );
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert_eq!(got.iter().filter(|n| n.starts_with("TLS13_")).count(), 3);
+        let s = TlsSettings {
+            cipher_suites: Some(vec!["TLS13_AES_256_GCM_SHA384".into()]),
+            ..settings(&d.dir)
+        };
+        let got = names(&provider(&s));
+        assert_eq!(got.len(), 7, "{got:?}");
+        assert_eq!(got[0], "TLS13_AES_256_GCM_SHA384");
     }
 }

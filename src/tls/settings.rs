@@ -166,7 +166,12 @@ pub fn read(
             key: k.key,
         })
     };
-    let certificate = path(pick(r, "certificate", &top.certificate, &block.certificate)?);
+    let certificate = path(pick(
+        r,
+        "certificate",
+        &top.certificate,
+        &block.certificate,
+    )?);
     let certificate_chain = path(pick(
         r,
         "certificate-chain",
@@ -273,7 +278,10 @@ fn min_version(v: u64) -> MinVersion {
 pub const CIPHER_NAMES: [(&str, &str); 9] = [
     ("TLS_AES_256_GCM_SHA384", "TLS13_AES_256_GCM_SHA384"),
     ("TLS_AES_128_GCM_SHA256", "TLS13_AES_128_GCM_SHA256"),
-    ("TLS_CHACHA20_POLY1305_SHA256", "TLS13_CHACHA20_POLY1305_SHA256"),
+    (
+        "TLS_CHACHA20_POLY1305_SHA256",
+        "TLS13_CHACHA20_POLY1305_SHA256",
+    ),
     (
         "ECDHE-ECDSA-AES256-GCM-SHA384",
         "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
@@ -429,7 +437,10 @@ mod tests {
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("AES128-SHA not available"), "{w:?}");
         let (s, w) = suites("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256");
-        assert_eq!(s.unwrap(), ["TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"]);
+        assert_eq!(
+            s.unwrap(),
+            ["TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"]
+        );
         assert!(w.is_empty());
         let (s, w) = suites("ALL:!eNULL");
         assert_eq!((s, w.len()), (None, 1));
@@ -458,7 +469,10 @@ mod tests {
         );
         assert!(w.is_empty(), "{w:?}");
         let (_, w) = read_json(json!({ "ssl_ca_file": "ca.pem" }), None, true);
-        assert!(w[0].contains("no effect while ssl_verify_peer is false"), "{w:?}");
+        assert!(
+            w[0].contains("no effect while ssl_verify_peer is false"),
+            "{w:?}"
+        );
     }
 
     #[test]

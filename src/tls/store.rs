@@ -127,11 +127,15 @@ impl TlsStore {
 
 /// The identities of every file the settings name; a CA folder by each of its entries.
 fn stamps(s: &TlsSettings) -> Vec<Stamp> {
-    let mut files: Vec<PathBuf> = [&Some(s.certificate.clone()), &s.certificate_chain, &s.ca_file]
-        .into_iter()
-        .flatten()
-        .map(|k| k.value.clone())
-        .collect();
+    let mut files: Vec<PathBuf> = [
+        &Some(s.certificate.clone()),
+        &s.certificate_chain,
+        &s.ca_file,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|k| k.value.clone())
+    .collect();
     if let Some(dir) = &s.ca_path {
         files.push(dir.value.clone());
         if let Ok(entries) = std::fs::read_dir(&dir.value) {
@@ -155,4 +159,54 @@ fn identity(path: &Path) -> Option<(u64, u64, u64, i64, i64)> {
     // the link's target does.
     let m = std::fs::metadata(path).ok()?;
     Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::settings::Keyed;
+    use vscp_testkit::tls::Pki;
+    use vscp_testkit::ScratchDir;
+
+    #[test]
+    fn reloads_when_the_files_change_and_keeps_the_old_on_errors() {
+        let d = ScratchDir::new("tls-store");
+        let pki = Pki::new(&d.dir);
+        let settings = TlsSettings {
+            origin: "<test>".into(),
+            certificate: Keyed {
+                value: d.dir.join("server.pem"),
+                key: "ssl_certificate".into(),
+            },
+            certificate_chain: None,
+            verify_peer: false,
+            ca_file: None,
+            ca_path: None,
+            verify_depth: 9,
+            min_version: super::super::settings::MinVersion::Tls12,
+            cipher_suites: None,
+            short_trust: true,
+        };
+        let store = TlsStore::new(settings).unwrap();
+        assert!(store.short_trust());
+        let first = store.config();
+        assert!(store.reload_if_changed().is_none(), "nothing changed");
+        assert!(Arc::ptr_eq(&first, &store.config()));
+        // Renamed into place: a new inode.
+        pki.reissue_server();
+        assert!(matches!(store.reload_if_changed(), Some(Ok(()))));
+        let second = store.config();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(store.reload_if_changed().is_none());
+        // Garbage written in place: the error once, the old configuration kept.
+        std::fs::write(d.dir.join("server.pem"), "garbage and more garbage").unwrap();
+        assert!(matches!(store.reload_if_changed(), Some(Err(_))));
+        assert!(Arc::ptr_eq(&second, &store.config()));
+        assert!(store.reload_if_changed().is_none(), "tried once per change");
+        assert_eq!(store.reloads(), (1, 1));
+        // An explicit reload (SIGHUP) tries even without a change.
+        assert!(store.reload().is_err());
+        assert_eq!(store.reloads(), (1, 2));
+        assert!(store.expiry_seconds(0).is_some_and(|s| s > 0));
+    }
 }

@@ -247,7 +247,11 @@ impl AsyncRead for TlsStream {
 }
 
 impl AsyncWrite for TlsStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         // Older records first; nothing more is encrypted while they wait.
         ready!(this.poll_send(cx))?;
@@ -273,7 +277,11 @@ impl AsyncWrite for TlsStream {
 impl ConnStream for TlsStream {
     const ENCRYPTED: bool = true;
 
-    fn poll_established(&mut self, cx: &mut Context<'_>, scratch: &mut [u8]) -> Poll<io::Result<()>> {
+    fn poll_established(
+        &mut self,
+        cx: &mut Context<'_>,
+        scratch: &mut [u8],
+    ) -> Poll<io::Result<()>> {
         loop {
             self.try_send(cx)?;
             if !self.tls.is_handshaking() {

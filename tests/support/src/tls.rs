@@ -125,12 +125,11 @@ impl Pki {
         for c in rustls_pemfile::certs(&mut &ca[..]) {
             roots.add(c.expect("CA PEM")).expect("CA certificate");
         }
-        let builder = ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots);
+        let builder =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots);
         let config = match client {
             None => builder.with_no_client_auth(),
             Some(name) => {

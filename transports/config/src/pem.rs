@@ -69,7 +69,8 @@ mod tests {
 
     #[test]
     fn certificates_and_keys_from_text() {
-        let both = format!("{CERT}-----BEGIN PRIVATE KEY-----\nMAMCAQA=\n-----END PRIVATE KEY-----\n");
+        let both =
+            format!("{CERT}-----BEGIN PRIVATE KEY-----\nMAMCAQA=\n-----END PRIVATE KEY-----\n");
         assert_eq!(certificates_in(both.as_bytes()).unwrap().len(), 1);
         assert!(private_key_in(both.as_bytes()).is_ok());
         assert_eq!(
@@ -77,7 +78,9 @@ mod tests {
             "no PEM private key in the file"
         );
         let enc = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMAMCAQA=\n-----END ENCRYPTED PRIVATE KEY-----\n";
-        assert!(private_key_in(enc.as_bytes()).unwrap_err().contains("encrypted"));
+        assert!(private_key_in(enc.as_bytes())
+            .unwrap_err()
+            .contains("encrypted"));
         assert!(certificates_in(b"").unwrap().is_empty());
     }
 

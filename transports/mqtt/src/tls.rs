@@ -128,8 +128,8 @@ fn trust_anchors(tls: &TlsConfig) -> Result<RootCertStore, ConfigError> {
     if let Some(dir) = &tls.ca_path {
         // An OpenSSL CA directory also holds hash links and other files; whatever is not a
         // readable PEM certificate is skipped.
-        let certs = vscp_config::pem::folder_certificates(dir)
-            .map_err(|r| err(tls, &key("capath"), r))?;
+        let certs =
+            vscp_config::pem::folder_certificates(dir).map_err(|r| err(tls, &key("capath"), r))?;
         let added = roots.add_parsable_certificates(certs).0;
         if added == 0 {
             return Err(err(
