@@ -55,7 +55,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const WRITE_BATCH_BYTES: usize = 8 * 1024;
 
 /// The byte stream under a connection: the accepted socket itself, or TLS over it
-/// (`crate::tls::TlsStream`). The driver is compiled per stream type, so for a plain socket
+/// (`crate::tls_stream::TlsStream`). The driver is compiled per stream type, so for a plain socket
 /// these defaults are constants and cost nothing.
 pub trait ConnStream: AsyncRead + AsyncWrite + Unpin + 'static {
     /// The stream has a handshake of its own and an end to send (TLS).

@@ -47,7 +47,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Turns an accepted socket into the stream its connection runs on: the socket itself
-/// ([`Plain`]) or TLS over it (`crate::tls::TlsAccept`).
+/// ([`Plain`]) or TLS over it (`crate::tls_stream::TlsAccept`).
 pub trait Accept: 'static {
     type Stream: ConnStream;
 

@@ -26,10 +26,10 @@ use futures::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use rustls::ServerConnection;
 
-use super::store::TlsStore;
 use crate::conn::ConnStream;
 use crate::listener::Accept;
 use crate::stats::{ShardStats, TlsOutcome};
+use crate::tls::TlsStore;
 
 /// Makes TLS streams of accepted sockets, on one shard.
 #[derive(Debug)]
