@@ -197,7 +197,11 @@ pub fn read(
     )?;
     let short_trust = pick(r, "short-trust", &top.short_trust, &block.short_trust)?;
     if !used {
-        if let Some(c) = &certificate {
+        // The default written out (the shipped sample does) says nothing.
+        if let Some(c) = certificate
+            .as_ref()
+            .filter(|c| c.value != Path::new(DEFAULT_CERTIFICATE))
+        {
             r.warn(format_args!(
                 "key \"{}\" has no effect: no listener uses TLS (give interface or \
                  tcpip-interface a wss:// or stcp:// address)",
