@@ -176,7 +176,7 @@ fn parse_url(url: &str) -> Result<(String, u16, String)> {
     let rest = match url.split_once("://") {
         Some(("ws", rest)) => rest,
         Some((scheme, _)) => bail!(
-            "{url}: only ws:// is supported by these clients for now ({scheme}:// is not; wss:// and tcp:// come with TLS and the tcp/ip interface)"
+            "{url}: only ws:// is supported by these clients ({scheme}:// is not); for a wss:// listener use a websocket client with TLS (websocat, wscat), for tcp/ip a line tool"
         ),
         None => url,
     };

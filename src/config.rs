@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::tls::settings::{TlsKeys, TopKeys};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use vscp_config::{defaults, empty, flag, parsed_by, yes, Block, Flag, Int, Reader, Redacted};
@@ -42,8 +43,7 @@ pub const SAMPLE_CONFIG: &str = include_str!("../deploy/websocksrv.json");
 /// so someone migrating a REF config is told *why* a setting has no effect.
 const UNUSED_TOP: &str = "\
 write: configuration is never written back to disk
-encryption: no VSCP client implements an encrypted tcp/ip link; tcp/ip is plain text (TLS comes later), ws1/ws2 AUTH always uses AES-128
-tls: TLS is not supported yet; the listener serves plain ws:// (put a TLS proxy in front)
+encryption: no VSCP client implements an encrypted tcp/ip link; use stcp:// (TLS) for confidentiality; ws1/ws2 AUTH always uses AES-128
 response-timeout: a tcp/ip link client setting; see auth-timeout and idle-timeout
 web-root: static file serving is not implemented
 enable-rest: the REST placeholder endpoint is not implemented
@@ -145,10 +145,20 @@ pub struct Config {
     #[serde(rename = "interface", default = "listen")]
     #[serde(deserialize_with = "interface")]
     pub listen: SocketAddr,
+    /// `interface` has a TLS scheme (`wss://`): websockets over TLS.
+    #[serde(skip)]
+    pub listen_tls: bool,
     /// `tcpip-interface`: where the VSCP tcp/ip link interface listens; `None` = off. See
     /// [`default_tcpip_listen`] for when the key is absent.
     #[serde(skip)]
     pub tcpip_listen: Option<SocketAddr>,
+    /// `tcpip-interface` has a TLS scheme (`stcp://`).
+    #[serde(skip)]
+    pub tcpip_tls: bool,
+    /// The `ssl_*` keys (or the `tls` block), validated, when a listener uses TLS; the files
+    /// they name were read and make a working configuration.
+    #[serde(skip)]
+    pub tls: Option<crate::tls::TlsSettings>,
     /// Request path of the ws1 endpoint, always starting with `/`.
     #[serde(default = "ws1", deserialize_with = "url_path")]
     pub url_ws1: String,
@@ -227,7 +237,23 @@ struct Extra {
     logging: Block<FileEnable>,
     /// `Some(None)`: given empty (off); `None`: absent (see [`default_tcpip_listen`]).
     #[serde(rename = "tcpip-interface", deserialize_with = "tcpip")]
-    tcpip_interface: Option<Option<SocketAddr>>,
+    tcpip_interface: Option<Option<(SocketAddr, bool)>>,
+    /// Whether `interface` asks for TLS (its address is `Config::listen`).
+    #[serde(rename = "interface", deserialize_with = "interface_tls")]
+    interface_tls: bool,
+    /// The `tls` block of the seed's sample (the same settings as the `ssl_*` keys).
+    tls: Option<Block<TlsKeys>>,
+    // The seed's top-level TLS keys (docs/config.md "TLS").
+    ssl_certificate: Option<String>,
+    ssl_certificate_chain: Option<String>,
+    ssl_verify_peer: Option<Flag>,
+    ssl_ca_path: Option<String>,
+    ssl_ca_file: Option<String>,
+    ssl_verify_depth: Option<Int<0, { crate::tls::settings::MAX_VERIFY_DEPTH }>>,
+    ssl_default_verify_paths: Option<Flag>,
+    ssl_cipher_list: Option<String>,
+    ssl_protocol_version: Option<Int<0, 255>>,
+    ssl_short_trust: Option<Flag>,
 }
 
 /// The `filter` block. Each half is in the ws1 `SETFILTER` string form `priority,class,type,GUID`
@@ -279,9 +305,10 @@ parsed_by!(
 
 parsed_by! {
     fn interface -> SocketAddr = |t: String| parse_interface(&t);
-    fn tcpip -> Option<Option<SocketAddr>> = |t: String| match t.trim() {
+    fn interface_tls -> bool = |t: String| parse_listen(&t, DEFAULT_PORT).map(|(_, tls)| tls);
+    fn tcpip -> Option<Option<(SocketAddr, bool)>> = |t: String| match t.trim() {
         "" => Ok(Some(None)),
-        t => parse_address(t, DEFAULT_TCPIP_LISTEN.port()).map(|a| Some(Some(a))),
+        t => parse_listen(t, DEFAULT_TCPIP_LISTEN.port()).map(|a| Some(Some(a))),
     };
     fn metrics -> Option<SocketAddr> = |t: String| match t.trim() {
         "" => Ok(None),
@@ -425,10 +452,31 @@ impl Config {
         let pair = |f: FilterHalf, m: FilterHalf| Filter::from_strings(&f.0, &m.0);
         cfg.in_filter = pair(in_filter, in_mask).expect("both halves parsed when read");
         cfg.out_filter = pair(out_filter, out_mask).expect("both halves parsed when read");
-        cfg.tcpip_listen = match extra.tcpip_interface {
-            Some(given) => given,
-            None => default_tcpip_listen(cfg.listen, &mut r),
+        (cfg.tcpip_listen, cfg.tcpip_tls) = match extra.tcpip_interface {
+            Some(Some((addr, tls))) => (Some(addr), tls),
+            Some(None) => (None, false),
+            None => (default_tcpip_listen(cfg.listen, &mut r), false),
         };
+        cfg.listen_tls = extra.interface_tls;
+        let top = TopKeys {
+            ssl_certificate: extra.ssl_certificate,
+            ssl_certificate_chain: extra.ssl_certificate_chain,
+            ssl_verify_peer: extra.ssl_verify_peer,
+            ssl_ca_path: extra.ssl_ca_path,
+            ssl_ca_file: extra.ssl_ca_file,
+            ssl_verify_depth: extra.ssl_verify_depth,
+            ssl_default_verify_paths: extra.ssl_default_verify_paths,
+            ssl_cipher_list: extra.ssl_cipher_list,
+            ssl_protocol_version: extra.ssl_protocol_version,
+            ssl_short_trust: extra.ssl_short_trust,
+        };
+        let used = cfg.listen_tls || (cfg.tcpip_tls && cfg.tcpip_listen.is_some());
+        let block = extra.tls.map(|b| b.0);
+        cfg.tls = crate::tls::settings::read(&mut r, top, block, base_dir, used)?;
+        if let Some(tls) = &cfg.tls {
+            // Read the files now, so a bad one stops start-up (and check-config) naming its key.
+            crate::tls::build::build(tls)?;
+        }
         let log = &mut cfg.logging;
         log.file_path = base_dir.join(&log.file_path);
         // Both are accepted, and a contradiction is reported rather than resolved silently.
@@ -552,27 +600,38 @@ fn default_tcpip_listen(listen: SocketAddr, r: &mut Reader) -> Option<SocketAddr
 /// resolved: a listen address must be a local address, and DNS at start-up would make the
 /// bind address depend on resolver state.
 fn parse_interface(text: &str) -> Result<SocketAddr, String> {
-    parse_address(text, DEFAULT_PORT)
+    parse_listen(text, DEFAULT_PORT).map(|(addr, _)| addr)
 }
 
-/// `parse_interface` with another port for when none is written (the metrics listener must not
-/// default to the websocket port).
+/// The metrics listener's address: like a client listener's, with another default port, and
+/// always plain (it is meant for loopback or a private network, docs/metrics.md).
 fn parse_address(text: &str, default_port: u16) -> Result<SocketAddr, String> {
+    match parse_listen(text, default_port)? {
+        (_, true) => Err(format!(
+            "{:?}: the metrics endpoint has no TLS; use http:// (or no scheme) and keep it on \
+             loopback or a private network",
+            text.trim()
+        )),
+        (addr, false) => Ok(addr),
+    }
+}
+
+/// A client listener's address and whether its scheme asks for TLS: `wss://` or `stcp://` (the
+/// seed's prefixes), or `ssl://`, `tls://`, `https://`, on either listener; `tcp://`, `ws://`,
+/// `http://` or none is plain.
+fn parse_listen(text: &str, default_port: u16) -> Result<(SocketAddr, bool), String> {
     let (scheme, host, port) = vscp_config::split_address(text)?;
     let text = text.trim();
-    match scheme.as_str() {
-        "" | "tcp" | "ws" | "http" => {}
-        "wss" | "stcp" | "ssl" | "tls" | "https" => {
-            return Err(format!(
-            "{text:?}: TLS is not supported yet; use ws:// or tcp:// and put a TLS proxy in front"
-        ))
-        }
+    let tls = match scheme.as_str() {
+        "" | "tcp" | "ws" | "http" => false,
+        "wss" | "stcp" | "ssl" | "tls" | "https" => true,
         _ => {
             return Err(format!(
-                "{text:?}: unsupported scheme {scheme:?}; expected tcp:// or ws://"
+                "{text:?}: unsupported scheme {scheme:?}; expected tcp:// or ws://, or wss:// or \
+                 stcp:// for TLS"
             ))
         }
-    }
+    };
     let ip = match host {
         "" => {
             return Err(format!(
@@ -581,14 +640,15 @@ fn parse_address(text: &str, default_port: u16) -> Result<SocketAddr, String> {
         }
         // A bare port: loopback.
         _ if port.is_none() && host.bytes().all(|b| b.is_ascii_digit()) => {
-            return Ok(SocketAddr::new(LOCALHOST, vscp_config::parse_port(host, text)?));
+            let port = vscp_config::parse_port(host, text)?;
+            return Ok((SocketAddr::new(LOCALHOST, port), tls));
         }
         _ if host.eq_ignore_ascii_case("localhost") => LOCALHOST,
         _ => host.parse::<IpAddr>().map_err(|_| {
             format!("{text:?}: {host:?} is not an IP address or localhost (host names are not resolved)")
         })?,
     };
-    Ok(SocketAddr::new(ip, port.unwrap_or(default_port)))
+    Ok((SocketAddr::new(ip, port.unwrap_or(default_port)), tls))
 }
 
 /// Reads the interface GUID. Stricter than [`Guid::parse`], which (like REF) fills missing
@@ -829,15 +889,38 @@ mod tests {
     }
 
     #[test]
-    fn tls_scheme_is_refused() {
+    fn tls_schemes_turn_tls_on_and_need_a_certificate() {
         let dir = TempDir::new("tls");
-        for s in ["wss://0.0.0.0:8884", "stcp://localhost:9598"] {
-            let json = format!(r#"{{"interface":"{s}"}}"#);
-            let err = inline(&dir, &json).unwrap_err();
-            let text = err.to_string();
-            assert!(text.contains("key \"interface\""), "{text}");
-            assert!(text.contains("TLS is not supported yet"), "{text}");
+        let pki = vscp_testkit::tls::Pki::new(&dir.0);
+        for (iface, tcpip, on) in [
+            ("wss://127.0.0.1:0", "", (true, false)),
+            ("ws://127.0.0.1:0", "stcp://127.0.0.1:0", (false, true)),
+            ("https://127.0.0.1:0", "tls://127.0.0.1:0", (true, true)),
+            ("stcp://127.0.0.1:0", "ssl://127.0.0.1:0", (true, true)),
+        ] {
+            let json = format!(
+                r#"{{"interface":"{iface}","tcpip-interface":"{tcpip}","ssl_certificate":"server.pem"}}"#
+            );
+            let (cfg, w) = inline(&dir, &json).unwrap();
+            assert!(w.is_empty(), "{w:?}");
+            assert_eq!((cfg.listen_tls, cfg.tcpip_tls), on, "{json}");
+            assert!(cfg.tls.is_some());
         }
+        // The certificate is read when the config is: a missing one names its key.
+        let (_, key, reason) = key_error(inline(&dir, r#"{"interface":"wss://127.0.0.1:0"}"#));
+        assert_eq!(key, "ssl_certificate");
+        assert!(reason.contains("/srv/vscp/certs/server.pem"), "{reason}");
+        let (_, key, _) = key_error(inline(
+            &dir,
+            r#"{"interface":"wss://127.0.0.1:0","tls":{"certificate":"ca.pem"}}"#,
+        ));
+        assert_eq!(key, "tls.certificate");
+        // The metrics endpoint stays plain.
+        let (_, key, reason) =
+            key_error(inline(&dir, r#"{"metrics-interface":"https://127.0.0.1"}"#));
+        assert_eq!(key, "metrics-interface");
+        assert!(reason.contains("no TLS"), "{reason}");
+        drop(pki);
     }
 
     #[test]
@@ -895,7 +978,7 @@ mod tests {
         let dir = TempDir::new("unknown");
         let (_, w) = inline(
             &dir,
-            r#"{"frobnicate":1,"write":true,"tls":{},"rx-filter":"",
+            r#"{"frobnicate":1,"write":true,"tls":{"colour":1},"rx-filter":"",
                 "logging":{"colour":true,"file-enable":false},
                 "filter":{"in-filter":"","extra":""}}"#,
         )
@@ -905,7 +988,7 @@ mod tests {
         assert_eq!(count("unknown key \"logging.colour\""), 1, "{w:?}");
         assert_eq!(count("unknown key \"filter.extra\""), 1, "{w:?}");
         assert_eq!(count("\"write\" accepted but not used"), 1, "{w:?}");
-        assert_eq!(count("\"tls\" accepted but not used"), 1, "{w:?}");
+        assert_eq!(count("unknown key \"tls.colour\""), 1, "{w:?}");
         assert_eq!(count("\"rx-filter\" accepted but not used"), 1, "{w:?}");
         assert_eq!(w.len(), 6, "{w:?}");
         assert!(w.iter().all(|s| s.starts_with("<inline>: ")));
@@ -1201,7 +1284,7 @@ mod tests {
             PathBuf::from("/tmp/vscpl2drv-websocksrv.log")
         );
         assert_eq!(cfg.key, KEY);
-        for key in ["write", "encryption", "tls"] {
+        for key in ["write", "encryption"] {
             assert!(
                 w.iter()
                     .any(|s| s.contains(&format!("\"{key}\" accepted but not used"))),
@@ -1209,8 +1292,9 @@ mod tests {
             );
         }
         // And: the seed's `interface` 9598 leaves the tcp/ip link interface off.
-        assert!(w[3].contains("tcp/ip link interface is off"), "{w:?}");
-        assert_eq!(w.len(), 4, "{w:?}");
+        // The tls block is read, but with no TLS listener its (empty) settings say nothing.
+        assert!(w[2].contains("tcp/ip link interface is off"), "{w:?}");
+        assert_eq!(w.len(), 3, "{w:?}");
     }
 
     #[test]

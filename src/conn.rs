@@ -54,7 +54,35 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// session's `output` stays small.
 const WRITE_BATCH_BYTES: usize = 8 * 1024;
 
-/// Serves one accepted TCP connection with `transport`: its handshake, then the session.
+/// The byte stream under a connection: the accepted socket itself, or TLS over it
+/// (`crate::tls_stream::TlsStream`). The driver is compiled per stream type, so for a plain socket
+/// these defaults are constants and cost nothing.
+pub trait ConnStream: AsyncRead + AsyncWrite + Unpin + 'static {
+    /// The stream has a handshake of its own and an end to send (TLS).
+    const ENCRYPTED: bool = false;
+
+    /// Drives the stream's own handshake to its end; `scratch` may be read into.
+    fn poll_established(
+        &mut self,
+        _cx: &mut Context<'_>,
+        _scratch: &mut [u8],
+    ) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Output that `poll_write` took but the socket has not (TLS records); `poll_flush`
+    /// writes it.
+    fn has_pending_output(&self) -> bool {
+        false
+    }
+
+    /// Queues the stream's own end (TLS close_notify) for the next flush.
+    fn queue_close(&mut self) {}
+}
+
+impl ConnStream for TcpStream {}
+
+/// Serves one accepted connection with `transport`: its handshake, then the session.
 /// `held` (a client slot and the shard gate's pass) is given back when it ends.
 ///
 /// The returned future is the connection plus the state of what it is waiting for, and nothing
@@ -63,8 +91,8 @@ const WRITE_BATCH_BYTES: usize = 8 * 1024;
 /// they were moved into, and a wrapper future around this one would hold it twice.) Its
 /// tracing span carries the shard, connection id, peer, transport, and once known the dialect
 /// and user, so log lines inside it repeat none of them.
-pub fn serve<T: Transport>(
-    stream: TcpStream,
+pub fn serve<T: Transport, S: ConnStream>(
+    stream: S,
     peer: SocketAddr,
     transport: Rc<T>,
     ctx: Rc<ShardCtx>,
@@ -105,6 +133,11 @@ pub fn serve<T: Transport>(
             }
             None => conn.ctx.hub.stats().reject(RejectReason::Handshake),
         }
+        if S::ENCRYPTED {
+            // TLS close_notify, so the client reads a clean end rather than a truncation.
+            conn.stream.queue_close();
+            Box::pin(conn.flush_within(CLOSE_TIMEOUT)).await;
+        }
         conn.ctx.hub.unregister(&conn.slot);
         drop(held);
     }
@@ -130,10 +163,10 @@ enum End {
     Io(#[from] io::Error),
 }
 
-struct Conn<F> {
+struct Conn<F, S> {
     ctx: Rc<ShardCtx>,
     slot: Rc<Slot>,
-    stream: TcpStream,
+    stream: S,
     session: Session,
     framing: F,
     /// Input read but not handled yet: an incomplete unit, or units after one whose handling
@@ -209,7 +242,7 @@ enum Batch {
     Failed(io::Error),
 }
 
-impl<F: Framing> Conn<F> {
+impl<F: Framing, S: ConnStream> Conn<F, S> {
     /// The handshake chose `dialect`: the session starts.
     fn open(&mut self, dialect: Dialect) {
         tracing::Span::current().record("dialect", dialect.as_str());
@@ -241,9 +274,19 @@ impl<F: Framing> Conn<F> {
         let mut timer = Timer::new(HANDSHAKE_TIMEOUT);
         let mut limits = HandshakeLimits::default();
         let mut verdict = None;
+        let mut established = !S::ENCRYPTED;
         poll_fn(|cx| {
             if Pin::new(&mut timer).poll(cx).is_ready() {
                 return Poll::Ready(None);
+            }
+            if !established {
+                // The TLS handshake, under the same deadline as the transport's.
+                let ctx = self.ctx.clone();
+                let mut rx = ctx.io.rx.borrow_mut();
+                if ready!(self.stream.poll_established(cx, &mut rx)).is_err() {
+                    return Poll::Ready(None);
+                }
+                established = true;
             }
             if verdict.is_none() {
                 verdict = Some(ready!(self.poll_handshake(cx, transport, &mut limits)));
@@ -445,7 +488,7 @@ impl<F: Framing> Conn<F> {
         timer: &mut Option<(Instant, Timer)>,
     ) -> Poll<Step> {
         loop {
-            if !self.output.is_empty() {
+            if !self.output.is_empty() || self.stream.has_pending_output() {
                 if self.slot.poll_closed(cx).is_ready() {
                     return Poll::Ready(Step::Abandon);
                 }
@@ -1000,6 +1043,9 @@ impl<F: Framing> Conn<F> {
         }
         // Give the memory back: the next write most likely goes out at once.
         self.output = Vec::new();
+        if self.stream.has_pending_output() {
+            return Pin::new(&mut self.stream).poll_flush(cx);
+        }
         Poll::Ready(Ok(()))
     }
 
@@ -1052,8 +1098,8 @@ impl<F: Framing> Conn<F> {
 }
 
 /// Writes `bytes` as far as the socket takes them now; the rest is queued in `output`.
-fn write_now(
-    stream: &mut TcpStream,
+fn write_now<S: ConnStream>(
+    stream: &mut S,
     output: &mut Vec<u8>,
     cx: &mut Context<'_>,
     bytes: &[u8],

@@ -22,6 +22,8 @@
 //! - [`stats`]: per-shard and uplink counters; [`metrics`] renders them for [`http`];
 //! - [`uplink`]: the interface the MQTT bridge and the vscpd host sit behind;
 //! - [`mqtt`]: the MQTT bridge (crate `vscp-mqtt`) as an uplink;
+//! - [`tls`]: TLS settings for the client listeners (`wss://`, `stcp://`) and their reloads;
+//! - [`tls_stream`]: a TLS connection, the stream the driver runs on for those listeners;
 //! - [`clients`]: the binary's command-line clients (`pub`, `sub`, `auth-line`).
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
@@ -44,6 +46,8 @@ pub mod settings;
 pub mod shard;
 pub mod shutdown;
 pub mod stats;
+pub mod tls;
+pub mod tls_stream;
 pub mod uplink;
 
 pub use server::{start, start_with_uplink, ServerHandle, StartError};

@@ -2,9 +2,10 @@
 //! (the handshake runs inside its task, under a deadline, so a slow client never stalls the
 //! listener), back off on accept errors.
 
+use crate::conn::ConnStream;
 use crate::context::{ClientSlot, ShardCtx, Shared};
 use crate::stats::RejectReason;
-use glommio::net::TcpListener;
+use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -45,10 +46,32 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(unsafe { TcpListener::from_raw_fd(sock.into_raw_fd()) })
 }
 
-/// Accepts connections for `transport` until cancelled.
-pub async fn accept_loop<T: Transport>(
+/// Turns an accepted socket into the stream its connection runs on: the socket itself
+/// ([`Plain`]) or TLS over it (`crate::tls_stream::TlsAccept`).
+pub trait Accept: 'static {
+    type Stream: ConnStream;
+
+    /// `None`: the connection cannot be served (already counted).
+    fn wrap(&self, tcp: TcpStream) -> Option<Self::Stream>;
+}
+
+/// A plain listener: connections run on the socket as accepted.
+#[derive(Debug)]
+pub struct Plain;
+
+impl Accept for Plain {
+    type Stream = TcpStream;
+
+    fn wrap(&self, tcp: TcpStream) -> Option<TcpStream> {
+        Some(tcp)
+    }
+}
+
+/// Accepts connections for `transport` until cancelled; `accept` makes their streams.
+pub async fn accept_loop<T: Transport, A: Accept>(
     listener: TcpListener,
     transport: Rc<T>,
+    accept: A,
     ctx: Rc<ShardCtx>,
     shared: Arc<Shared>,
     gate: Rc<Gate>,
@@ -75,6 +98,11 @@ pub async fn accept_loop<T: Transport>(
         let _ = stream.set_nodelay(true);
         if !take_client_slot(&shared) {
             ctx.hub.stats().reject(RejectReason::MaxClients);
+            // Over TLS the answer goes inside TLS, after the handshake: a refused client costs
+            // a handshake, as an accepted one does, and still sees why.
+            let Some(stream) = accept.wrap(stream) else {
+                continue;
+            };
             // Dropping a glommio `Task` cancels it: detach, or the 503 is never written.
             if let Ok(task) = gate.spawn(reject_busy(stream, transport.busy_answer())) {
                 task.detach();
@@ -88,6 +116,9 @@ pub async fn accept_loop<T: Transport>(
         };
         let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let held = ClientSlot::new(shared.clone(), pass);
+        let Some(stream) = accept.wrap(stream) else {
+            continue;
+        };
         // Spawned directly rather than with `Gate::spawn`, whose wrapper future would hold the
         // connection's future twice (the captured one and the one being awaited) for the
         // session's whole life; the pass in `held` keeps the gate waiting all the same.
@@ -117,10 +148,19 @@ fn take_client_slot(shared: &Shared) -> bool {
         .is_ok()
 }
 
-/// Answers a connection over `max-clients` so the client sees why (HTTP 503 for websockets).
-async fn reject_busy(mut stream: glommio::net::TcpStream, answer: BusyAnswer) {
+/// Answers a connection over `max-clients` so the client sees why (HTTP 503 for websockets),
+/// all within a second.
+async fn reject_busy<S: ConnStream>(mut stream: S, answer: BusyAnswer) {
     use futures::{AsyncReadExt, AsyncWriteExt};
     let _ = glommio::timer::timeout(Duration::from_secs(1), async {
+        if S::ENCRYPTED {
+            // Refusals are rare and brief: a buffer of their own rather than the shard's.
+            let mut scratch = vec![0u8; 4096];
+            let done = std::future::poll_fn(|cx| stream.poll_established(cx, &mut scratch));
+            if done.await.is_err() {
+                return Ok(());
+            }
+        }
         let mut head = [0u8; 4096];
         let mut len = 0;
         while answer.after_request
@@ -133,6 +173,7 @@ async fn reject_busy(mut stream: glommio::net::TcpStream, answer: BusyAnswer) {
             }
         }
         let _ = stream.write_all(answer.text).await;
+        let _ = stream.flush().await;
         let _ = stream.close().await;
         Ok(())
     })

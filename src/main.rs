@@ -436,6 +436,15 @@ fn run(cli: Cli) -> Result<()> {
     for sig in signals.forever() {
         if sig == SIGHUP {
             reload(&cli, &mut cfg, &server);
+            // The certificate files too, with or without ssl_short_trust: new connections get
+            // the new certificate, open sessions keep theirs.
+            match server.reload_tls() {
+                Ok(false) => {}
+                Ok(true) => info!("TLS certificate files reloaded"),
+                Err(e) => {
+                    error!(error = %e, "TLS certificate files not reloaded; keeping the previous certificate")
+                }
+            }
             continue;
         }
         info!("signal received, shutting down");

@@ -11,8 +11,10 @@
 //! `uplink`. Never user names, GUIDs or topics.
 
 use crate::stats::{
-    DropReason, HistogramSnapshot, RejectReason, ShardStats, Stats, UplinkStats, LATENCY_BUCKETS,
+    DropReason, HistogramSnapshot, RejectReason, ShardStats, Stats, TlsOutcome, UplinkStats,
+    LATENCY_BUCKETS,
 };
+use crate::tls::TlsStore;
 use metrics::{counter, gauge, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use std::fmt::Write as _;
@@ -56,6 +58,9 @@ pub mod names {
     pub const UPLINK_RECEIVED: &str = "vscp_uplink_received_total";
     pub const UPLINK_DISCARDED: &str = "vscp_uplink_discarded_total";
     pub const UPLINK_SUBSCRIBE_FAILURES: &str = "vscp_uplink_subscribe_failures_total";
+    pub const TLS_HANDSHAKES: &str = "vscp_tls_handshakes_total";
+    pub const TLS_CERTIFICATE_EXPIRY: &str = "vscp_tls_certificate_expiry_seconds";
+    pub const TLS_RELOADS: &str = "vscp_tls_reloads_total";
     pub const DELIVERY_LATENCY: &str = "vscp_delivery_latency_seconds";
     pub const LOGIN_DURATION: &str = "vscp_login_duration_seconds";
 }
@@ -79,6 +84,8 @@ pub struct Exporter {
     shards: Vec<Arc<ShardStats>>,
     uplink: Option<(&'static str, Arc<UplinkStats>)>,
     limits: Limits,
+    /// With a TLS listener: the certificate's expiry and reloads; the handshake counters.
+    tls: Option<Arc<TlsStore>>,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -104,7 +111,14 @@ impl Exporter {
             shards,
             uplink,
             limits,
+            tls: None,
         }
+    }
+
+    /// Adds the TLS metrics of a server with TLS listeners.
+    pub fn with_tls(mut self, tls: Option<Arc<TlsStore>>) -> Exporter {
+        self.tls = tls;
+        self
     }
 
     /// The Prometheus text exposition of every metric.
@@ -175,12 +189,29 @@ impl Exporter {
                 .absolute(s.ring_sent);
             counter!(RING_EVENTS, "core" => core.clone(), "direction" => "received")
                 .absolute(s.ring_received);
+            if self.tls.is_some() {
+                for outcome in TlsOutcome::ALL {
+                    counter!(TLS_HANDSHAKES, "core" => core.clone(), "result" => outcome.as_str())
+                        .absolute(s.tls_handshakes(outcome));
+                }
+            }
             ring_sent += s.ring_sent;
             ring_received += s.ring_received;
         }
         // Every event pushed into a ring between shards is counted once by its sender and once
         // by its receiver; the difference is what sits in the rings right now.
         gauge!(RING_OCCUPANCY).set(ring_sent.saturating_sub(ring_received) as f64);
+        if let Some(tls) = &self.tls {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            if let Some(left) = tls.expiry_seconds(now) {
+                gauge!(TLS_CERTIFICATE_EXPIRY).set(left as f64);
+            }
+            let (ok, failed) = tls.reloads();
+            counter!(TLS_RELOADS, "result" => "ok").absolute(ok);
+            counter!(TLS_RELOADS, "result" => "failed").absolute(failed);
+        }
         if let Some((name, u)) = &self.uplink {
             let name = *name;
             counter!(UPLINK_EVENTS, "uplink" => name, "direction" => "from_sessions")
@@ -256,6 +287,9 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     (RING_EVENTS, Counter, None, "Events moved through the rings between cores."),
     (RING_OCCUPANCY, Gauge, None, "Events currently inside the rings between cores."),
     (RING_CAPACITY, Gauge, None, "The max-in-queue setting (per ring)."),
+    (TLS_HANDSHAKES, Counter, None, "TLS handshakes on the client listeners by result: ok, bad_certificate (client certificate missing or not signed by ssl_ca_file/ssl_ca_path), error (no common version or suite, not TLS, a bad message), abandoned (the client left or the handshake deadline passed)."),
+    (TLS_CERTIFICATE_EXPIRY, Gauge, Some(Unit::Seconds), "Seconds until the served certificate (ssl_certificate) expires; negative once it has."),
+    (TLS_RELOADS, Counter, None, "Certificate reloads (SIGHUP, ssl_short_trust) by result; a failed one keeps the previous certificate."),
     (UPLINK_EVENTS, Counter, None, "Events between the sessions and the uplink."),
     (UPLINK_CONNECTED, Gauge, None, "1 while the uplink's far side (broker, host) is connected."),
     (UPLINK_RECONNECTS, Counter, None, "Uplink reconnections."),

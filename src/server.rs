@@ -17,6 +17,7 @@ use crate::settings::{ListenerKind, ListenerSpec, Settings};
 use crate::shard::{self, ShardSetup};
 use crate::shutdown::ShutdownTrigger;
 use crate::stats::{ShardStats, Stats, UplinkStats};
+use crate::tls::TlsStore;
 use crate::uplink::{self, Uplink, UplinkRings};
 use glommio::channels::shared_channel;
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
@@ -46,6 +47,8 @@ pub enum StartError {
     Executor { shard: usize, reason: String },
     #[error("cannot create the shutdown signal: {0}")]
     Signal(#[source] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::config::ConfigError),
 }
 
 /// A running server.
@@ -64,6 +67,8 @@ pub struct ServerHandle {
     metrics_addr: Option<SocketAddr>,
     /// `/readyz` reads it; a stop fails it first, so a load balancer stops sending clients.
     readiness: Arc<Readiness>,
+    /// The TLS configuration new connections get, with a TLS listener.
+    tls: Option<Arc<TlsStore>>,
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
 }
 
@@ -137,6 +142,24 @@ impl ServerHandle {
         changed
     }
 
+    /// Reads the TLS certificate files again (SIGHUP): new connections get the new certificate,
+    /// open sessions keep theirs. On an error the previous configuration stays. `Ok(false)`
+    /// without a TLS listener.
+    pub fn reload_tls(&self) -> Result<bool, crate::config::ConfigError> {
+        match &self.tls {
+            None => Ok(false),
+            Some(store) => store.reload().map(|()| true),
+        }
+    }
+
+    /// Seconds until the served certificate expires (`None`: no TLS listener, or unreadable).
+    pub fn tls_expiry_seconds(&self) -> Option<i64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.tls.as_ref()?.expiry_seconds(now)
+    }
+
     /// Stops accepting, closes every session with 1001, drains, and joins every shard.
     pub fn shutdown(mut self) {
         self.stop_and_join();
@@ -195,6 +218,20 @@ pub fn start_with_uplink(
             plain_bind(spec.addr, spec.kind.config_key())?;
         }
     }
+    // Built again from the files (they were checked when the config was read): a certificate
+    // replaced since then is what the listeners serve.
+    let tls =
+        match (&cfg.tls, settings.listeners.iter().find(|l| l.tls)) {
+            (_, None) => None,
+            (Some(t), Some(_)) => Some(TlsStore::new(t.clone())?),
+            (None, Some(l)) => return Err(StartError::Tls(crate::config::ConfigError::Key {
+                file: cfg.origin.clone(),
+                key: l.kind.config_key().into(),
+                reason:
+                    "a TLS listener without TLS settings (the config was not read by Config::load)"
+                        .into(),
+            })),
+        };
     let shared = Arc::new(Shared {
         clients: AtomicUsize::new(0),
         registry: Default::default(),
@@ -258,6 +295,7 @@ pub fn start_with_uplink(
         uplink_stats,
         metrics_addr: None,
         readiness: readiness.clone(),
+        tls: tls.clone(),
         threads: Vec::new(),
     };
     let mut metrics = match cfg.metrics_listen {
@@ -267,18 +305,21 @@ pub fn start_with_uplink(
             // silent split of the scrapes.
             let listener = plain_bind(at, "metrics-interface")?;
             handle.metrics_addr = listener.local_addr().ok();
-            let exporter = Arc::new(Exporter::new(
-                stats.clone(),
-                uplink
-                    .as_ref()
-                    .map(|u| (u.name(), handle.uplink_stats.clone())),
-                Limits {
-                    max_clients: shared.max_clients.clone(),
-                    max_out_queue: settings.max_out_queue,
-                    max_in_queue: settings.max_in_queue,
-                    shards: n,
-                },
-            ));
+            let exporter = Arc::new(
+                Exporter::new(
+                    stats.clone(),
+                    uplink
+                        .as_ref()
+                        .map(|u| (u.name(), handle.uplink_stats.clone())),
+                    Limits {
+                        max_clients: shared.max_clients.clone(),
+                        max_out_queue: settings.max_out_queue,
+                        max_in_queue: settings.max_in_queue,
+                        shards: n,
+                    },
+                )
+                .with_tls(tls.clone()),
+            );
             Some((listener, exporter, readiness.clone()))
         }
     };
@@ -320,6 +361,7 @@ pub fn start_with_uplink(
             users: users.clone(),
             cache_key: cache_key.clone(),
             settings: settings.clone(),
+            tls: tls.clone(),
             to_peers,
             from_peers,
             shard_rings: n - 1,
@@ -453,6 +495,7 @@ mod tests {
                 ListenerKind::Tcp(Default::default())
             },
             addr: addr.parse().unwrap(),
+            tls: false,
         };
         let clash = |a: &str, b: &str| check_distinct(&[spec(true, a), spec(false, b)]);
         match clash("127.0.0.1:9598", "127.0.0.1:9598") {

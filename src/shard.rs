@@ -9,6 +9,8 @@ use crate::listener::{self, ListenError};
 use crate::settings::{ListenerKind, ListenerSpec, Settings};
 use crate::shutdown::ShutdownSignal;
 use crate::stats::ShardStats;
+use crate::tls::TlsStore;
+use crate::tls_stream::TlsAccept;
 use futures::StreamExt;
 use glommio::channels::shared_channel::{ConnectedReceiver, SharedReceiver, SharedSender};
 use glommio::sync::Gate;
@@ -35,6 +37,8 @@ pub struct ShardSetup {
     pub users: Arc<Users>,
     pub cache_key: Arc<ring::hmac::Key>,
     pub settings: Arc<Settings>,
+    /// The TLS configuration, when a listener uses TLS.
+    pub tls: Option<Arc<TlsStore>>,
     /// Rings to every other shard.
     pub to_peers: Vec<SharedSender<Arc<RoutedEvent>>>,
     /// Rings from every other shard.
@@ -73,6 +77,7 @@ pub async fn run(setup: ShardSetup) {
         users,
         cache_key,
         settings,
+        tls,
         to_peers,
         from_peers,
         shard_rings,
@@ -88,7 +93,7 @@ pub async fn run(setup: ShardSetup) {
         match listening {
             Ok(pair) => {
                 // Logged before the starter hears from us, so it precedes the "ready" line.
-                info!(shard, transport = spec.kind.transport_name(), addr = %pair.0, "listening");
+                info!(shard, transport = spec.kind.transport_name(), addr = %pair.0, tls = spec.tls, "listening");
                 bound.push(pair)
             }
             Err(source) => {
@@ -150,29 +155,47 @@ pub async fn run(setup: ShardSetup) {
     let mut acceptors = Vec::new();
     for ((addr, tcp), spec) in bound.into_iter().zip(listeners) {
         let (ctx, shared, gate) = (ctx.clone(), shared.clone(), gate.clone());
+        // TLS or not is decided here, once: a plain listener's connections run on the socket
+        // itself (`Plain`), a TLS listener's on `TlsStream`.
+        let tls_accept = match (spec.tls, &tls) {
+            (false, _) => None,
+            (true, Some(store)) => Some(TlsAccept::new(store.clone(), stats.clone())),
+            (true, None) => unreachable!("start() builds the TLS store when a listener uses TLS"),
+        };
+        let secure = tls_accept.is_some();
         // One arm per transport: each accept loop (and its connections) is compiled for its
         // transport, so the per-message path has no dynamic dispatch.
         let (name, task) = match spec.kind {
             ListenerKind::Ws(ws) => {
-                let ws = Rc::new(ws);
                 let name = ws.name();
-                let accept = listener::accept_loop(tcp, ws, ctx, shared, gate);
-                (name, glommio::spawn_local(accept))
+                (
+                    name,
+                    start_accepting(tcp, ws, tls_accept, ctx, shared, gate),
+                )
             }
             ListenerKind::Tcp(link) => {
-                let link = Rc::new(link);
                 let name = link.name();
-                let accept = listener::accept_loop(tcp, link, ctx, shared, gate);
-                (name, glommio::spawn_local(accept))
+                (
+                    name,
+                    start_accepting(tcp, link, tls_accept, ctx, shared, gate),
+                )
             }
         };
-        debug!(shard, transport = name, %addr, "accepting");
+        debug!(shard, transport = name, %addr, tls = secure, "accepting");
         acceptors.push(task);
     }
+    // `ssl_short_trust`: one shard looks at the certificate files, every shard's new
+    // connections get what it loads.
+    let watcher = tls
+        .filter(|t| shard == 0 && t.short_trust())
+        .map(|store| glommio::spawn_local(watch_certificates(store)));
 
     shutdown.recv().await;
     for task in acceptors {
         task.cancel().await;
+    }
+    if let Some(w) = watcher {
+        w.cancel().await;
     }
     // `/metrics` and `/readyz` (failing now) keep answering while the sessions drain.
     ctx.hub.close_all();
@@ -215,6 +238,48 @@ pub async fn run(setup: ShardSetup) {
         t.cancel().await;
     }
     info!(shard, "stopped");
+}
+
+/// Starts the accept loop of one listener, plain or over TLS; both loops (and their
+/// connections) are compiled for `T` and their stream type.
+fn start_accepting<T: Transport + 'static>(
+    tcp: glommio::net::TcpListener,
+    transport: T,
+    tls: Option<TlsAccept>,
+    ctx: Rc<ShardCtx>,
+    shared: Arc<Shared>,
+    gate: Rc<Gate>,
+) -> glommio::Task<()> {
+    let transport = Rc::new(transport);
+    match tls {
+        None => glommio::spawn_local(listener::accept_loop(
+            tcp,
+            transport,
+            listener::Plain,
+            ctx,
+            shared,
+            gate,
+        )),
+        Some(tls) => glommio::spawn_local(listener::accept_loop(
+            tcp, transport, tls, ctx, shared, gate,
+        )),
+    }
+}
+
+/// `ssl_short_trust`: reloads the certificate when its files change, checked every
+/// [`crate::tls::store::WATCH_INTERVAL`]. A stat(2) of a few small files blocks this core for
+/// microseconds; the rare reload (reading and parsing them) for about a millisecond.
+async fn watch_certificates(store: Arc<TlsStore>) {
+    loop {
+        glommio::timer::sleep(crate::tls::store::WATCH_INTERVAL).await;
+        match store.reload_if_changed() {
+            None => {}
+            Some(Ok(())) => info!("TLS certificate files changed: reloaded for new connections"),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "TLS certificate files changed but do not load; keeping the previous certificate")
+            }
+        }
+    }
 }
 
 /// Waits for events in `rx` and delivers what is there, up to `batch` of them; how many, or

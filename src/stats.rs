@@ -85,6 +85,41 @@ impl RejectReason {
     }
 }
 
+/// How a TLS handshake ended. Low-cardinality metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TlsOutcome {
+    /// Completed.
+    Ok,
+    /// The client's certificate was missing or not signed by our CA (`ssl_verify_peer`).
+    BadCertificate,
+    /// Any other failure: no common version or suite, not TLS at all, a bad message.
+    Error,
+    /// The client went away, or the handshake deadline passed, before it completed.
+    Abandoned,
+}
+
+impl TlsOutcome {
+    /// How many outcomes there are.
+    pub const COUNT: usize = 4;
+    /// All outcomes, in label order (`ALL[r as usize] == r`).
+    pub const ALL: [TlsOutcome; Self::COUNT] = [
+        TlsOutcome::Ok,
+        TlsOutcome::BadCertificate,
+        TlsOutcome::Error,
+        TlsOutcome::Abandoned,
+    ];
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsOutcome::Ok => "ok",
+            TlsOutcome::BadCertificate => "bad_certificate",
+            TlsOutcome::Error => "error",
+            TlsOutcome::Abandoned => "abandoned",
+        }
+    }
+}
+
 /// Counters of one shard. Written only by the owning shard.
 #[derive(Debug, Default)]
 #[repr(align(128))]
@@ -119,6 +154,8 @@ pub struct ShardStats {
     /// PBKDF2 checks run (cache misses), and logins answered from the credential cache.
     pub login_slow_checks: AtomicU64,
     pub login_cache_hits: AtomicU64,
+    /// TLS handshakes, by [`TlsOutcome`].
+    tls_handshakes: [AtomicU64; TlsOutcome::COUNT],
     /// Event accepted → written to the receiving socket.
     pub delivery_latency: Histogram,
     /// AUTH received → verdict.
@@ -186,6 +223,10 @@ impl ShardStats {
         Self::add(&self.rejected[r as usize], 1);
     }
 
+    pub(crate) fn tls_handshake(&self, o: TlsOutcome) {
+        Self::add(&self.tls_handshakes[o as usize], 1);
+    }
+
     pub(crate) fn drop_event(&self, r: DropReason, n: u64) {
         Self::add(&self.dropped[r as usize], n);
     }
@@ -228,6 +269,8 @@ pub struct Stats {
     pub ring_received: u64,
     pub login_slow_checks: u64,
     pub login_cache_hits: u64,
+    /// TLS handshakes, by [`TlsOutcome`] (see [`Stats::tls_handshakes`]).
+    pub tls_handshakes: [u64; TlsOutcome::COUNT],
     pub delivery_latency: HistogramSnapshot,
     pub login_time: HistogramSnapshot,
 }
@@ -260,6 +303,7 @@ impl Stats {
             s.ring_received += sh.ring_received.load(Relaxed);
             s.login_slow_checks += sh.login_slow_checks.load(Relaxed);
             s.login_cache_hits += sh.login_cache_hits.load(Relaxed);
+            add_all(&mut s.tls_handshakes, &sh.tls_handshakes);
             sh.delivery_latency.add_to(&mut s.delivery_latency);
             sh.login_time.add_to(&mut s.login_time);
         }
@@ -269,6 +313,11 @@ impl Stats {
     /// Connections turned away for `r`.
     pub fn rejected(&self, r: RejectReason) -> u64 {
         self.rejected[r as usize]
+    }
+
+    /// TLS handshakes that ended with `o`.
+    pub fn tls_handshakes(&self, o: TlsOutcome) -> u64 {
+        self.tls_handshakes[o as usize]
     }
 
     /// Events not delivered for `r`.

@@ -481,8 +481,13 @@ fn oversized_messages_close_with_1009() {
         let mut a = connect(addr, path);
         a.login_open("admin", "secret");
         let big = format!("C;{}", "X".repeat(1 << 20));
-        let _ = a.ws.send(Message::Text(big.into()));
-        assert_eq!(a.read_close_code(), Some(1009), "{path}");
+        let sent = a.ws.send(Message::Text(big.into()));
+        let code = a.read_close_code();
+        // Over TLS (VSCP_TEST_TLS) the write of the rest can fail first, and the rustls client
+        // then cannot read what came before it: the drop counted below is the check there.
+        if sent.is_ok() || !tls::tls_mode() {
+            assert_eq!(code, Some(1009), "{path}");
+        }
         assert!(eventually(Duration::from_secs(2), || srv
             .stats()
             .dropped(vscp_websocksrv::stats::DropReason::Oversized)

@@ -356,8 +356,9 @@ fn limits_apply_to_tcp_clients_too() {
     // Over max-clients: one line instead of the greeting, then the end.
     let stream = std::net::TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(LINK_TIMEOUT)).unwrap();
+    let mut stream = tls::Stream::over(stream, addr);
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut &stream, &mut text).unwrap();
+    std::io::Read::read_to_string(&mut stream, &mut text).unwrap();
     assert_eq!(text, "-OK - Max number of clients connected.\r\n");
     // No login within auth-timeout: closed without a line (REF).
     let t0 = Instant::now();

@@ -63,6 +63,7 @@ fn start(tag: &str, extra: serde_json::Value) -> Harness {
     };
     let srv = vscp_websocksrv::start_with_uplink(&cfg, users, Some(Box::new(uplink)))
         .expect("server starts");
+    fx.register_tls(&srv);
     Harness {
         srv,
         seen,

@@ -77,6 +77,7 @@ fn greeting_and_reply_byte_layouts() {
     // The greeting, read raw: REF layout, no `command` member (ws2.md §8, Q1).
     let stream = std::net::TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let stream = tls::Stream::over(stream, addr);
     let (mut ws, _) = tungstenite::client::client(format!("ws://{addr}/ws2"), stream).unwrap();
     let greeting = ws.read().unwrap().into_text().unwrap().to_string();
     let sid = greeting

@@ -29,6 +29,9 @@ export async function credential(keyHex, sidHex, user, password) {
 
 export const settings = {
   addr: __ENV.VSCP_ADDR || '127.0.0.1:8884',
+  // `wss` for a TLS listener (interface "wss://..."); the server's CA must be trusted
+  // (SSL_CERT_FILE) or verification skipped (--insecure-skip-tls-verify).
+  scheme: __ENV.VSCP_SCHEME || 'ws',
   key: __ENV.VSCP_KEY || '2DBB079A38985AF00EBEEFE22F9FFA0E',
   user: __ENV.VSCP_USER || 'admin',
   password: __ENV.VSCP_PASSWORD || 'secret',

@@ -19,7 +19,7 @@ export const options = {
 };
 
 export default function () {
-  const ws = new WebSocket(`ws://${settings.addr}/ws1`);
+  const ws = new WebSocket(`${settings.scheme}://${settings.addr}/ws1`);
   const pending = [];
   let timer = null;
   ws.onmessage = async (msg) => {

@@ -20,7 +20,7 @@ export const options = {
 const EVENT = JSON.stringify({ type: 'EVENT', event: { vscpHead: 0, vscpClass: 20, vscpType: 3, vscpGuid: '-', vscpData: [1, 2, 3] } });
 
 export default function () {
-  const ws = new WebSocket(`ws://${settings.addr}/ws2`);
+  const ws = new WebSocket(`${settings.scheme}://${settings.addr}/ws2`);
   const pending = [];
   let timer = null;
   ws.onmessage = async (msg) => {

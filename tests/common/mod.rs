@@ -41,8 +41,14 @@ impl Fixture {
         Fixture(ScratchDir::with_key_and_users(tag, USERS_JSON))
     }
 
-    /// Writes a config whose extra keys are merged over the test defaults (port 0).
+    /// Writes a config whose extra keys are merged over the test defaults (port 0). With
+    /// `VSCP_TEST_TLS=1` the listeners get TLS schemes (`wss://`, `stcp://`) and a test PKI.
     pub fn config(&self, extra: serde_json::Value) -> Config {
+        let extra = if tls::tls_mode() {
+            self.over_tls(extra)
+        } else {
+            extra
+        };
         let base = serde_json::json!({
             "interface": "127.0.0.1:0",
             "key-file": "vscp.key",
@@ -67,7 +73,59 @@ impl Fixture {
         std::fs::write(self.join("users.json"), users_json).unwrap();
         let cfg = self.config(extra);
         let users = vscp_proto::UserDb::from_json(users_json).expect("test users load");
-        vscp_websocksrv::start(&cfg, users).expect("server starts")
+        let srv = vscp_websocksrv::start(&cfg, users).expect("server starts");
+        self.register_tls(&srv);
+        srv
+    }
+
+    /// Makes a test PKI in the fixture's folder (CA, server and client certificates; files
+    /// of an earlier one are replaced).
+    pub fn pki(&self) -> tls::Pki {
+        tls::Pki::new(&self.dir)
+    }
+
+    /// `extra` with the listeners on TLS: `interface` (given or the default) as `wss://`, the
+    /// tcp/ip listener (given, or on a free port) as `stcp://`, the certificate of a test PKI.
+    fn over_tls(&self, mut extra: serde_json::Value) -> serde_json::Value {
+        fn secure(addr: &str, scheme: &str) -> String {
+            let bare = addr.split_once("://").map_or(addr, |(_, rest)| rest);
+            format!("{scheme}://{bare}")
+        }
+        if !self.join("server.pem").exists() {
+            self.pki();
+        }
+        let map = extra.as_object_mut().expect("extra keys are an object");
+        let iface = map
+            .get("interface")
+            .and_then(|v| v.as_str())
+            .unwrap_or("127.0.0.1:0")
+            .to_string();
+        map.insert("interface".into(), secure(&iface, "wss").into());
+        match map.get("tcpip-interface").and_then(|v| v.as_str()) {
+            Some("") => {}
+            Some(t) => {
+                let t = secure(t, "stcp");
+                map.insert("tcpip-interface".into(), t.into());
+            }
+            None => {
+                map.insert("tcpip-interface".into(), "stcp://127.0.0.1:0".into());
+            }
+        }
+        map.entry("ssl_certificate")
+            .or_insert_with(|| "server.pem".into());
+        extra
+    }
+
+    /// Tells the clients which of `srv`'s listeners speak TLS (with `VSCP_TEST_TLS=1`).
+    pub fn register_tls(&self, srv: &ServerHandle) {
+        if !tls::tls_mode() {
+            return;
+        }
+        let config = tls::Pki::client_config_for(&self.join("ca.pem"), None);
+        tls::register(srv.local_addr(), config.clone());
+        if let Some(a) = srv.tcpip_addr() {
+            tls::register(a, config);
+        }
     }
 }
 
@@ -138,8 +196,8 @@ pub fn stop(srv: ServerHandle, clients: Vec<Client>) {
 /// A client of the VSCP tcp/ip link interface: a plain socket speaking lines (CRLF), every
 /// read under a timeout.
 pub struct Link {
-    reader: std::io::BufReader<TcpStream>,
-    writer: TcpStream,
+    /// Reads through the buffer, writes through `get_mut()`: a TLS stream cannot be split.
+    reader: std::io::BufReader<tls::Stream>,
 }
 
 /// How long a tcp/ip reply may take.
@@ -150,12 +208,16 @@ impl Link {
     pub fn connect(addr: SocketAddr) -> (Link, Vec<String>) {
         let stream = TcpStream::connect_timeout(&addr, LINK_TIMEOUT).expect("tcp/ip connect");
         stream.set_read_timeout(Some(LINK_TIMEOUT)).unwrap();
-        let mut link = Link {
-            reader: std::io::BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        };
+        let mut link = Link::on(tls::Stream::over(stream, addr));
         let greeting = link.reply();
         (link, greeting)
+    }
+
+    /// A client on a connected stream; the greeting is not read.
+    pub fn on(stream: tls::Stream) -> Link {
+        Link {
+            reader: std::io::BufReader::new(stream),
+        }
     }
 
     /// Connects and logs in; panics unless both steps succeed.
@@ -176,7 +238,9 @@ impl Link {
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
         use std::io::Write;
-        self.writer.write_all(bytes).expect("tcp/ip write");
+        let w = self.reader.get_mut();
+        w.write_all(bytes).expect("tcp/ip write");
+        w.flush().expect("tcp/ip flush");
     }
 
     /// The next line, without its CRLF (every server line ends with CRLF); `None` at the end
@@ -201,7 +265,7 @@ impl Link {
 
     /// The next line within `wait`, if any.
     pub fn try_line(&mut self, wait: std::time::Duration) -> Option<String> {
-        self.writer.set_read_timeout(Some(wait)).unwrap();
+        self.tcp().set_read_timeout(Some(wait)).unwrap();
         use std::io::BufRead;
         let mut s = String::new();
         let r = match self.reader.read_line(&mut s) {
@@ -218,8 +282,12 @@ impl Link {
             }
             Err(e) => panic!("tcp/ip read: {e}"),
         };
-        self.writer.set_read_timeout(Some(LINK_TIMEOUT)).unwrap();
+        self.tcp().set_read_timeout(Some(LINK_TIMEOUT)).unwrap();
         r
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        self.reader.get_ref().tcp()
     }
 
     /// Lines up to and including the terminal one (`+OK…`/`-OK…`).

@@ -10,6 +10,8 @@
 //! - [`ws`]: a blocking websocket client (tungstenite over a std socket) that reads the AUTH0
 //!   greeting, logs in with the AES credential, sends commands and waits for events.
 //! - [`fixture`]: the sample key and users, scratch directories, config files.
+//! - [`tls`]: certificates made at test time, a rustls client stream, which addresses speak
+//!   TLS (`VSCP_TEST_TLS=1` runs the websocket and tcp/ip suites over `wss://`/`stcp://`).
 //! - [`wait`]: `eventually`, free ports, waiting for a listener, stopping a child process.
 //! - `broker` (feature `broker`): rumqttd in process.
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
@@ -17,6 +19,7 @@
 #[cfg(feature = "broker")]
 pub mod broker;
 pub mod fixture;
+pub mod tls;
 pub mod wait;
 pub mod ws;
 

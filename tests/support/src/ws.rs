@@ -1,6 +1,7 @@
 //! A blocking websocket client (tungstenite over a std socket) speaking ws1 or ws2.
 
 use crate::fixture::KEY;
+use crate::tls::Stream;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -14,7 +15,8 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Client {
     /// The socket, for tests that send or read frames of their own.
-    pub ws: WebSocket<TcpStream>,
+    /// Over TLS when the address was registered as a TLS one ([`crate::tls::register`]).
+    pub ws: WebSocket<Stream>,
     /// The session id from the AUTH0 greeting (32 hex digits): the AES IV of the login.
     pub sid: String,
     /// `"ws1"` or `"ws2"`, from the path the client connected to.
@@ -80,6 +82,8 @@ impl Client {
             .set_read_timeout(Some(read_timeout))
             .expect("set read timeout");
         stream.set_nodelay(true).expect("set nodelay");
+        let stream = Stream::over(stream, addr);
+        // The URL only names the request; TLS, if any, is already under `stream`.
         let ws = match tungstenite::client::client(format!("ws://{addr}{path}"), stream) {
             Ok((ws, _resp)) => ws,
             Err(HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
@@ -141,6 +145,7 @@ impl Client {
     pub fn try_recv_text(&mut self, wait: Duration) -> Option<String> {
         self.ws
             .get_ref()
+            .tcp()
             .set_read_timeout(Some(wait))
             .expect("set read timeout");
         let r = loop {
@@ -154,6 +159,7 @@ impl Client {
         };
         self.ws
             .get_ref()
+            .tcp()
             .set_read_timeout(Some(self.read_timeout))
             .expect("set read timeout");
         r
@@ -280,6 +286,7 @@ impl Client {
             }
             self.ws
                 .get_ref()
+                .tcp()
                 .set_read_timeout(Some(left))
                 .expect("set read timeout");
             match self.ws.read() {

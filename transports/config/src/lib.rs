@@ -12,6 +12,8 @@
     unreachable_pub
 )]
 
+pub mod pem;
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};

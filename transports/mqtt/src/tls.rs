@@ -12,13 +12,12 @@
 //! - `cert-reqs: 0` accepts any certificate (the handshake signature is still checked, which
 //!   proves nothing about who the peer is). Config reading already warned about both.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -127,16 +126,11 @@ fn trust_anchors(tls: &TlsConfig) -> Result<RootCertStore, ConfigError> {
         }
     }
     if let Some(dir) = &tls.ca_path {
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| err(tls, &key("capath"), format!("{}: {e}", dir.display())))?;
-        let mut added = 0;
-        for entry in entries.flatten() {
-            // An OpenSSL CA directory also holds hash links and other files; whatever is not
-            // a readable PEM certificate is skipped.
-            if let Ok(certs) = certificates(&entry.path()) {
-                added += roots.add_parsable_certificates(certs).0;
-            }
-        }
+        // An OpenSSL CA directory also holds hash links and other files; whatever is not a
+        // readable PEM certificate is skipped.
+        let certs =
+            vscp_config::pem::folder_certificates(dir).map_err(|r| err(tls, &key("capath"), r))?;
+        let added = roots.add_parsable_certificates(certs).0;
         if added == 0 {
             return Err(err(
                 tls,
@@ -159,33 +153,7 @@ fn trust_anchors(tls: &TlsConfig) -> Result<RootCertStore, ConfigError> {
     Ok(roots)
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Every certificate in a PEM file.
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = read(path)?;
-    rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// The first private key in a PEM file (PKCS#8, PKCS#1 or SEC1). Encrypted keys are refused
-/// by name: rustls-pemfile would silently skip them and report "no key".
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let pem = read(path)?;
-    let text = String::from_utf8_lossy(&pem);
-    if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
-        return Err(format!(
-            "{}: the key is encrypted, which is not supported; decrypt it (openssl pkey -in key.pem -out plain.pem)",
-            path.display()
-        ));
-    }
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .ok_or_else(|| format!("{}: no PEM private key in the file", path.display()))
-}
+use vscp_config::pem::{certificates, private_key};
 
 /// The two relaxed server checks. The handshake signatures are verified in both, with the
 /// presented key and the provider's algorithms (exactly what WebPKI's own verifier does), which
@@ -275,7 +243,7 @@ impl ServerCertVerifier for RelaxedVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     struct Dir(PathBuf);
 
