@@ -212,6 +212,9 @@ pub struct Config {
     /// Accept a ws2 AUTH IV other than the SID (re-opens replay).
     #[serde(default, deserialize_with = "flag")]
     pub ws2_accept_client_iv: bool,
+    /// Logins also need the `tcpip` or `ws` right of users.json for their transport.
+    #[serde(default, deserialize_with = "flag")]
+    pub check_interface_rights: bool,
     /// Where `/metrics`, `/healthz`, `/readyz` are served; `None` = off.
     #[serde(rename = "metrics-interface", default = "metrics_on")]
     #[serde(deserialize_with = "metrics")]

@@ -917,6 +917,11 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
         };
         stats.login_time.observe(started.elapsed());
         match verdict {
+            Ok(user) if !self.ctx.session_cfg.may_use(self.session.dialect(), &user) => {
+                ShardStats::add(&stats.logins_failed, 1);
+                debug!(user = %user.name, "login refused: no right for this interface");
+                self.session.refuse_interface(self.ctx.random_sid())
+            }
             Ok(user) => {
                 ShardStats::add(&stats.logins_ok, 1);
                 tracing::Span::current().record("user", user.name.as_str());

@@ -73,6 +73,7 @@ impl Settings {
             session: SessionConfig {
                 key: *cfg.key,
                 ws2_accept_client_iv: cfg.ws2_accept_client_iv,
+                check_interface_rights: cfg.check_interface_rights,
                 software_version: env!("CARGO_PKG_VERSION").to_string(),
                 copyright:
                     "Copyright (C) the vscp-websocksrv authors, MIT licence, https://www.vscp.org"

@@ -265,6 +265,46 @@ fn interface_list_shows_every_live_client_of_every_transport() {
 }
 
 #[test]
+fn check_interface_rights_needs_the_transports_right_to_log_in() {
+    // `vscp` has receive-events only: neither the tcpip nor the ws right.
+    let fx = Fixture::new("tcp-ifrights");
+    let off = fx.start(json!({}));
+    let mut v = Link::login(off.tcpip_addr().unwrap(), "vscp", "secret");
+    assert_eq!(
+        v.cmd("noop"),
+        [SUCCESS],
+        "off by default: REF never checked it"
+    );
+    stop(off, vec![]);
+
+    let fx = Fixture::new("tcp-ifrights-on");
+    let srv = fx.start(json!({"check-interface-rights": true}));
+    let addr = srv.tcpip_addr().unwrap();
+    let (mut v, _) = Link::connect(addr);
+    assert_eq!(
+        v.cmd("user vscp"),
+        ["+OK - User name accepted, password please"]
+    );
+    assert_eq!(
+        v.cmd("pass secret"),
+        ["-OK - User does not have rights to use tcp/ip interface."]
+    );
+    v.expect_closed();
+    // `user` has both rights.
+    let mut u = Link::login(addr, "user", "secret");
+    assert_eq!(u.cmd("noop"), [SUCCESS]);
+    let mut w = connect(srv.local_addr(), "/ws1");
+    assert_eq!(w.auth("vscp", "secret"), "-;AUTH;5;Not authorised.");
+    let mut ok = connect(srv.local_addr(), "/ws1");
+    ok.login_open("user", "secret");
+    assert!(eventually(Duration::from_secs(5), || srv
+        .stats()
+        .logins_failed
+        == 2));
+    stop(srv, vec![w, ok]);
+}
+
+#[test]
 fn bad_input_gets_one_clear_line_and_the_connection_goes_on() {
     let fx = Fixture::new("tcp-bad");
     let srv = fx.start(json!({}));

@@ -47,6 +47,7 @@ pub fn config() -> SessionConfig {
         auth_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(60),
         tcp_host: "standalone",
+        check_interface_rights: false,
     }
 }
 

@@ -16,6 +16,7 @@ use crate::auth::{self, AuthError, Credentials};
 use crate::event::{DateTime, Event};
 use crate::filter::Filter;
 use crate::guid::Guid;
+use crate::rights;
 use crate::tcp;
 use crate::users::{SendDenied, User};
 use crate::ws1::{self, errors, Line};
@@ -116,6 +117,21 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
     /// tcp/ip greeting: what runs the server, `l2drv` (under vscpd) or `standalone` (tcp.md §2.1).
     pub tcp_host: &'static str,
+    /// A login also needs the user's right for the transport: `tcpip` (0x1) for the tcp/ip
+    /// link interface, `ws` (0x2) for websockets (`check-interface-rights`; off by default, as
+    /// REF never checked them: users.md §4, tcp.md §2.2).
+    pub check_interface_rights: bool,
+}
+
+impl SessionConfig {
+    /// Whether `user` may log in over `dialect` (always, unless `check_interface_rights`).
+    pub fn may_use(&self, dialect: Dialect, user: &User) -> bool {
+        let needed = match dialect {
+            Dialect::Tcp => rights::TCPIP,
+            Dialect::Ws1 | Dialect::Ws2 => rights::WS,
+        };
+        !self.check_interface_rights || user.rights & needed != 0
+    }
 }
 
 /// Which deadline of a session has passed (see [`Session::handle_timeout`]). On `Login` and
@@ -637,6 +653,18 @@ impl Session {
     /// Completes an AUTH with the caller's verdict (`Some(user)` when the password and the peer
     /// address were accepted). `new_sid` replaces the challenge after a failure, so a client
     /// must ask CHALLENGE before retrying, as REF does.
+    /// The reply to a login with the right password by a user without the right for this
+    /// transport ([`SessionConfig::may_use`]): over tcp/ip the spec's line, and the connection
+    /// ends like after a failed login; over websockets the failed-AUTH reply.
+    pub fn refuse_interface(&mut self, new_sid: [u8; 16]) -> String {
+        if self.dialect == Dialect::Tcp {
+            // The same end as a failed login, with the spec's own line.
+            let _ = self.finish_tcp_login(None);
+            return tcp::replies::NO_INTERFACE_RIGHT.to_owned();
+        }
+        self.finish_auth(None, new_sid)
+    }
+
     pub fn finish_auth(&mut self, verdict: Option<Arc<User>>, new_sid: [u8; 16]) -> String {
         if self.dialect == Dialect::Tcp {
             return self.finish_tcp_login(verdict);

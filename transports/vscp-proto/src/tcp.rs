@@ -30,6 +30,9 @@ pub mod replies {
     pub const NEED_LOGIN: &str = "-OK - Need to log in to perform this command.";
     pub const NEED_USER: &str = "-OK - Need a Username before a password can be entered.";
     pub const BAD_LOGIN: &str = "-OK - Invalid username or password.";
+    /// The right password, but no `tcpip` right while `check-interface-rights` is on (tcp.md
+    /// §2.2); the connection then closes.
+    pub const NO_INTERFACE_RIGHT: &str = "-OK - User does not have rights to use tcp/ip interface.";
     pub const NO_RIGHTS: &str = "-OK - User does not have rights to perform this operation.";
     pub const NOT_ALLOWED_TO_SEND: &str = "-OK - Not allowed to send this event (contact admin).";
     pub const BUFFER_FULL: &str = "-OK - Buffer Full";

@@ -32,6 +32,7 @@ fn cfg() -> SessionConfig {
         auth_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(60),
         tcp_host: "l2drv",
+        check_interface_rights: false,
     }
 }
 
@@ -642,4 +643,23 @@ proptest! {
             prop_assert!(inner == 0, "{lines:?}");
         }
     }
+}
+
+#[test]
+fn check_interface_rights_is_a_config_choice_per_transport() {
+    let db = UserDb::from_json(USERS).unwrap();
+    let vscp = db.get("vscp").unwrap(); // receive-events only
+    let user = db.get("user").unwrap(); // tcpip and ws among its rights
+    let mut c = cfg();
+    assert!(c.may_use(Dialect::Tcp, vscp), "off: REF never checked");
+    c.check_interface_rights = true;
+    assert!(!c.may_use(Dialect::Tcp, vscp));
+    assert!(!c.may_use(Dialect::Ws1, vscp));
+    assert!(c.may_use(Dialect::Tcp, user) && c.may_use(Dialect::Ws2, user));
+    let mut s = Session::new(Dialect::Tcp, [0; 16], std::time::Instant::now());
+    assert_eq!(
+        s.refuse_interface([0; 16]),
+        "-OK - User does not have rights to use tcp/ip interface."
+    );
+    assert!(s.is_ended() && s.user().is_none());
 }
