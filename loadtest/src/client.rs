@@ -4,15 +4,88 @@
 use anyhow::{anyhow, bail, Context, Result};
 use async_tungstenite::WebSocketStream;
 use futures::StreamExt;
+use futures::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use socket2::{Domain, Socket, Type};
 use std::cell::Cell;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::Message;
 
-pub type Ws = WebSocketStream<TcpStream>;
+pub type Ws = WebSocketStream<Io>;
+
+/// `--tls-ca`: the VSCP clients speak TLS (a `wss://` listener) and trust that CA. Set once at
+/// start, before any client runs.
+static TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+/// Makes every VSCP client of this run speak TLS, trusting the CA certificates in `ca_pem`.
+pub fn use_tls(ca_pem: &Path) -> Result<()> {
+    let pem = std::fs::read(ca_pem).with_context(|| format!("{}", ca_pem.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(cert?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    TLS.set(Arc::new(config))
+        .map_err(|_| anyhow!("TLS set up twice"))
+}
+
+/// A VSCP client's stream: the socket, or TLS over it (`--tls-ca`).
+pub enum Io {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_close(cx),
+            Io::Tls(s) => Pin::new(s).poll_close(cx),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
@@ -135,6 +208,19 @@ pub async fn open_session_with(
     open: bool,
 ) -> Result<Ws> {
     let url = format!("ws://{host}{}", dialect.path());
+    let stream = match TLS.get() {
+        None => Io::Plain(stream),
+        Some(tls) => {
+            // The server's certificate must name 127.0.0.1 (the generator's targets are local).
+            let name = rustls::pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+            let connector = futures_rustls::TlsConnector::from(tls.clone());
+            let s = connector
+                .connect(name, stream)
+                .await
+                .context("TLS handshake")?;
+            Io::Tls(Box::new(s))
+        }
+    };
     let (mut ws, _) = async_tungstenite::client_async_with_config(url, stream, Some(config))
         .await
         .context("websocket upgrade")?;

@@ -57,6 +57,10 @@ struct Cli {
     /// No progress lines on stderr.
     #[arg(long, global = true)]
     quiet: bool,
+    /// The VSCP clients speak TLS (the server's `interface` is `wss://`), trusting the CA
+    /// certificates in this PEM file; the server's certificate must name 127.0.0.1.
+    #[arg(long, global = true)]
+    tls_ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -196,6 +200,9 @@ fn main() -> Result<()> {
         user: cli.user.clone(),
         password: cli.password.clone(),
     };
+    if let Some(ca) = &cli.tls_ca {
+        client::use_tls(ca)?;
+    }
     let nofile = rt::raise_nofile();
     let addr = resolve(&cli.addr)?;
     let summary = match &cli.scenario {

@@ -316,6 +316,88 @@ mod tests {
         assert_eq!(key_of(build(&s)).0, "ssl_certificate_chain");
     }
 
+    /// Runs a handshake between a server with `server` and a client with `client` in memory
+    /// (both sides are sans-IO); the first error either side reports.
+    fn handshake(
+        server: Arc<ServerConfig>,
+        client: Arc<rustls::ClientConfig>,
+    ) -> Result<(), rustls::Error> {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut c = rustls::ClientConnection::new(client, name)?;
+        let mut s = rustls::ServerConnection::new(server)?;
+        for _ in 0..20 {
+            let mut buf = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut buf).unwrap();
+            }
+            if !buf.is_empty() {
+                s.read_tls(&mut &buf[..]).unwrap();
+                s.process_new_packets()?;
+            }
+            let mut buf = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut buf).unwrap();
+            }
+            if !buf.is_empty() {
+                c.read_tls(&mut &buf[..]).unwrap();
+                c.process_new_packets()?;
+            }
+            if !c.is_handshaking() && !s.is_handshaking() {
+                return Ok(());
+            }
+        }
+        panic!("the handshake did not finish");
+    }
+
+    #[test]
+    fn client_chains_are_checked_against_our_ca_and_the_depth() {
+        let d = ScratchDir::new("tls-depth");
+        let pki = Pki::new(&d.dir);
+        // A device certificate signed by an intermediate CA under ours: the client sends both.
+        let inter = pki.ca.intermediate("intermediate");
+        let (_, key_pem, leaf) = inter.issue(&["device-3"]);
+        let chain = vec![
+            CertificateDer::from(leaf),
+            CertificateDer::from(inter.der()),
+        ];
+        let client = |chain: Option<Vec<CertificateDer<'static>>>| {
+            let mut roots = RootCertStore::empty();
+            for c in pem::certificates(&d.dir.join("ca.pem")).unwrap() {
+                roots.add(c).unwrap();
+            }
+            let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+            Arc::new(match chain {
+                None => b.with_no_client_auth(),
+                Some(chain) => {
+                    let key = pem::private_key_in(key_pem.as_bytes()).unwrap();
+                    b.with_client_auth_cert(chain, key).unwrap()
+                }
+            })
+        };
+        let server = |depth: usize| {
+            let s = TlsSettings {
+                verify_peer: true,
+                verify_depth: depth,
+                ..settings(&d.dir)
+            };
+            build(&s).unwrap().config
+        };
+        assert!(handshake(server(1), client(Some(chain.clone()))).is_ok());
+        match handshake(server(0), client(Some(chain))) {
+            Err(rustls::Error::InvalidCertificate(_)) => {}
+            other => panic!("depth 0 let an intermediate through: {other:?}"),
+        }
+        assert!(matches!(
+            handshake(server(9), client(None)),
+            Err(rustls::Error::NoCertificatesPresented)
+        ));
+    }
+
     #[test]
     fn a_cipher_list_restricts_its_own_version_only() {
         let d = ScratchDir::new("tls-ciphers");

@@ -45,6 +45,24 @@ impl Ca {
         Ca { cert, key }
     }
 
+    /// An intermediate CA named `name`, signed by this one.
+    pub fn intermediate(&self, name: &str) -> Ca {
+        let key = KeyPair::generate().expect("CA key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, name.to_string());
+        let cert = p
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("intermediate certificate");
+        Ca { cert, key }
+    }
+
+    /// The CA certificate, DER.
+    pub fn der(&self) -> Vec<u8> {
+        self.cert.der().to_vec()
+    }
+
     /// The CA certificate, PEM.
     pub fn pem(&self) -> String {
         self.cert.pem()
