@@ -507,6 +507,14 @@ fn t11_history() {
     assert_eq!(p.line("+3"), [BAD_PARAMETER], "n = size is past the oldest");
     assert_eq!(p.line("+2"), ["version", "0,4,0,0", SUCCESS]);
     assert_eq!(p.line("+x"), [BAD_PARAMETER]);
+    // Numbers at and past usize::MAX (fuzz finding: `n + 1` wrapped and indexed past the end).
+    for huge in [
+        "+18446744073709551615",
+        "+18446744073709551614",
+        "+99999999999999999999999",
+    ] {
+        assert_eq!(p.line(huge), [BAD_PARAMETER], "{huge}");
+    }
     // `pass` lines are never kept (tcp.md Q18); `user` lines are.
     p.line("user admin");
     p.line("pass secret");

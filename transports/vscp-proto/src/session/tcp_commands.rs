@@ -131,7 +131,10 @@ impl Session {
         } else {
             return reply(replies::BAD_PARAMETER);
         };
-        let Some(line) = history.len().checked_sub(n + 1).map(|i| history[i].clone()) else {
+        // `n` is the client's number, up to usize::MAX: `n + 1` must not wrap (it did, to 0,
+        // and `+18446744073709551615` indexed one past the history: a panic, found by fuzzing).
+        let index = n.checked_add(1).and_then(|k| history.len().checked_sub(k));
+        let Some(line) = index.map(|i| history[i].clone()) else {
             return reply(replies::BAD_PARAMETER);
         };
         let action = self.tcp_command(&line, true, cfg, now);
