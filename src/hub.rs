@@ -551,7 +551,7 @@ impl Hub {
             self.stats.drop_event(DropReason::Filter, 1);
             return Routed::Filtered;
         }
-        self.deliver(ev);
+        self.deliver_with_current_filters(ev);
         // The list is fixed once the shard has started; no borrow is held past a send.
         let count = self.peers.borrow().len();
         for i in 0..count {
@@ -583,6 +583,11 @@ impl Hub {
     /// parked ones through the backlog.
     pub fn deliver(&self, ev: &Arc<RoutedEvent>) {
         self.refresh_filters();
+        self.deliver_with_current_filters(ev);
+    }
+
+    /// [`Hub::deliver`] once the filters are known to be current (publish just looked).
+    fn deliver_with_current_filters(&self, ev: &Arc<RoutedEvent>) {
         if ev.origin == Origin::Uplink && !self.in_filter.get().matches(&ev.event) {
             self.stats.drop_event(DropReason::Filter, 1);
             return;

@@ -177,27 +177,26 @@ fn reload(cli: &Cli, running: &mut Config, server: &vscp_websocksrv::ServerHandl
     }
     // Everything else is compared with what runs: the reloadable keys are taken over first.
     let mut want = new.clone();
-    want.max_clients = running.max_clients;
-    want.in_filter = running.in_filter;
-    want.out_filter = running.out_filter;
-    want.logging.console_level = running.logging.console_level;
-    want.logging.file_level = running.logging.file_level;
-    want.debug = running.debug;
+    take_reloadable(&mut want, running);
     want.shards = running.shards; // --shards may have overridden the file
-    want.users_file = running.users_file.clone();
     let differs = format!("{want:?}") != format!("{running:?}")
         || want.mqtt.as_ref().map(|m| &m.0) != running.mqtt.as_ref().map(|m| &m.0)
         || want.key.0 != running.key.0;
     if differs {
         warn!("SIGHUP: other keys changed (listeners, queues, timeouts, the mqtt block, the key, ...); they take effect after a restart");
     }
-    running.max_clients = new.max_clients;
-    running.in_filter = new.in_filter;
-    running.out_filter = new.out_filter;
-    running.logging.console_level = new.logging.console_level;
-    running.logging.file_level = new.logging.file_level;
-    running.debug = new.debug;
-    running.users_file = new.users_file;
+    take_reloadable(running, &new);
+}
+
+/// Copies the keys a SIGHUP applies (see [`reload`]) from `from` into `to`.
+fn take_reloadable(to: &mut Config, from: &Config) {
+    to.max_clients = from.max_clients;
+    to.in_filter = from.in_filter;
+    to.out_filter = from.out_filter;
+    to.logging.console_level = from.logging.console_level;
+    to.logging.file_level = from.logging.file_level;
+    to.debug = from.debug;
+    to.users_file = from.users_file.clone();
 }
 
 fn load(cli: &Cli) -> Result<Loaded> {

@@ -3,6 +3,8 @@
 //! certificate to its validity is fixed by RFC 5280 §4.1, and anything unexpected is `None`
 //! (the gauge is then left out), never a panic.
 
+use vscp_proto::datetime::days_from_civil;
+
 /// `notAfter` of a DER certificate, in seconds since the Unix epoch.
 pub fn not_after(der: &[u8]) -> Option<i64> {
     // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
@@ -73,17 +75,6 @@ fn time(tag: u8, value: &[u8]) -> Option<i64> {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
