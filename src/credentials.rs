@@ -10,7 +10,9 @@
 //!   RabbitMQ's auth-backend cache: a known device's re-login costs microseconds. The cache
 //!   never holds a password, is bounded, and is emptied when the user database changes.
 //!
-//! MD5 (legacy) passwords are cheap and checked inline.
+//! MD5 (legacy) passwords are cheap and checked inline. The user's `remotes` are checked before
+//! the password, and the address's failed-login budget (`crate::admission`) before this
+//! module is asked at all, so neither a denied address nor a guessing one costs a hash.
 
 use ring::hmac;
 use std::cell::RefCell;
@@ -108,6 +110,11 @@ impl Authenticator {
         let Some(user) = db.get(&creds.user).cloned() else {
             return Err(LoginFailure::Credentials);
         };
+        // Before any password work: a denied address costs no hash, and learns nothing more
+        // from the answer (the same as a wrong password's).
+        if !user.remotes.allows(peer) {
+            return Err(LoginFailure::Remote);
+        }
         let ok = if user.password_is_slow() {
             let tag = self.tag(generation, &creds);
             if self.cached(generation, &tag) {
@@ -122,9 +129,6 @@ impl Authenticator {
         };
         if !ok {
             return Err(LoginFailure::Credentials);
-        }
-        if !user.remotes.allows(peer) {
-            return Err(LoginFailure::Remote);
         }
         Ok(user)
     }
@@ -200,6 +204,38 @@ mod tests {
 
     const ADMIN: &str = r#"{"users":[{"name":"admin","rights":"admin",
         "password":"487636FDE3637C7C853AAC9EAF6FA062;357C71CA59F760C08C4125C444A22A91FD1FE1FB0E5628771A572BAF6F61B71F"}]}"#;
+
+    /// `remotes` is checked first: a denied address costs no PBKDF2 check, right password or
+    /// not.
+    #[test]
+    fn denied_address_costs_no_password_check() {
+        const DENIED: &str = r#"{"users":[{"name":"admin","rights":"admin","remotes":"-127.0.0.0/8",
+            "password":"487636FDE3637C7C853AAC9EAF6FA062;357C71CA59F760C08C4125C444A22A91FD1FE1FB0E5628771A572BAF6F61B71F"}]}"#;
+        let (verdicts, slow) = glommio::LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .spawn(|| async {
+                let stats = Arc::new(crate::stats::ShardStats::default());
+                let users = Arc::new(Users::new(UserDb::from_json(DENIED).unwrap()));
+                let auth = Authenticator::new(users, new_cache_key(), stats.clone());
+                let mut verdicts = Vec::new();
+                for (password, peer) in [("secret", "127.0.0.1"), ("wrong", "127.0.0.2")] {
+                    let creds = Credentials {
+                        user: "admin".into(),
+                        password: password.into(),
+                    };
+                    verdicts.push(auth.login(creds, peer.parse().unwrap()).await.err());
+                }
+                let slow = stats
+                    .login_slow_checks
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                (verdicts, slow)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(verdicts, [Some(LoginFailure::Remote); 2]);
+        assert_eq!(slow, 0);
+    }
 
     /// A storm of logins with the same credentials on a cold cache hashes at most once per
     /// permit; everyone else is let in by the cache entry the first check left behind.
