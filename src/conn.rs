@@ -912,21 +912,16 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
     async fn login(&mut self, creds: vscp_proto::auth::Credentials) -> String {
         let stats = self.ctx.hub.stats();
         let admission = &self.ctx.shared.admission;
-        // The address's failed-login budget before any password work: refused, it gets the
-        // answer of a wrong password (tcp.md §2.2 REC).
-        if !admission.login_begin(&self.held.admitted) {
-            ShardStats::add(&stats.logins_failed, 1);
-            return self.session.finish_auth(None, self.ctx.random_sid());
-        }
         let started = Instant::now();
         let verdict = if creds.user.is_empty() {
             Err(LoginFailure::Credentials)
         } else {
-            self.ctx.auth.login(creds, self.peer.ip()).await
+            // The address's failed-login budget comes before any password work; refused
+            // (`Throttled`), the client gets the answer of a wrong password (tcp.md §2.2 REC).
+            let budget = admission.budget(&self.held.admitted);
+            self.ctx.auth.login(creds, self.peer.ip(), &budget).await
         };
         stats.login_time.observe(started.elapsed());
-        // A right password counts as a success for the budget even without the interface right.
-        admission.login_end(&self.held.admitted, verdict.is_ok());
         match verdict {
             Ok(user) if !self.ctx.session_cfg.may_use(self.session.dialect(), &user) => {
                 ShardStats::add(&stats.logins_failed, 1);

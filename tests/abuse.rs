@@ -157,6 +157,29 @@ fn brute_force_costs_at_most_the_budget_in_password_checks() {
     stop(srv, vec![sender, receiver, late]);
 }
 
+/// A burst of correct logins from one address (a NAT after a restart) is never refused by the
+/// failed-login budget: only checks that run hold a reservation, and they succeed.
+#[test]
+fn a_burst_of_correct_logins_from_one_address_all_succeed() {
+    let fx = Fixture::new("abuse-burst");
+    let srv = fx.start(json!({}));
+    let addr = srv.local_addr();
+    let logins: Vec<_> = (0..40)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let path = if i % 2 == 0 { "/ws1" } else { "/ws2" };
+                let mut c = try_connect_from(addr, "127.0.0.5", path).expect("connects");
+                c.login_open("admin", "secret");
+                c
+            })
+        })
+        .collect();
+    let clients: Vec<Client> = logins.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(srv.stats().logins_ok, 40);
+    assert_eq!(srv.admission_stats().logins_refused, 0);
+    stop(srv, clients);
+}
+
 /// The tcp/ip link interface: a failed `pass` closes the connection, so a guesser reconnects;
 /// once the budget is used the attempts are answered like a wrong password without a check,
 /// and then new connections get the refusal line.

@@ -40,6 +40,23 @@ pub struct Admission {
     proxy_failed: AtomicU64,
 }
 
+/// The failed-login budget of one connection's address, as the authenticator asks it.
+#[derive(Debug)]
+pub struct LoginBudget<'a> {
+    admission: &'a Admission,
+    admitted: &'a Admitted,
+}
+
+impl crate::credentials::CheckBudget for LoginBudget<'_> {
+    fn begin(&self) -> bool {
+        self.admission.login_begin(self.admitted)
+    }
+
+    fn end(&self, ok: bool) {
+        self.admission.login_end(self.admitted, ok)
+    }
+}
+
 /// A connection counted by [`Admission::admit`]; give it back with [`Admission::release`].
 #[derive(Debug)]
 pub struct Admitted {
@@ -137,7 +154,8 @@ impl Admission {
                         Limit::LoginFailures => "in its failed-login cool-down",
                     };
                     warn!(address = %key, limit = r.limit.as_str(),
-                        "{what}: refusing new connections until it clears (logged once)");
+                        "{what}: refusing new connections (logged once per episode: until 30 s pass \
+                         without a refusal)");
                 }
                 Err(r.limit)
             }
@@ -155,6 +173,14 @@ impl Admission {
     /// The connection ended.
     pub fn release(&self, a: &Admitted) {
         self.table.release(a.key, a.pending, self.now());
+    }
+
+    /// The failed-login budget of the connection `a`, for the password checks of one login.
+    pub fn budget<'a>(&'a self, a: &'a Admitted) -> LoginBudget<'a> {
+        LoginBudget {
+            admission: self,
+            admitted: a,
+        }
     }
 
     /// Before a password check: false when the address may not try now (the attempt is to be

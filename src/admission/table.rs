@@ -13,12 +13,15 @@ use super::policy::{canonical, Policy};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// Sections of the table (fewer for a small table): enough that cores rarely meet on a lock.
 const SECTIONS: usize = 64;
+/// An episode of a limit ends after this long without a refusal: a flood that keeps a bucket
+/// empty (a connection now and then gets a token) is one episode, one log line.
+pub const EPISODE_QUIET: Duration = Duration::from_secs(30);
 
 /// Which limit refused something. Low-cardinality metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -108,8 +111,10 @@ struct Entry {
     logins: Bucket,
     /// End of the login cool-down (`None`: none running).
     cooldown_until: Option<Duration>,
-    /// Limits refusing this address right now (one log line per episode, [`Limit::bit`]).
+    /// Limits whose episode is on for this address ([`Limit::bit`]), and when it was last
+    /// refused (one log line per episode).
     refusing: u8,
+    last_refusal: Duration,
 }
 
 impl Entry {
@@ -127,10 +132,15 @@ impl Entry {
         self.conns == 0 && !self.cooling(now)
     }
 
-    /// Starts an episode of `limit` unless one is on; true when it starts.
-    fn start_episode(&mut self, limit: Limit) -> bool {
+    /// A refusal by `limit`: true when it starts an episode (none on, or the last refusal
+    /// was [`EPISODE_QUIET`] ago).
+    fn refused(&mut self, limit: Limit, now: Duration) -> bool {
+        if now.saturating_sub(self.last_refusal) >= EPISODE_QUIET {
+            self.refusing = 0;
+        }
         let new = self.refusing & limit.bit() == 0;
         self.refusing |= limit.bit();
+        self.last_refusal = now;
         new
     }
 }
@@ -170,9 +180,10 @@ pub struct Table {
     capacity: usize,
     /// Connections not logged in yet, all addresses.
     pending: AtomicUsize,
-    /// An episode of [`Limit::Unauthenticated`] or [`Limit::TableFull`] is on.
-    unauthenticated_refusing: AtomicBool,
-    table_refusing: AtomicBool,
+    /// The last refusal by [`Limit::Unauthenticated`] and [`Limit::TableFull`] (milliseconds of
+    /// the table's clock plus one; 0 = never), for their episodes.
+    unauthenticated_refused: AtomicU64,
+    table_refused: AtomicU64,
     /// Entries dropped to make room.
     pub evictions: AtomicUsize,
 }
@@ -206,8 +217,8 @@ impl Table {
             hasher: RandomState::new(),
             capacity: per * n,
             pending: AtomicUsize::new(0),
-            unauthenticated_refusing: AtomicBool::new(false),
-            table_refusing: AtomicBool::new(false),
+            unauthenticated_refused: AtomicU64::new(0),
+            table_refused: AtomicU64::new(0),
             evictions: AtomicUsize::new(0),
         }
     }
@@ -252,14 +263,11 @@ impl Table {
                     self.evictions.fetch_add(1, Ordering::Relaxed);
                 }
                 None => {
-                    let new_episode = !self.table_refusing.swap(true, Ordering::Relaxed);
+                    let new_episode = server_refused(&self.table_refused, now);
                     let limit = Limit::TableFull;
                     return Err(Refused { limit, new_episode });
                 }
             }
-        }
-        if self.table_refusing.load(Ordering::Relaxed) {
-            self.table_refusing.store(false, Ordering::Relaxed);
         }
         let e = s.map.entry(key).or_default();
         let refused = if e.cooling(now) {
@@ -273,7 +281,7 @@ impl Table {
         {
             Some(Limit::UnauthenticatedPerAddress)
         } else if !take_below(&self.pending, p.max_unauthenticated) {
-            let new_episode = !self.unauthenticated_refusing.swap(true, Ordering::Relaxed);
+            let new_episode = server_refused(&self.unauthenticated_refused, now);
             let limit = Limit::Unauthenticated;
             return Err(Refused { limit, new_episode });
         } else {
@@ -283,16 +291,10 @@ impl Table {
             let new_episode = match limit {
                 // Its episode is the cool-down, announced when it started.
                 Limit::LoginFailures => false,
-                _ => e.start_episode(limit),
+                _ => e.refused(limit, now),
             };
             return Err(Refused { limit, new_episode });
         }
-        if self.unauthenticated_refusing.load(Ordering::Relaxed) {
-            self.unauthenticated_refusing
-                .store(false, Ordering::Relaxed);
-        }
-        // Admitted: the connection limits' episodes are over.
-        e.refusing = 0;
         e.conns += 1;
         e.pending += 1;
         Ok(key)
@@ -361,6 +363,14 @@ impl Table {
         }
         LoginEnd::Counted
     }
+}
+
+/// A refusal by a server-wide limit whose last refusal is in `last`: true when it starts an
+/// episode. Races between cores may log one episode twice, never one per refusal.
+fn server_refused(last: &AtomicU64, now: Duration) -> bool {
+    let ms = now.as_millis() as u64 + 1;
+    let before = last.swap(ms, Ordering::Relaxed);
+    before == 0 || ms.saturating_sub(before) >= EPISODE_QUIET.as_millis() as u64
 }
 
 /// Adds one to `n` unless it is at `max` (0: no maximum).
@@ -503,10 +513,20 @@ mod tests {
         let again = t.admit(ip("198.51.100.1"), &p, S).unwrap_err();
         assert!(!again.new_episode);
         assert!(t.admit(ip("198.51.100.2"), &p, S).is_ok());
-        // 100 ms later one more token is back, and the episode is over.
+        // 100 ms later one more token is back; the flood goes on: the same episode.
         keys.push(t.admit(ip("198.51.100.1"), &p, S + S / 10).unwrap());
         let next = t.admit(ip("198.51.100.1"), &p, S + S / 10).unwrap_err();
-        assert!(next.new_episode);
+        assert!(!next.new_episode);
+        // After a quiet spell the next refusal starts a new one.
+        let later = S + S / 10 + EPISODE_QUIET;
+        for _ in 0..5 {
+            keys.push(t.admit(ip("198.51.100.1"), &p, later).unwrap());
+        }
+        assert!(
+            t.admit(ip("198.51.100.1"), &p, later)
+                .unwrap_err()
+                .new_episode
+        );
     }
 
     #[test]
@@ -537,6 +557,8 @@ mod tests {
         assert!(r.new_episode);
         assert!(!r.limit.is_per_address());
         assert!(!t.admit(ip("10.0.0.3"), &p, S).unwrap_err().new_episode);
+        assert!(!t.admit(ip("10.0.0.4"), &p, 20 * S).unwrap_err().new_episode);
+        assert!(t.admit(ip("10.0.0.4"), &p, 51 * S).unwrap_err().new_episode);
         // One leaves without logging in: room for another address.
         t.release(b1, true, S);
         assert_eq!(t.pending(), 3);
