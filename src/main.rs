@@ -179,6 +179,7 @@ fn reload(cli: &Cli, running: &mut Config, server: &vscp_websocksrv::ServerHandl
         Ok(l) => l,
         Err(e) => {
             error!("SIGHUP: config not reloaded, the running one stays: {e:#}");
+            server.config_reloaded(false);
             return;
         }
     };
@@ -205,6 +206,7 @@ fn reload(cli: &Cli, running: &mut Config, server: &vscp_websocksrv::ServerHandl
         warn!("SIGHUP: other keys changed (listeners, queues, timeouts, the mqtt block, the key, ...); they take effect after a restart");
     }
     take_reloadable(running, &new);
+    server.config_reloaded(true);
 }
 
 /// Copies the keys a SIGHUP applies (see [`reload`]) from `from` into `to`.
