@@ -25,11 +25,8 @@ fn sub_prints_what_pub_sends_and_pub_reports_refusals() {
     let srv = fx.start(json!({}));
     let url = format!("ws://{}/ws1", srv.local_addr());
 
-    let mut sub = client(&["sub", "--count", "3"], &url, "admin", "secret")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sub starts");
+    // sub's output is read on a thread, so a sub that hangs fails the test instead of hanging it.
+    let (sub, rx) = spawn_sub(&["--count", "3"], &url);
     // A ws2 client beside them; sub's session is open once it is counted beside this one.
     let mut probe = connect(srv.local_addr(), "/ws2");
     probe.login_open("admin", "secret");
@@ -70,30 +67,8 @@ fn sub_prints_what_pub_sends_and_pub_reports_refusals() {
         probe.cmd2(json!({"type":"EVENT","event":{"vscpClass":30,"vscpType":5,"vscpData":[7]}}));
     assert_eq!(r["type"], "+");
 
-    // Read sub's output on a thread, so a sub that hangs fails the test instead of hanging it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = sub.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut lines = Vec::new();
-    while lines.len() < 3 {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) => lines.push(line),
-            Err(_) => break,
-        }
-    }
-    let exited = eventually(Duration::from_secs(5), || {
-        sub.try_wait().ok().flatten().is_some()
-    });
-    if !exited {
-        let _ = sub.kill();
-    }
-    assert!(exited, "sub exits after --count 3");
-    assert!(sub.wait().unwrap().success());
+    let (lines, ok) = collect(sub, rx, 3);
+    assert!(ok, "sub exits after --count 3");
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(
         lines[2].starts_with("0,30,5,") && lines[2].ends_with(",0x07"),
