@@ -2,12 +2,16 @@
 //! mosquitto_sub: `sub` prints the events a user receives, `pub` sends events and reports each
 //! reply, `auth-line` prints the ws1 login line for people typing into wscat.
 //!
-//! They speak ws1 over a plain blocking websocket (tungstenite's client on a std socket): a
-//! client for people and scripts needs no executor, and ws1 is the dialect a person can read.
+//! They are blocking std-socket clients (a client for people and scripts needs no executor)
+//! that speak ws1 over `ws://`/`wss://` (tungstenite's client) or the tcp/ip link protocol over
+//! `tcp://`/`stcp://`: the two dialects a person can read. TLS is rustls with ring, as in the
+//! server.
 
 use anyhow::{anyhow, bail, Context, Result};
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tungstenite::{Message, WebSocket};
 use vscp_proto::auth;
@@ -15,14 +19,30 @@ use vscp_proto::auth;
 /// How long the server has to answer the greeting, a login or an event.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where Debian and Ubuntu keep the system's CA bundle: the default trust for `wss://`/`stcp://`
+/// without `--cafile`.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// Where and as whom to log in.
 #[derive(Debug)]
 pub struct Login {
-    /// `ws://HOST:PORT/ws1`.
+    /// `ws://HOST:PORT/ws1`, `wss://…`, `tcp://HOST:PORT` or `stcp://HOST:PORT`.
     pub url: String,
     pub user: String,
     pub password: String,
     pub key: [u8; 16],
+    /// TLS settings for `wss://` and `stcp://`.
+    pub tls: TlsArgs,
+}
+
+/// What a TLS client trusts and shows.
+#[derive(Debug, Default, Clone)]
+pub struct TlsArgs {
+    /// PEM file of the CA(s) that sign the server's certificate; default: the system bundle.
+    pub cafile: Option<PathBuf>,
+    /// PEM file with this client's certificate (chain) and private key, for a server with
+    /// `ssl_verify_peer`.
+    pub client_cert: Option<PathBuf>,
 }
 
 /// The ws1 line that logs `user` in on a session whose greeting gave `sid` (32 hex digits):
@@ -34,9 +54,84 @@ pub fn auth_line(sid: &str, user: &str, password: &str, key: &[u8; 16]) -> Resul
     Ok(format!("C;AUTH;{};{crypto}", auth::hex_upper(&iv)))
 }
 
-/// A logged-in ws1 session.
+/// The four kinds of address the clients take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    Ws,
+    Wss,
+    Tcp,
+    Stcp,
+}
+
+impl Scheme {
+    fn tls(self) -> bool {
+        matches!(self, Scheme::Wss | Scheme::Stcp)
+    }
+
+    fn websocket(self) -> bool {
+        matches!(self, Scheme::Ws | Scheme::Wss)
+    }
+}
+
+/// A parsed `--url`.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    scheme: Scheme,
+    host: String,
+    port: u16,
+    /// The websocket path (`/ws1`); empty for tcp/ip.
+    path: String,
+}
+
+/// The socket under either dialect: plain, or TLS.
+enum Link {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Link {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Link::Plain(s) => s,
+            Link::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.read(buf),
+            Link::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.write(buf),
+            Link::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Link::Plain(s) => s.flush(),
+            Link::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A logged-in session in one of the two dialects.
 pub struct Session {
-    ws: WebSocket<TcpStream>,
+    dialect: Dialect,
+}
+
+enum Dialect {
+    Ws1(Box<WebSocket<Link>>),
+    /// The tcp/ip link protocol: lines, each reply ending in a `+OK`/`-OK` line.
+    Tcp(BufReader<Link>),
 }
 
 impl std::fmt::Debug for Session {
@@ -45,56 +140,171 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// One reply: its lines, the last of which says whether the command succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// What the server said, one line each (ws1: one line).
+    pub text: String,
+    /// `+;…` (ws1) or a final `+OK` line (tcp/ip).
+    pub ok: bool,
+}
+
 impl Session {
     /// Connects to `login.url`, reads the greeting and logs in; an error says which step failed.
     pub fn login(login: &Login) -> Result<Session> {
-        let (host, port, path) = parse_url(&login.url)?;
-        let addr = (host.as_str(), port)
+        let target = parse_url(&login.url)?;
+        let url = &login.url;
+        let addr = (target.host.as_str(), target.port)
             .to_socket_addrs()
-            .with_context(|| format!("{}: cannot resolve {host}", login.url))?
+            .with_context(|| format!("{url}: cannot resolve {}", target.host))?
             .next()
-            .ok_or_else(|| anyhow!("{}: no address for {host}", login.url))?;
+            .ok_or_else(|| anyhow!("{url}: no address for {}", target.host))?;
         let stream = TcpStream::connect_timeout(&addr, REPLY_TIMEOUT)
             .with_context(|| format!("cannot connect to {addr}"))?;
         stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
         let _ = stream.set_nodelay(true);
-        let url = format!("ws://{host}:{port}{path}");
-        let (ws, _) = tungstenite::client(url.as_str(), stream)
+        let link = match target.scheme.tls() {
+            false => Link::Plain(stream),
+            true => {
+                let config = tls_config(&login.tls)?;
+                let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                    .map_err(|e| anyhow!("{url}: {:?} is no TLS server name: {e}", target.host))?;
+                let conn = rustls::ClientConnection::new(config, name)
+                    .map_err(|e| anyhow!("{url}: TLS setup failed: {e}"))?;
+                let mut tls = rustls::StreamOwned::new(conn, stream);
+                // Complete the handshake here, so a refused certificate is named as such.
+                while tls.conn.is_handshaking() {
+                    tls.conn
+                        .complete_io(&mut tls.sock)
+                        .map_err(|e| anyhow!("{url}: TLS handshake failed: {e}"))?;
+                }
+                Link::Tls(Box::new(tls))
+            }
+        };
+        match target.scheme.websocket() {
+            true => Session::login_ws1(link, &target, login),
+            false => Session::login_tcp(link, login),
+        }
+    }
+
+    fn login_ws1(link: Link, target: &Target, login: &Login) -> Result<Session> {
+        let scheme = if target.scheme.tls() { "wss" } else { "ws" };
+        let (host, port, path) = (&target.host, target.port, &target.path);
+        let url = match host.contains(':') {
+            true => format!("{scheme}://[{host}]:{port}{path}"),
+            false => format!("{scheme}://{host}:{port}{path}"),
+        };
+        let (ws, _) = tungstenite::client(url.as_str(), link)
             .map_err(|e| anyhow!("{url}: websocket upgrade failed: {e}"))?;
-        let mut s = Session { ws };
-        let greeting = s.recv_text()?;
+        let mut s = Session {
+            dialect: Dialect::Ws1(Box::new(ws)),
+        };
+        let greeting = s.recv_ws1()?;
         let sid = greeting.strip_prefix("+;AUTH0;").ok_or_else(|| {
             anyhow!("{url}: expected the ws1 greeting `+;AUTH0;SID`, got {greeting:?} (is the path /ws1?)")
         })?;
         let line = auth_line(sid, &login.user, &login.password, &login.key)?;
         let reply = s.command(&line)?;
-        if !reply.starts_with("+;AUTH1") {
+        if !reply.text.starts_with("+;AUTH1") {
             bail!(
-                "login as {:?} refused: {reply} (user, password and --key must match the server's users.json and key file)",
-                login.user
+                "login as {:?} refused: {} (user, password and --key must match the server's users.json and key file)",
+                login.user,
+                reply.text
             );
         }
         Ok(s)
     }
 
-    /// Sends a command or event line and returns the next reply (events that arrive first are
-    /// skipped: only a channel that is open gets them).
-    pub fn command(&mut self, line: &str) -> Result<String> {
-        self.ws
-            .send(Message::text(line))
-            .context("cannot send to the server")?;
-        loop {
-            let text = self.recv_text()?;
-            if !text.starts_with("E;") {
-                return Ok(text);
+    fn login_tcp(link: Link, login: &Login) -> Result<Session> {
+        let mut s = Session {
+            dialect: Dialect::Tcp(BufReader::new(link)),
+        };
+        let greeting = s.tcp_reply().context("reading the tcp/ip greeting")?;
+        if !greeting.ok {
+            bail!(
+                "{}: the server refused the connection: {}",
+                login.url,
+                greeting.text
+            );
+        }
+        for line in [
+            format!("user {}", login.user),
+            format!("pass {}", login.password),
+        ] {
+            let reply = s.command(&line)?;
+            if !reply.ok {
+                bail!("login as {:?} refused: {}", login.user, reply.text);
+            }
+        }
+        Ok(s)
+    }
+
+    /// Sends a command or event line and returns the reply (ws1: events that arrive first are
+    /// skipped, as only a channel that is open gets them).
+    pub fn command(&mut self, line: &str) -> Result<Reply> {
+        match &mut self.dialect {
+            Dialect::Ws1(ws) => {
+                ws.send(Message::text(line))
+                    .context("cannot send to the server")?;
+                loop {
+                    let text = self.recv_ws1()?;
+                    if !text.starts_with("E;") {
+                        let ok = text.starts_with("+;");
+                        return Ok(Reply { text, ok });
+                    }
+                }
+            }
+            Dialect::Tcp(r) => {
+                let w = r.get_mut();
+                w.write_all(format!("{line}\r\n").as_bytes())
+                    .and_then(|_| w.flush())
+                    .context("cannot send to the server")?;
+                self.tcp_reply()
             }
         }
     }
 
-    /// The next text message; reads without a time limit when `wait` is false.
-    fn recv_text(&mut self) -> Result<String> {
+    /// The next tcp/ip line, without its line end.
+    fn tcp_line(&mut self) -> Result<String> {
+        let Dialect::Tcp(r) = &mut self.dialect else {
+            unreachable!("tcp/ip lines are read on tcp/ip sessions only");
+        };
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) => bail!("the server closed the connection"),
+            Ok(_) => Ok(line.trim_end_matches(['\r', '\n']).to_string()),
+            Err(e) if timed_out(&e) => bail!("no answer from the server within {REPLY_TIMEOUT:?}"),
+            Err(e) => bail!("connection to the server failed: {e}"),
+        }
+    }
+
+    /// Lines up to and including the terminal `+OK…`/`-OK…` line.
+    fn tcp_reply(&mut self) -> Result<Reply> {
+        let mut lines = Vec::new();
         loop {
-            match self.ws.read() {
+            let line = self.tcp_line()?;
+            let end = match line.get(..3) {
+                Some("+OK") => Some(true),
+                Some("-OK") => Some(false),
+                _ => None,
+            };
+            lines.push(line);
+            if let Some(ok) = end {
+                return Ok(Reply {
+                    text: lines.join("\n"),
+                    ok,
+                });
+            }
+        }
+    }
+
+    /// The next ws1 text message.
+    fn recv_ws1(&mut self) -> Result<String> {
+        let Dialect::Ws1(ws) = &mut self.dialect else {
+            unreachable!("ws1 messages are read on ws1 sessions only");
+        };
+        loop {
+            match ws.read() {
                 Ok(Message::Text(t)) => return Ok(t.to_string()),
                 Ok(Message::Close(c)) => bail!(
                     "the server closed the session{}",
@@ -102,12 +312,9 @@ impl Session {
                         .unwrap_or_default()
                 ),
                 Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
+                // A signal handler ran (SO_RCVTIMEO reads are not restarted): read again.
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(tungstenite::Error::Io(e)) if timed_out(&e) => {
                     bail!("no answer from the server within {REPLY_TIMEOUT:?}")
                 }
                 Err(e) => bail!("connection to the server failed: {e}"),
@@ -115,8 +322,38 @@ impl Session {
         }
     }
 
-    /// Opens the channel (after setting the filter, if any) and prints each event until
-    /// `count` of them arrived (forever without).
+    /// The next event the server sends (its event string), skipping anything else.
+    fn next_event(&mut self) -> Result<String> {
+        loop {
+            match self.dialect {
+                Dialect::Ws1(_) => {
+                    if let Some(ev) = self.recv_ws1()?.strip_prefix("E;") {
+                        return Ok(ev.to_string());
+                    }
+                }
+                Dialect::Tcp(_) => {
+                    // rcvloop's lines are events, or `+OK` every 2 s to say it is alive.
+                    let line = self.tcp_line()?;
+                    if line.starts_with(|c: char| c.is_ascii_digit()) {
+                        return Ok(line);
+                    }
+                    if line.starts_with("-OK") {
+                        bail!("the server ended the receive loop: {line}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn link(&self) -> &Link {
+        match &self.dialect {
+            Dialect::Ws1(ws) => ws.get_ref(),
+            Dialect::Tcp(r) => r.get_ref(),
+        }
+    }
+
+    /// Sets the filter (if any), opens the channel (ws1 `C;OPEN`, tcp/ip `rcvloop`) and prints
+    /// each event until `count` of them arrived (forever without).
     pub fn subscribe(
         &mut self,
         filter: Option<&str>,
@@ -124,29 +361,42 @@ impl Session {
         count: Option<u64>,
         out: &mut impl Write,
     ) -> Result<()> {
+        let usage = "expected FILTER;MASK, e.g. 0,10,6,-;0,0xFFFF,0xFF,-";
+        let tcp = matches!(self.dialect, Dialect::Tcp(_));
         if let Some(f) = filter {
-            let reply = self.command(&format!("C;SF;{f}"))?;
-            if reply != "+;SF" {
-                bail!("filter {f:?} refused: {reply} (expected FILTER;MASK, e.g. 0,10,6,-;0,0xFFFF,0xFF,-)");
+            let commands = match tcp {
+                false => vec![format!("C;SF;{f}")],
+                true => {
+                    let (filter, mask) = f
+                        .split_once(';')
+                        .ok_or_else(|| anyhow!("filter {f:?}: {usage}"))?;
+                    vec![format!("setfilter {filter}"), format!("setmask {mask}")]
+                }
+            };
+            for c in commands {
+                let reply = self.command(&c)?;
+                if !reply.ok {
+                    bail!("filter {f:?} refused: {} ({usage})", reply.text);
+                }
             }
         }
-        let reply = self.command("C;OPEN")?;
-        if reply != "+;OPEN" {
-            bail!("C;OPEN refused: {reply}");
+        let reply = self.command(if tcp { "rcvloop" } else { "C;OPEN" })?;
+        if !reply.ok {
+            bail!("opening the channel was refused: {}", reply.text);
         }
         // Events may be far apart: no read deadline from here on.
-        self.ws.get_ref().set_read_timeout(None)?;
+        self.link().tcp().set_read_timeout(None)?;
         let mut seen = 0u64;
         while count.is_none_or(|n| seen < n) {
-            let text = self.recv_text()?;
-            let Some(ev) = text.strip_prefix("E;") else {
-                continue;
-            };
+            let ev = self.next_event()?;
             if json {
-                let parsed = vscp_proto::codec::string::parse_event(ev)
+                let parsed = vscp_proto::codec::string::parse_event(&ev)
                     .map_err(|e| anyhow!("the server sent an event we cannot read ({e}): {ev}"))?;
                 let mut s = String::new();
                 vscp_proto::codec::json::write_event(&parsed, &mut s);
+                // One line per event: the codec's line breaks are only whitespace between
+                // members (a raw line break cannot be inside a JSON string).
+                s.retain(|c| c != '\n');
                 writeln!(out, "{s}")?;
             } else {
                 writeln!(out, "{ev}")?;
@@ -157,33 +407,97 @@ impl Session {
         Ok(())
     }
 
-    /// Sends one event (a ws1 event string without `E;`) and returns the server's reply.
-    pub fn publish(&mut self, event: &str) -> Result<String> {
+    /// Sends one event (an event string, with or without ws1's `E;`) and returns the reply.
+    pub fn publish(&mut self, event: &str) -> Result<Reply> {
         let event = event.trim();
         let event = event.strip_prefix("E;").unwrap_or(event);
-        self.command(&format!("E;{event}"))
+        match self.dialect {
+            Dialect::Ws1(_) => {
+                let reply = self.command(&format!("E;{event}"))?;
+                let ok = reply.text == "+;EVENT";
+                Ok(Reply { ok, ..reply })
+            }
+            Dialect::Tcp(_) => self.command(&format!("send {event}")),
+        }
     }
 
-    /// Says goodbye with a websocket close.
+    /// Says goodbye: a websocket close, or `quit`.
     pub fn close(mut self) {
-        let _ = self.ws.close(None);
-        let _ = self.ws.flush();
+        match &mut self.dialect {
+            Dialect::Ws1(ws) => {
+                let _ = ws.close(None);
+                let _ = ws.flush();
+            }
+            Dialect::Tcp(_) => {
+                let _ = self.command("quit");
+            }
+        }
     }
 }
 
-/// `ws://HOST:PORT/PATH` into its parts (`PATH` default `/ws1`, `PORT` default 8884).
-fn parse_url(url: &str) -> Result<(String, u16, String)> {
-    let rest = match url.split_once("://") {
-        Some(("ws", rest)) => rest,
-        Some((scheme, _)) => bail!(
-            "{url}: only ws:// is supported by these clients ({scheme}:// is not); for a wss:// listener use a websocket client with TLS (websocat, wscat), for tcp/ip a line tool"
-        ),
-        None => url,
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// The rustls client configuration: trust `cafile` (or the system bundle), show
+/// `client_cert` if given.
+fn tls_config(args: &TlsArgs) -> Result<Arc<rustls::ClientConfig>> {
+    let cafile = args
+        .cafile
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(SYSTEM_CA_BUNDLE));
+    let shown = cafile.display();
+    let cas = vscp_config::pem::certificates(&cafile).map_err(|e| match args.cafile {
+        Some(_) => anyhow!("--cafile: {e}"),
+        None => anyhow!("{e} (the system CA bundle; give the server's CA with --cafile)"),
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in cas {
+        roots
+            .add(ca)
+            .map_err(|e| anyhow!("{shown}: a CA certificate rustls cannot use: {e}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| anyhow!("TLS setup failed: {e}"))?
+        .with_root_certificates(roots);
+    let config = match &args.client_cert {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let chain =
+                vscp_config::pem::certificates(pem).map_err(|e| anyhow!("--client-cert: {e}"))?;
+            let key =
+                vscp_config::pem::private_key(pem).map_err(|e| anyhow!("--client-cert: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| anyhow!("--client-cert {}: {e}", pem.display()))?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+/// `--url` into its parts. Websockets: `ws://` or `wss://HOST[:PORT][/PATH]` (port 8884,
+/// path `/ws1`); no scheme means `ws://`. tcp/ip: `tcp://` or `stcp://HOST[:PORT]` (port 9598).
+fn parse_url(url: &str) -> Result<Target> {
+    let (scheme, rest) = match url.split_once("://") {
+        None => (Scheme::Ws, url),
+        Some((s, rest)) => match s.to_ascii_lowercase().as_str() {
+            "ws" => (Scheme::Ws, rest),
+            "wss" => (Scheme::Wss, rest),
+            "tcp" => (Scheme::Tcp, rest),
+            "stcp" => (Scheme::Stcp, rest),
+            other => bail!("{url}: {other}:// is not one of ws://, wss://, tcp:// or stcp://"),
+        },
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/ws1"),
+        None => (rest, ""),
     };
+    let default_port = if scheme.websocket() { 8884 } else { 9598 };
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
             let port = p
@@ -191,12 +505,23 @@ fn parse_url(url: &str) -> Result<(String, u16, String)> {
                 .map_err(|_| anyhow!("{url}: port {p:?} is not a number 1..65535"))?;
             (h.trim_start_matches('[').trim_end_matches(']'), port)
         }
-        _ => (authority, 8884),
+        _ => (authority, default_port),
     };
     if host.is_empty() {
-        bail!("{url}: missing host (e.g. ws://127.0.0.1:8884/ws1)");
+        bail!("{url}: missing host (e.g. ws://127.0.0.1:8884/ws1 or tcp://127.0.0.1:9598)");
     }
-    Ok((host.to_string(), port, path.to_string()))
+    let path = match (scheme.websocket(), path) {
+        (true, "") => "/ws1".to_string(),
+        (true, p) => p.to_string(),
+        (false, "" | "/") => String::new(),
+        (false, p) => bail!("{url}: the tcp/ip link interface has no path ({p})"),
+    };
+    Ok(Target {
+        scheme,
+        host: host.to_string(),
+        port,
+        path,
+    })
 }
 
 /// The AES key from `--key HEX` or the key file.
@@ -219,24 +544,33 @@ mod tests {
 
     #[test]
     fn urls() {
-        let p = |u: &str| parse_url(u).unwrap();
+        let p = |u: &str| {
+            let t = parse_url(u).unwrap();
+            (t.scheme, t.host, t.port, t.path)
+        };
+        let s = String::from;
         assert_eq!(
             p("ws://127.0.0.1:9000/ws1"),
-            ("127.0.0.1".into(), 9000, "/ws1".into())
+            (Scheme::Ws, s("127.0.0.1"), 9000, s("/ws1"))
         );
         assert_eq!(
             p("ws://localhost"),
-            ("localhost".into(), 8884, "/ws1".into())
+            (Scheme::Ws, s("localhost"), 8884, s("/ws1"))
         );
         assert_eq!(
             p("127.0.0.1:8884"),
-            ("127.0.0.1".into(), 8884, "/ws1".into())
+            (Scheme::Ws, s("127.0.0.1"), 8884, s("/ws1"))
         );
-        assert_eq!(p("ws://[::1]:8884/x"), ("::1".into(), 8884, "/x".into()));
-        assert!(parse_url("wss://h:1/ws1")
-            .unwrap_err()
-            .to_string()
-            .contains("only ws://"));
+        assert_eq!(
+            p("ws://[::1]:8884/x"),
+            (Scheme::Ws, s("::1"), 8884, s("/x"))
+        );
+        assert_eq!(p("WSS://h/ws1"), (Scheme::Wss, s("h"), 8884, s("/ws1")));
+        assert_eq!(p("tcp://h"), (Scheme::Tcp, s("h"), 9598, s("")));
+        assert_eq!(p("stcp://[::1]:7/"), (Scheme::Stcp, s("::1"), 7, s("")));
+        let err = |u: &str| parse_url(u).unwrap_err().to_string();
+        assert!(err("http://h:1/ws1").contains("not one of ws://"));
+        assert!(err("tcp://h:1/ws1").contains("no path"));
         assert!(parse_url("ws://h:x/ws1").is_err());
         assert!(parse_url("ws://:8884").is_err());
     }

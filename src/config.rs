@@ -616,8 +616,17 @@ fn read_file<T>(
     if path.is_dir() {
         return Err(r.err(key, format!("{shown} is not a regular file")));
     }
-    let bytes =
-        std::fs::read(&*path).map_err(|e| r.err(key, format!("cannot read {shown}: {e}")))?;
+    let bytes = std::fs::read(&*path).map_err(|e| {
+        // A new user who printed the sample config into an empty folder lands here first.
+        let hint = match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "; `vscp-websocksrv init DIR` writes a fresh key file and a users.json (with a \
+                 random admin password) beside a sample config, keeping files that exist"
+            }
+            _ => "",
+        };
+        r.err(key, format!("cannot read {shown}: {e}{hint}"))
+    })?;
     check(&String::from_utf8_lossy(&bytes)).map_err(|e| r.err(key, format!("{shown}: {e}")))
 }
 
@@ -1041,6 +1050,31 @@ mod tests {
         assert_eq!(count("\"rx-filter\" accepted but not used"), 1, "{w:?}");
         assert_eq!(w.len(), 6, "{w:?}");
         assert!(w.iter().all(|s| s.starts_with("<inline>: ")));
+    }
+
+    #[test]
+    fn a_misspelt_key_gets_the_nearest_known_one_of_its_block() {
+        let dir = TempDir::new("near");
+        let (cfg, w) = inline(
+            &dir,
+            r#"{"max-clientz":5,"ssl-verify-peer":false,"logging":{"console-log-levl":"off"},
+                "filter":{"in-filtr":""},"tls":{"certifcate":""}}"#,
+        )
+        .unwrap();
+        let said = |needle: &str| w.iter().any(|s| s.contains(needle));
+        assert!(
+            said(r#""max-clientz" ignored; did you mean "max-clients"?"#),
+            "{w:?}"
+        );
+        assert!(said(r#"did you mean "ssl_verify_peer"?"#), "{w:?}");
+        assert!(
+            said(r#"did you mean "logging.console-log-level"?"#),
+            "{w:?}"
+        );
+        assert!(said(r#"did you mean "filter.in-filter"?"#), "{w:?}");
+        assert!(said(r#"did you mean "tls.certificate"?"#), "{w:?}");
+        // The key is still ignored, not guessed: the default stays.
+        assert_eq!(cfg.max_clients, 100);
     }
 
     #[test]

@@ -37,12 +37,17 @@ enum Command {
     Mkpasswd { user: String, password: String },
     /// Print the sample configuration file.
     PrintDefaultConfig,
+    /// Write a configuration to start from into DIR (created if missing): the sample
+    /// websocksrv.json, a fresh random vscp.key and a users.json whose `admin` has a random
+    /// password, which is printed once. Files that already exist are kept.
+    Init { dir: PathBuf },
     /// Check a configuration (--config or --vscpd-config/--driver) and every file it names
     /// (key, users, the mqtt block's TLS files) without starting: the same errors and warnings
     /// as at start-up, exit status 0 when it would start. Use it before a SIGHUP or a restart.
     CheckConfig,
-    /// Log in over ws1 and print every event the user receives, one line each (the ws1 event
-    /// string without `E;`, or JSON with --json).
+    /// Log in (ws1 over ws:// or wss://, the tcp/ip link over tcp:// or stcp://) and print every
+    /// event the user receives, one line each (the event string, without ws1's `E;`, or JSON
+    /// with --json).
     Sub {
         #[command(flatten)]
         login: LoginArgs,
@@ -52,13 +57,14 @@ enum Command {
         /// Print events as ws2-style JSON objects.
         #[arg(long)]
         json: bool,
-        /// Session filter as FILTER;MASK in ws1 `C;SF` form, e.g. "0,10,6,-;0,0xFFFF,0xFF,-".
+        /// Session filter as FILTER;MASK in ws1 `C;SF` form, e.g. "0,10,6,-;0,0xFFFF,0xFF,-"
+        /// (over tcp/ip it is sent as `setfilter` and `setmask`).
         #[arg(long)]
         filter: Option<String>,
     },
-    /// Log in over ws1 and send events (ws1 event strings without `E;`, e.g. 0,20,3,,,,-,0,1,35),
-    /// from the arguments or, without any, one per line from stdin. Prints each reply; exits 0
-    /// only if every event was acknowledged.
+    /// Log in (as `sub` does) and send events (event strings without ws1's `E;`, e.g.
+    /// 0,20,3,,,,-,0,1,35), from the arguments or, without any, one per line from stdin.
+    /// Prints each reply; exits 0 only if every event was acknowledged.
     Pub {
         #[command(flatten)]
         login: LoginArgs,
@@ -82,8 +88,9 @@ enum Command {
 /// The server and the credentials the clients log in with.
 #[derive(clap::Args, Debug)]
 struct LoginArgs {
-    /// ws://HOST:PORT/ws1 (in a config file, `interface` with tcp:// means the websocket
-    /// listener, for compatibility with the old driver).
+    /// ws://HOST:PORT/ws1 or wss://… (ws1), tcp://HOST:PORT or stcp://… (the tcp/ip link
+    /// interface, port 9598 by default). In a config file, `interface` with tcp:// means the
+    /// websocket listener, for compatibility with the old driver; here it means tcp/ip.
     #[arg(long, default_value = "ws://127.0.0.1:8884/ws1")]
     url: String,
     #[arg(long)]
@@ -92,6 +99,14 @@ struct LoginArgs {
     password: String,
     #[command(flatten)]
     key: KeyArgs,
+    /// wss:// and stcp://: PEM file of the CA that signed the server's certificate (default:
+    /// the system's CA bundle).
+    #[arg(long)]
+    cafile: Option<PathBuf>,
+    /// wss:// and stcp://: PEM file with this client's certificate and private key, for a
+    /// server with ssl_verify_peer.
+    #[arg(long)]
+    client_cert: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -122,6 +137,10 @@ impl LoginArgs {
             user: self.user.clone(),
             password: self.password.clone(),
             key: self.key.read()?,
+            tls: vscp_websocksrv::clients::TlsArgs {
+                cafile: self.cafile.clone(),
+                client_cert: self.client_cert.clone(),
+            },
         })
     }
 }
@@ -160,6 +179,7 @@ fn reload(cli: &Cli, running: &mut Config, server: &vscp_websocksrv::ServerHandl
         Ok(l) => l,
         Err(e) => {
             error!("SIGHUP: config not reloaded, the running one stays: {e:#}");
+            server.config_reloaded(false);
             return;
         }
     };
@@ -186,6 +206,7 @@ fn reload(cli: &Cli, running: &mut Config, server: &vscp_websocksrv::ServerHandl
         warn!("SIGHUP: other keys changed (listeners, queues, timeouts, the mqtt block, the key, ...); they take effect after a restart");
     }
     take_reloadable(running, &new);
+    server.config_reloaded(true);
 }
 
 /// Copies the keys a SIGHUP applies (see [`reload`]) from `from` into `to`.
@@ -296,6 +317,68 @@ fn sample_credentials(cfg: &Config, users: &vscp_proto::UserDb) -> Vec<String> {
     found
 }
 
+/// `init DIR`: the three files a server needs, the secrets fresh, nothing overwritten.
+fn init(dir: &std::path::Path) -> Result<()> {
+    use std::io::Write;
+    use vscp_proto::{auth::hex_upper, password};
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let random = || {
+        password::random_salt()
+            .map_err(|_| anyhow::anyhow!("the OS random number generator failed"))
+    };
+    // Private files are created 0600 (owner only), as they hold the secrets.
+    let write = |name: &str, text: &str, private: bool| -> Result<bool> {
+        let path = dir.join(name);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        match options.open(&path) {
+            Ok(mut f) => {
+                f.write_all(text.as_bytes())
+                    .with_context(|| format!("{}: cannot write", path.display()))?;
+                println!("wrote {}", path.display());
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                println!("kept {} (it exists)", path.display());
+                Ok(false)
+            }
+            Err(e) => Err(anyhow::anyhow!("{}: cannot create: {e}", path.display())),
+        }
+    };
+    write(
+        "websocksrv.json",
+        vscp_websocksrv::config::SAMPLE_CONFIG,
+        false,
+    )?;
+    write("vscp.key", &format!("{}\n", hex_upper(&random()?)), true)?;
+    let pass = hex_upper(&random()?[..12]).to_ascii_lowercase();
+    let users = serde_json::json!({"users": [{
+        "name": "admin",
+        "password": password::mkpasswd("admin", &pass, random()?),
+        "full-name": "Administrator",
+        "rights": "admin",
+        "remotes": "",
+        "allow-events": "",
+        "filter": "",
+        "mask": "",
+        "note": "Written by `vscp-websocksrv init`; add users with `vscp-websocksrv mkpasswd USER PASSWORD`."
+    }]});
+    let users = serde_json::to_string_pretty(&users)? + "\n";
+    if write("users.json", &users, true)? {
+        println!("the user admin has the password {pass} (it is not stored anywhere else)");
+    }
+    let config = dir.join("websocksrv.json");
+    println!(
+        "start the server with: vscp-websocksrv --config {}",
+        config.display()
+    );
+    Ok(())
+}
+
 /// `pub`: every event acknowledged, or an error naming how many were not.
 fn publish(login: &LoginArgs, events: Vec<String>) -> Result<()> {
     let mut s = vscp_websocksrv::clients::Session::login(&login.login()?)?;
@@ -308,9 +391,9 @@ fn publish(login: &LoginArgs, events: Vec<String>) -> Result<()> {
     let (mut sent, mut refused) = (0u64, 0u64);
     for line in lines.filter(|l| !l.trim().is_empty()) {
         let reply = s.publish(&line)?;
-        println!("{reply}");
+        println!("{}", reply.text);
         sent += 1;
-        if reply != "+;EVENT" {
+        if !reply.ok {
             refused += 1;
         }
     }
@@ -343,6 +426,7 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", vscp_websocksrv::config::SAMPLE_CONFIG);
             return Ok(());
         }
+        Some(Command::Init { dir }) => return init(&dir),
         Some(Command::Sub {
             login,
             count,

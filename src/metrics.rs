@@ -62,6 +62,9 @@ pub mod names {
     pub const TLS_HANDSHAKES: &str = "vscp_tls_handshakes_total";
     pub const TLS_CERTIFICATE_EXPIRY: &str = "vscp_tls_certificate_expiry_seconds";
     pub const TLS_RELOADS: &str = "vscp_tls_reloads_total";
+    pub const CONFIG_GENERATION: &str = "vscp_config_generation";
+    pub const CONFIG_APPLIED_AT: &str = "vscp_config_last_reload_success_timestamp_seconds";
+    pub const CONFIG_LAST_VALID: &str = "vscp_config_last_reload_successful";
     pub const DELIVERY_LATENCY: &str = "vscp_delivery_latency_seconds";
     pub const LOGIN_DURATION: &str = "vscp_login_duration_seconds";
     // Abuse limits (crate::admission).
@@ -85,6 +88,8 @@ pub struct Limits {
     pub max_out_queue: usize,
     pub max_in_queue: usize,
     pub shards: usize,
+    /// Which config runs, and how the last SIGHUP went.
+    pub config: Arc<crate::stats::ConfigGeneration>,
 }
 
 /// Renders `/metrics` for one server.
@@ -170,6 +175,10 @@ impl Exporter {
     fn set_values(&self, per_core: &[Stats]) {
         gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         gauge!(SESSIONS_LIMIT).set(self.limits.max_clients.load(Relaxed) as f64);
+        let (generation, applied_at, last_valid) = self.limits.config.get();
+        gauge!(CONFIG_GENERATION).set(generation as f64);
+        gauge!(CONFIG_APPLIED_AT).set(applied_at as f64);
+        gauge!(CONFIG_LAST_VALID).set(f64::from(u8::from(last_valid)));
         gauge!(OUTBOX_CAPACITY).set(self.limits.max_out_queue as f64);
         gauge!(RING_CAPACITY).set(self.limits.max_in_queue as f64);
         let mut ring_sent = 0u64;
@@ -308,6 +317,9 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     (SESSIONS_ACCEPTED, Counter, None, "Websocket sessions accepted (upgrade completed)."),
     (SESSIONS_REJECTED, Counter, None, "Connections turned away: max_clients (limit reached), remotes (address not allowed for the user), auth_deadline (no login in time), handshake (failed upgrade)."),
     (SESSIONS_LIMIT, Gauge, None, "The max-clients setting (0 = unlimited)."),
+    (CONFIG_GENERATION, Gauge, None, "The running configuration: 1 at start-up, one more for each SIGHUP that applied a valid config."),
+    (CONFIG_APPLIED_AT, Gauge, None, "When the running configuration was applied (start-up or the last valid SIGHUP), Unix seconds."),
+    (CONFIG_LAST_VALID, Gauge, None, "1 when the last SIGHUP's configuration was valid (or there was none), 0 when it was refused and the previous one kept running."),
     (LOGINS, Counter, None, "AUTH attempts by result."),
     (LOGIN_SLOW_CHECKS, Counter, None, "PBKDF2 password checks run (credential cache misses)."),
     (LOGIN_CACHE_HITS, Counter, None, "Logins answered from the verified-credential cache."),

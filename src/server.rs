@@ -69,6 +69,8 @@ pub struct ServerHandle {
     readiness: Arc<Readiness>,
     /// The TLS configuration new connections get, with a TLS listener.
     tls: Option<Arc<TlsStore>>,
+    /// Which config runs (`/metrics`).
+    config: Arc<crate::stats::ConfigGeneration>,
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
 }
 
@@ -120,6 +122,11 @@ impl ServerHandle {
     /// emptied). Sessions already logged in keep their user.
     pub fn reload_users(&self, db: UserDb) {
         self.users.replace(db);
+    }
+
+    /// Records a SIGHUP's outcome: a valid config applied (a new generation), or refused.
+    pub fn config_reloaded(&self, valid: bool) {
+        self.config.reloaded(valid, unix_now());
     }
 
     /// Applies what of a re-read config takes effect at once: `max-clients` (sessions beyond a
@@ -310,6 +317,7 @@ pub fn start_with_uplink(
         metrics_addr: None,
         readiness: readiness.clone(),
         tls: tls.clone(),
+        config: Arc::new(crate::stats::ConfigGeneration::new(unix_now())),
         threads: Vec::new(),
     };
     let mut metrics = match cfg.metrics_listen {
@@ -330,6 +338,7 @@ pub fn start_with_uplink(
                         max_out_queue: settings.max_out_queue,
                         max_in_queue: settings.max_in_queue,
                         shards: n,
+                        config: handle.config.clone(),
                     },
                 )
                 .with_tls(tls.clone())
@@ -494,6 +503,13 @@ fn plain_bind(addr: SocketAddr, key: &'static str) -> Result<std::net::TcpListen
             StartError::Listen(ListenError { addr, key, source })
         }
     })
+}
+
+/// Seconds since the Unix epoch (0 on a clock before it).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

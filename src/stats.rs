@@ -336,6 +336,45 @@ impl Stats {
     }
 }
 
+/// The configuration's generation, for `/metrics`: 1 for the one the server started with, one
+/// more for each SIGHUP that applied a valid config; when that last happened (Unix seconds);
+/// and whether the last SIGHUP's config was valid (an invalid one changes nothing).
+#[derive(Debug)]
+pub struct ConfigGeneration {
+    generation: AtomicU64,
+    applied_at: AtomicU64,
+    last_valid: AtomicBool,
+}
+
+impl ConfigGeneration {
+    /// The start-up config, applied at `now` (Unix seconds).
+    pub fn new(now: u64) -> ConfigGeneration {
+        ConfigGeneration {
+            generation: AtomicU64::new(1),
+            applied_at: AtomicU64::new(now),
+            last_valid: AtomicBool::new(true),
+        }
+    }
+
+    /// A reload at `now` (Unix seconds) applied a valid config (`true`) or refused it.
+    pub fn reloaded(&self, valid: bool, now: u64) {
+        if valid {
+            self.generation.fetch_add(1, Relaxed);
+            self.applied_at.store(now, Relaxed);
+        }
+        self.last_valid.store(valid, Relaxed);
+    }
+
+    /// The generation, when it was applied and whether the last reload was valid.
+    pub fn get(&self) -> (u64, u64, bool) {
+        (
+            self.generation.load(Relaxed),
+            self.applied_at.load(Relaxed),
+            self.last_valid.load(Relaxed),
+        )
+    }
+}
+
 /// Counters of the uplink, written only by the uplink executor (and, for the fields an
 /// implementation owns, by that implementation on the same executor). They are exported as
 /// `vscp_uplink_*` metrics; an uplink leaves the ones it has no use for at zero.
@@ -378,4 +417,19 @@ pub struct UplinkStats {
     pub subscribe_failures: AtomicU64,
     /// Messages from the far side that could not be decoded.
     pub malformed: AtomicU64,
+}
+
+#[cfg(test)]
+mod config_generation_tests {
+    use super::ConfigGeneration;
+
+    #[test]
+    fn only_a_valid_reload_makes_a_generation() {
+        let g = ConfigGeneration::new(100);
+        assert_eq!(g.get(), (1, 100, true));
+        g.reloaded(false, 200);
+        assert_eq!(g.get(), (1, 100, false));
+        g.reloaded(true, 300);
+        assert_eq!(g.get(), (2, 300, true));
+    }
 }

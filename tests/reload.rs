@@ -1,6 +1,6 @@
 //! SIGHUP against the real binary: a changed driver filter and `max-clients` apply to what
 //! comes next without dropping sessions; an invalid config is refused with its key and file
-//! named, and the running one keeps serving.
+//! named, and the running one keeps serving. `/metrics` shows the config generation.
 
 mod common;
 use common::*;
@@ -66,6 +66,21 @@ impl Drop for Server {
     }
 }
 
+/// The value of the unlabelled series `name` on the metrics listener at `addr`.
+fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics listener");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read the response");
+    let line = out
+        .lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .unwrap_or_else(|| panic!("{name} not in /metrics: {out}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
 fn write(path: &std::path::Path, cfg: &serde_json::Value) {
     std::fs::write(path, serde_json::to_vec_pretty(cfg).unwrap()).unwrap();
 }
@@ -75,11 +90,12 @@ fn sighup_applies_filters_and_max_clients_and_refuses_a_broken_config() {
     let fx = Fixture::new("reload");
     let port = free_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let path = fx.join("websocksrv.json");
     let mut cfg = json!({
         "interface": format!("127.0.0.1:{port}"),
         "tcpip-interface": "",
-        "metrics-interface": "",
+        "metrics-interface": metrics.to_string(),
         "key-file": "vscp.key",
         "path-users": "users.json",
         "max-clients": 100,
@@ -88,6 +104,9 @@ fn sighup_applies_filters_and_max_clients_and_refuses_a_broken_config() {
     write(&path, &cfg);
     let srv = Server::start(&path);
     srv.wait_log(" ready ");
+    assert_eq!(metric(metrics, "vscp_config_generation"), 1.0);
+    let started = metric(metrics, "vscp_config_last_reload_success_timestamp_seconds");
+    assert!(started > 1.7e9, "a Unix time: {started}");
 
     let mut rx = connect(addr, "/ws1");
     rx.login_open("admin", "secret");
@@ -104,6 +123,13 @@ fn sighup_applies_filters_and_max_clients_and_refuses_a_broken_config() {
     srv.wait_log("SIGHUP: in-filter/out-filter");
     srv.wait_log("SIGHUP: max-clients 100 -> 3");
     assert!(!srv.logged("after a restart"), "nothing else changed");
+    let generation_is = |n: f64| {
+        eventually(Duration::from_secs(5), || {
+            metric(metrics, "vscp_config_generation") == n
+        })
+    };
+    assert!(generation_is(2.0), "a valid reload is generation 2");
+    assert_eq!(metric(metrics, "vscp_config_last_reload_successful"), 1.0);
     assert_eq!(tx.cmd("E;0,20,3,0,,0,-,2"), "+;EVENT");
     assert_eq!(tx.cmd("E;0,10,6,0,,0,-,3"), "+;EVENT");
     // In order: had the class 20 event passed, it would come first.
@@ -139,6 +165,11 @@ fn sighup_applies_filters_and_max_clients_and_refuses_a_broken_config() {
         line.contains("max-clients") && line.contains("websocksrv.json"),
         "{line}"
     );
+    let refused = eventually(Duration::from_secs(5), || {
+        metric(metrics, "vscp_config_last_reload_successful") == 0.0
+    });
+    assert!(refused, "the refused reload shows");
+    assert_eq!(metric(metrics, "vscp_config_generation"), 2.0);
     assert_eq!(tx.cmd("E;0,20,3,0,,0,-,4"), "+;EVENT");
     assert_eq!(tx.cmd("E;0,10,6,0,,0,-,5"), "+;EVENT");
     assert!(rx.recv_event().starts_with("E;0,10,6,"));
@@ -149,5 +180,10 @@ fn sighup_applies_filters_and_max_clients_and_refuses_a_broken_config() {
     srv.hup();
     srv.wait_log("SIGHUP: max-clients 3 -> 100");
     srv.wait_log("take effect after a restart");
+    assert!(
+        generation_is(3.0),
+        "applied, with a restart still owed for one key"
+    );
+    assert_eq!(metric(metrics, "vscp_config_last_reload_successful"), 1.0);
     drop((rx, tx, third));
 }

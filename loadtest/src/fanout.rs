@@ -439,61 +439,20 @@ async fn publish_loop(
     };
     match client {
         Sub::Vscp(ws) => {
-            let (mut tx, mut rx) = ws.split();
+            let (mut tx, rx) = ws.split();
             let sending = Cell::new(true);
-            let acked = Cell::new(0u64);
-            // The server acknowledges every event; the acks are read concurrently so the socket
-            // never backs up (negative ones counted), and once publishing is over until every
-            // event has its answer: closing with acks unread makes the kernel reset the
-            // connection, and the server may then drop events it had not handled yet.
-            let acks = async {
-                let mut finished_at: Option<Instant> = None;
-                loop {
-                    if !sending.get() {
-                        if acked.get() >= sent.get() {
-                            return true;
-                        }
-                        if finished_at.get_or_insert_with(Instant::now).elapsed() > ACK_WAIT {
-                            return true;
-                        }
-                    }
-                    let next = glommio::timer::timeout(Duration::from_millis(50), async {
-                        Ok(rx.next().await)
-                    });
-                    match next.await {
-                        Ok(Some(Ok(Message::Text(t)))) => {
-                            if t.starts_with("-;") {
-                                out.borrow_mut().negative_acks += 1;
-                                acked.set(acked.get() + 1);
-                            } else if t.starts_with("+;EVENT") {
-                                acked.set(acked.get() + 1);
-                            }
-                        }
-                        Ok(Some(Ok(_))) => {}
-                        // Closed by the server (an error while still sending).
-                        Ok(Some(Err(_)) | None) => return !sending.get(),
-                        Err(_) => {}
-                    }
-                }
-            };
+            let acks = count_acks(WsAcks(rx), &sending, &sent, out);
             let send = async {
                 let r = async {
                     while Instant::now() < end {
-                        let target = due();
-                        let mut n = 0;
-                        while sent.get() < target && n < BURST {
+                        let n = (due().saturating_sub(sent.get())).min(BURST);
+                        for _ in 0..n {
                             tx.feed(Message::text(ws1_event(clock.now_nanos(), p.data_len)))
                                 .await?;
-                            sent.set(sent.get() + 1);
-                            Live::add(&live.sent, 1);
-                            n += 1;
+                            count_sent(&sent, live);
                         }
                         tx.flush().await?;
-                        if p.rate > 0 && sent.get() >= due() {
-                            glommio::timer::sleep(next_gap(per_publisher)).await;
-                        } else if n == 0 {
-                            glommio::executor().yield_task_queue_now().await;
-                        }
+                        pace(n, &sent, &due, p.rate, per_publisher).await;
                     }
                     anyhow::Ok(())
                 }
@@ -509,63 +468,25 @@ async fn publish_loop(
             }
             Ok(())
         }
-        Sub::Link(mut r, mut w) => {
+        Sub::Link(r, mut w) => {
             let sending = Cell::new(true);
-            let acked = Cell::new(0u64);
-            // As for websockets: every `send` is answered (`+OK - Success.` or a `-OK` line);
-            // the answers are read alongside and until the last one is in.
-            let acks = async {
-                let mut finished_at: Option<Instant> = None;
-                let mut line = String::new();
-                loop {
-                    if !sending.get() {
-                        if acked.get() >= sent.get() {
-                            return true;
-                        }
-                        if finished_at.get_or_insert_with(Instant::now).elapsed() > ACK_WAIT {
-                            return true;
-                        }
-                    }
-                    let next = glommio::timer::timeout(Duration::from_millis(50), async {
-                        Ok(read_line(&mut r, &mut line).await)
-                    });
-                    match next.await {
-                        Ok(Ok(true)) => {
-                            if line.starts_with("-OK") {
-                                out.borrow_mut().negative_acks += 1;
-                                acked.set(acked.get() + 1);
-                            } else if line.starts_with("+OK") {
-                                acked.set(acked.get() + 1);
-                            }
-                        }
-                        Ok(Ok(false) | Err(_)) => return !sending.get(),
-                        Err(_) => {}
-                    }
-                }
-            };
+            let acks = count_acks(LinkAcks(r, String::new()), &sending, &sent, out);
             let send = async {
                 let r = async {
                     // One write per burst, as the websocket publishers flush once per burst.
                     let mut buf = Vec::with_capacity(BURST as usize * (24 + 5 * p.data_len));
                     while Instant::now() < end {
-                        let target = due();
-                        let mut n = 0;
+                        let n = (due().saturating_sub(sent.get())).min(BURST);
                         buf.clear();
-                        while sent.get() < target && n < BURST {
+                        for _ in 0..n {
                             push_send(&mut buf, clock.now_nanos(), p.data_len);
-                            sent.set(sent.get() + 1);
-                            Live::add(&live.sent, 1);
-                            n += 1;
+                            count_sent(&sent, live);
                         }
                         if !buf.is_empty() {
                             w.write_all(&buf).await?;
                             w.flush().await?;
                         }
-                        if p.rate > 0 && sent.get() >= due() {
-                            glommio::timer::sleep(next_gap(per_publisher)).await;
-                        } else if n == 0 {
-                            glommio::executor().yield_task_queue_now().await;
-                        }
+                        pace(n, &sent, &due, p.rate, per_publisher).await;
                     }
                     anyhow::Ok(())
                 }
@@ -583,21 +504,14 @@ async fn publish_loop(
         Sub::Mqtt(mut c) => {
             let mut payload = vec![0u8; p.payload_len.max(8)];
             while Instant::now() < end {
-                let target = due();
-                let mut n = 0;
-                while sent.get() < target && n < BURST {
+                let n = (due().saturating_sub(sent.get())).min(BURST);
+                for _ in 0..n {
                     payload[..8].copy_from_slice(&clock.now_nanos().to_be_bytes());
                     c.publish(TOPIC, &payload).await?;
-                    sent.set(sent.get() + 1);
-                    Live::add(&live.sent, 1);
-                    n += 1;
+                    count_sent(&sent, live);
                 }
                 c.flush().await?;
-                if p.rate > 0 && sent.get() >= due() {
-                    glommio::timer::sleep(next_gap(per_publisher)).await;
-                } else if n == 0 {
-                    glommio::executor().yield_task_queue_now().await;
-                }
+                pace(n, &sent, &due, p.rate, per_publisher).await;
             }
             Ok(())
         }
@@ -606,6 +520,99 @@ async fn publish_loop(
 
 /// Sleep until roughly the next event is due, at most a millisecond (timer resolution and
 /// fairness to the other clients on this executor).
+/// One more event handed to the connection.
+fn count_sent(sent: &Cell<u64>, live: &Live) {
+    sent.set(sent.get() + 1);
+    Live::add(&live.sent, 1);
+}
+
+/// After a burst of `n` events: waits for the next one to be due (paced), or lets the other
+/// tasks run when nothing was due.
+async fn pace(n: u64, sent: &Cell<u64>, due: &impl Fn() -> u64, rate: u64, per_publisher: f64) {
+    if rate > 0 && sent.get() >= due() {
+        glommio::timer::sleep(next_gap(per_publisher)).await;
+    } else if n == 0 {
+        glommio::executor().yield_task_queue_now().await;
+    }
+}
+
+/// What a publisher's connection said next, as far as acknowledgements go.
+enum Said {
+    Ack,
+    Nack,
+    Other,
+    Closed,
+}
+
+/// A publisher's read side, in either protocol.
+trait Acks {
+    async fn said(&mut self) -> Said;
+}
+
+struct WsAcks(async_tungstenite::WebSocketReceiver<crate::client::Io>);
+
+impl Acks for WsAcks {
+    async fn said(&mut self) -> Said {
+        match self.0.next().await {
+            Some(Ok(Message::Text(t))) if t.starts_with("-;") => Said::Nack,
+            Some(Ok(Message::Text(t))) if t.starts_with("+;EVENT") => Said::Ack,
+            Some(Ok(_)) => Said::Other,
+            // Closed by the server (an error while still sending).
+            Some(Err(_)) | None => Said::Closed,
+        }
+    }
+}
+
+/// The tcp/ip link: every `send` is answered with `+OK - Success.` or a `-OK` line.
+struct LinkAcks(LinkReader, String);
+
+impl Acks for LinkAcks {
+    async fn said(&mut self) -> Said {
+        match read_line(&mut self.0, &mut self.1).await {
+            Ok(true) if self.1.starts_with("-OK") => Said::Nack,
+            Ok(true) if self.1.starts_with("+OK") => Said::Ack,
+            Ok(true) => Said::Other,
+            Ok(false) | Err(_) => Said::Closed,
+        }
+    }
+}
+
+/// The server acknowledges every event; the acks are read concurrently so the socket never
+/// backs up (negative ones counted), and once publishing is over until every event has its
+/// answer: closing with acks unread makes the kernel reset the connection, and the server may
+/// then drop events it had not handled yet. False when the server closed the connection while
+/// the publisher was still sending.
+async fn count_acks(
+    mut from: impl Acks,
+    sending: &Cell<bool>,
+    sent: &Cell<u64>,
+    out: &RefCell<ThreadOut>,
+) -> bool {
+    let mut acked = 0u64;
+    let mut finished_at: Option<Instant> = None;
+    loop {
+        if !sending.get() {
+            if acked >= sent.get() {
+                return true;
+            }
+            if finished_at.get_or_insert_with(Instant::now).elapsed() > ACK_WAIT {
+                return true;
+            }
+        }
+        let next =
+            glommio::timer::timeout(Duration::from_millis(50), async { Ok(from.said().await) });
+        match next.await {
+            Ok(Said::Ack) => acked += 1,
+            Ok(Said::Nack) => {
+                out.borrow_mut().negative_acks += 1;
+                acked += 1;
+            }
+            Ok(Said::Other) | Err(_) => {}
+            Ok(Said::Closed) => return !sending.get(),
+        }
+    }
+}
+
 fn next_gap(per_second: f64) -> Duration {
     let gap = if per_second > 0.0 {
         1.0 / per_second

@@ -56,6 +56,13 @@ fn is_event_in(dialect: &str, m: &str) -> bool {
     }
 }
 
+/// A read cut short by a signal handler (EINTR): reads on sockets with a timeout are never
+/// restarted by the kernel, and a test process may have handlers (child exits). Nothing was
+/// consumed, so the read is simply made again.
+fn interrupted(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(e) if e.kind() == ErrorKind::Interrupted)
+}
+
 fn is_timeout(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(e)
         if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut)
@@ -136,6 +143,7 @@ impl Client {
                 Ok(Message::Text(t)) => return t.to_string(),
                 Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
                 Ok(other) => panic!("expected text, got {other:?}"),
+                Err(e) if interrupted(&e) => continue,
                 Err(e) => panic!("read failed: {e}"),
             }
         }
@@ -153,6 +161,7 @@ impl Client {
                 Ok(Message::Text(t)) => break Some(t.to_string()),
                 Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
                 Ok(other) => panic!("expected text, got {other:?}"),
+                Err(e) if interrupted(&e) => continue,
                 Err(e) if is_timeout(&e) => break None,
                 Err(e) => panic!("read failed: {e}"),
             }
@@ -295,6 +304,7 @@ impl Client {
                     return Ending::Close(frame.map(|f| (u16::from(f.code), f.reason.to_string())));
                 }
                 Ok(_) => continue,
+                Err(e) if interrupted(&e) => continue,
                 Err(e) if is_timeout(&e) => return Ending::Open,
                 Err(e) => return Ending::Gone(e.to_string()),
             }

@@ -12,6 +12,7 @@
     unreachable_pub
 )]
 
+pub mod keys;
 pub mod pem;
 
 use std::fmt;
@@ -162,24 +163,36 @@ impl Reader {
             };
             by.iter().any(|p| p == key || below(p) == Some(true))
         };
-        let mut unknown: Vec<String> = Vec::new();
+        let mut unknown: Vec<&String> = Vec::new();
         for key in a
             .iter()
             .filter(|k| skipped(&b, k))
             .chain(b.iter().filter(|k| skipped(&a, k)))
         {
-            let key = self.origin.key(key);
             if !unknown.contains(&key) {
                 unknown.push(key);
             }
         }
-        for key in unknown {
+        // Only worked out when needed: a walk over both structs.
+        let known = match unknown.is_empty() {
+            true => Vec::new(),
+            false => [keys::known_keys::<T>(), keys::known_keys::<U>()].concat(),
+        };
+        for relative in unknown {
+            let key = self.origin.key(relative);
             let why = unused
                 .lines()
                 .find_map(|l| l.strip_prefix(&key)?.strip_prefix(": "));
-            match why {
-                Some(why) => self.warn(format_args!("key \"{key}\" accepted but not used: {why}")),
-                None => self.warn(format_args!("unknown key \"{key}\" ignored")),
+            let near = keys::closest(relative, known.iter().map(String::as_str));
+            match (why, near) {
+                (Some(why), _) => {
+                    self.warn(format_args!("key \"{key}\" accepted but not used: {why}"))
+                }
+                (None, Some(near)) => self.warn(format_args!(
+                    "unknown key \"{key}\" ignored; did you mean \"{}\"?",
+                    self.origin.key(&near)
+                )),
+                (None, None) => self.warn(format_args!("unknown key \"{key}\" ignored")),
             }
         }
         Ok((t, u))
@@ -335,10 +348,10 @@ where
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Block<T>(pub T);
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Block<T> {
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Block<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+        impl<'de, T: DeserializeOwned> Visitor<'de> for V<T> {
             type Value = Block<T>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an object")
@@ -348,7 +361,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Block<T> {
                 T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Block)
             }
         }
-        d.deserialize_map(V(PhantomData))
+        // As a struct with `T`'s fields (a JSON value still needs an object: `V` takes no
+        // sequence), so `keys::known_keys` sees through the block.
+        let fields = keys::struct_fields::<T>();
+        d.deserialize_struct("block", fields, V(PhantomData))
     }
 }
 

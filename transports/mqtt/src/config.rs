@@ -1207,6 +1207,17 @@ mod tests {
         .unwrap();
         let has = |s: &str| w.iter().filter(|x| x.contains(s)).count();
         assert_eq!(has("unknown key \"mqtt.frob\""), 1, "{w:?}");
+        let (_, w) = parse(json!({"hots": "x", "reconnect": {"delay-mx": 1}})).unwrap();
+        assert!(
+            w.iter()
+                .any(|x| x.ends_with(r#""mqtt.hots" ignored; did you mean "mqtt.host"?"#)),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|x| x.contains(r#"did you mean "mqtt.reconnect.delay-max"?"#)),
+            "{w:?}"
+        );
         assert_eq!(has("unknown key \"mqtt.reconnect.x\""), 1, "{w:?}");
         assert_eq!(has("mqtt.mqtt-options.tls-use-os-certs"), 1, "{w:?}");
         assert_eq!(has("mqtt.bcleansession"), 1, "{w:?}");
