@@ -3,6 +3,7 @@
 //! `max-clients` slot, spawn the connection (the handshake runs inside its task, under a
 //! deadline, so a slow client never stalls the listener), back off on accept errors.
 
+use crate::admission::Limit;
 use crate::conn::ConnStream;
 use crate::context::{ClientSlot, ShardCtx, Shared};
 use crate::stats::RejectReason;
@@ -136,6 +137,11 @@ impl<T: Transport, A: Accept> Listening<T, A> {
         let admitted = match shared.admission.admit(peer.ip()) {
             Ok(a) => a,
             Err(limit) => {
+                // Over TLS the answer would cost a handshake, the very work a connection rate
+                // is there to bound: a connection over it is closed at once.
+                if limit == Limit::ConnectionRate && A::Stream::ENCRYPTED {
+                    return true;
+                }
                 // The limits about one address say so (HTTP 429); the others are the server's
                 // (HTTP 503, like max-clients).
                 let answer = match limit.is_per_address() {
