@@ -9,6 +9,7 @@ use crate::context::{ClientSlot, ShardCtx, Shared};
 use crate::stats::RejectReason;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -84,6 +85,7 @@ pub async fn accept_loop<T: Transport, A: Accept>(
         ctx,
         shared,
         gate,
+        refusing: Rc::new(Cell::new(0)),
     });
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -126,6 +128,21 @@ struct Listening<T, A> {
     ctx: Rc<ShardCtx>,
     shared: Arc<Shared>,
     gate: Rc<Gate>,
+    /// Refusals being answered now (each at most a second, [`reject_busy`]).
+    refusing: Rc<Cell<usize>>,
+}
+
+/// Refusals a listener answers at once on one shard; a flood beyond it is closed unanswered
+/// (`vscp_refusals_unanswered_total`) rather than growing the set of answering tasks.
+const MAX_REFUSING: usize = 256;
+
+/// One refusal being answered; counted out when its task ends, however it ends.
+struct Refusing(Rc<Cell<usize>>);
+
+impl Drop for Refusing {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 impl<T: Transport, A: Accept> Listening<T, A> {
@@ -185,13 +202,22 @@ impl<T: Transport, A: Accept> Listening<T, A> {
 
     /// Answers a connection that is not served (over TLS after its handshake), then closes it.
     fn refuse(&self, stream: TcpStream, answer: BusyAnswer) {
+        if self.refusing.get() >= MAX_REFUSING {
+            self.shared.admission.unanswered();
+            return;
+        }
         // Over TLS the answer goes inside TLS, after the handshake: a refused client costs
         // a handshake, as an accepted one does, and still sees why.
         let Some(stream) = self.accept.wrap(stream) else {
             return;
         };
+        self.refusing.set(self.refusing.get() + 1);
+        let held = Refusing(self.refusing.clone());
         // Dropping a glommio `Task` cancels it: detach, or the answer is never written.
-        if let Ok(task) = self.gate.spawn(reject_busy(stream, answer)) {
+        if let Ok(task) = self.gate.spawn(async move {
+            reject_busy(stream, answer).await;
+            drop(held);
+        }) {
             task.detach();
         }
     }

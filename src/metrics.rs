@@ -76,6 +76,7 @@ pub mod names {
     pub const ADMISSION_CAPACITY: &str = "vscp_admission_addresses_capacity";
     pub const ADMISSION_EVICTIONS: &str = "vscp_admission_evictions_total";
     pub const PROXY_HEADERS: &str = "vscp_proxy_headers_total";
+    pub const REFUSALS_UNANSWERED: &str = "vscp_refusals_unanswered_total";
 }
 
 use names::*;
@@ -298,6 +299,7 @@ fn set_admission(a: &AdmissionStats) {
     counter!(ADMISSION_EVICTIONS).absolute(a.evictions);
     counter!(PROXY_HEADERS, "result" => "ok").absolute(a.proxy_ok);
     counter!(PROXY_HEADERS, "result" => "failed").absolute(a.proxy_failed);
+    counter!(REFUSALS_UNANSWERED).absolute(a.unanswered);
 }
 
 /// How `/metrics` types a metric.
@@ -359,6 +361,7 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     (ADMISSION_ADDRESSES, Gauge, None, "Source addresses the abuse limits keep state for."),
     (ADMISSION_CAPACITY, Gauge, None, "The address-table-size setting (addresses the table holds)."),
     (ADMISSION_EVICTIONS, Counter, None, "Addresses dropped from the full address table to make room (their partly used budgets are forgotten)."),
+    (REFUSALS_UNANSWERED, Counter, None, "Refused connections (max-clients or an abuse limit) closed without their HTTP 503/429 or tcp/ip line, because a listener was already answering 256 refusals on that core."),
     (PROXY_HEADERS, Counter, None, "PROXY protocol headers from trusted proxies (proxy-protocol-from) by result; a failed one drops the connection."),
 ];
 

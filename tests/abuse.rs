@@ -320,6 +320,46 @@ fn half_sent_upgrades_and_silent_connections_hold_no_slot_past_the_handshake_dea
     stop(srv, vec![a, b]);
 }
 
+/// A flood of connections over `max-clients` that never send their request: each refusal's
+/// answer waits up to a second for the request, so at most 256 per listener and core are being
+/// answered at once; the rest are closed unanswered and counted, and the server stays usable.
+#[test]
+fn refusals_being_answered_are_bounded() {
+    let fx = Fixture::new("abuse-refusals");
+    let srv = fx.start(json!({
+        "max-clients": 1, "max-unauthenticated": 0, "max-unauthenticated-per-address": 0
+    }));
+    let addr = srv.local_addr();
+    let mut held = try_connect_from(addr, OTHER, "/ws1").expect("the one slot");
+    held.login_open("user", "secret");
+    // 1,200 silent connections over two cores: more than 2 x 256 at once.
+    let flood: Vec<TcpStream> = (0..1200)
+        .map(|_| tcp_from(addr, ip(ATTACKER)).expect("tcp connect"))
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let refused = srv.stats().rejected(RejectReason::MaxClients);
+            refused == 1200
+        }),
+        "{:?}",
+        srv.stats()
+    );
+    let unanswered = srv.admission_stats().unanswered;
+    assert!(
+        unanswered > 0 && unanswered < 1200,
+        "{unanswered} unanswered"
+    );
+    drop(flood);
+    // Still serving: the logged-in client works, and a newcomer is told why it cannot come in.
+    assert_eq!(held.cmd("C;NOOP"), "+;NOOP");
+    assert!(eventually(Duration::from_secs(5), || try_connect_from(
+        addr, OTHER, "/ws2"
+    )
+    .err()
+        == Some(503)));
+    stop(srv, vec![held]);
+}
+
 /// `max-clients-per-address` and `connection-rate`, and SIGHUP's way of changing them
 /// (`ServerHandle::reconfigure`).
 #[test]

@@ -38,6 +38,8 @@ pub struct Admission {
     logins_refused: AtomicU64,
     proxy_ok: AtomicU64,
     proxy_failed: AtomicU64,
+    /// Refused connections closed without their answer (too many refusals at once).
+    unanswered: AtomicU64,
 }
 
 /// The failed-login budget of one connection's address, as the authenticator asks it.
@@ -75,6 +77,7 @@ pub struct AdmissionStats {
     pub logins_refused: u64,
     pub proxy_ok: u64,
     pub proxy_failed: u64,
+    pub unanswered: u64,
     pub unauthenticated: u64,
     pub addresses: u64,
     pub capacity: u64,
@@ -103,6 +106,7 @@ impl Admission {
             logins_refused: AtomicU64::new(0),
             proxy_ok: AtomicU64::new(0),
             proxy_failed: AtomicU64::new(0),
+            unanswered: AtomicU64::new(0),
         }
     }
 
@@ -219,6 +223,12 @@ impl Admission {
         };
     }
 
+    /// A refused connection (any limit, `max-clients` too) was closed without its answer
+    /// because the listener was already answering as many refusals as it may.
+    pub fn unanswered(&self) {
+        self.unanswered.fetch_add(1, Relaxed);
+    }
+
     pub fn stats(&self) -> AdmissionStats {
         let load = |a: &[AtomicU64; Limit::COUNT]| a.each_ref().map(|c| c.load(Relaxed));
         AdmissionStats {
@@ -227,6 +237,7 @@ impl Admission {
             logins_refused: self.logins_refused.load(Relaxed),
             proxy_ok: self.proxy_ok.load(Relaxed),
             proxy_failed: self.proxy_failed.load(Relaxed),
+            unanswered: self.unanswered.load(Relaxed),
             unauthenticated: self.table.pending() as u64,
             addresses: self.table.len() as u64,
             capacity: self.table.capacity() as u64,
