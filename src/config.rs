@@ -226,6 +226,41 @@ pub struct Config {
     pub logging: LoggingConfig,
     #[serde(default, deserialize_with = "flag")]
     pub debug: bool,
+    // Abuse limits (docs/config.md "Abuse limits"; `settings.rs` resolves them into an
+    // `admission::Policy`, SIGHUP re-applies them except `address-table-size`).
+    /// Seconds a new connection has for its PROXY header, TLS handshake and upgrade.
+    #[serde(default = "handshake", deserialize_with = "handshake_secs")]
+    pub handshake_timeout: Duration,
+    /// Failed logins an address may have in a burst; 0 = no limit.
+    #[serde(default = "login_budget", deserialize_with = "Int::<0, 1_000_000>::de")]
+    pub login_failure_budget: u32,
+    /// Seconds for one failed login of the budget to come back.
+    #[serde(default = "login_refill", deserialize_with = "secs_nonzero")]
+    pub login_failure_refill: Duration,
+    /// Seconds an address that used its budget is refused.
+    #[serde(default = "login_cooldown", deserialize_with = "secs")]
+    pub login_failure_cooldown: Duration,
+    /// New connections per second per address; 0 = no limit.
+    #[serde(default = "conn_rate", deserialize_with = "Int::<0, 1_000_000>::de")]
+    pub connection_rate: u32,
+    /// New connections an address may open at once beyond `connection-rate`.
+    #[serde(default = "conn_burst", deserialize_with = "Int::<1, 1_000_000>::de")]
+    pub connection_burst: u32,
+    /// Connections per address; 0 = no limit (the default: a NAT has many devices).
+    #[serde(default, deserialize_with = "Int::<0, 1_000_000>::de")]
+    pub max_clients_per_address: usize,
+    /// Connections not logged in yet; `None` (absent) = half of `max-clients`.
+    #[serde(default, deserialize_with = "optional_count")]
+    pub max_unauthenticated: Option<usize>,
+    /// Connections not logged in yet per address; `None` = a quarter of the above.
+    #[serde(default, deserialize_with = "optional_count")]
+    pub max_unauthenticated_per_address: Option<usize>,
+    /// Addresses the per-address table holds (a restart applies a change).
+    #[serde(default = "table_size", deserialize_with = "Int::<64, 16_777_216>::de")]
+    pub address_table_size: usize,
+    /// Peers whose PROXY protocol header is believed; empty = off.
+    #[serde(default, deserialize_with = "proxy_from")]
+    pub proxy_protocol_from: Vec<ipnet::IpNet>,
     /// The bridge block, kept raw for `vscp-mqtt` to validate
     /// (`vscp_websocksrv::mqtt::MqttUplink::new`); `None`: no bridge, in-process bus only.
     #[serde(default, deserialize_with = "mqtt")]
@@ -294,6 +329,13 @@ defaults! {
     auth: Duration = Duration::from_secs(30);
     max_size: u64 = 5_242_880;
     max_files: usize = 7;
+    handshake: Duration = Duration::from_secs(10);
+    login_budget: u32 = 20;
+    login_refill: Duration = Duration::from_secs(3);
+    login_cooldown: Duration = Duration::from_secs(60);
+    conn_rate: u32 = 1000;
+    conn_burst: u32 = 2000;
+    table_size: usize = 16_384;
 }
 
 parsed_by!(
@@ -329,6 +371,10 @@ parsed_by! {
     fn shards -> Option<usize> = |n: Int<0, 1024>| {
         Ok::<_, String>(Some(n.0 as usize).filter(|&n| n != 0))
     };
+    fn handshake_secs -> Duration = |n: Int<1, 3600>| Ok::<_, String>(Duration::from_secs(n.0));
+    fn secs_nonzero -> Duration = |n: Int<1, MAX_SECS>| Ok::<_, String>(Duration::from_secs(n.0));
+    fn optional_count -> Option<usize> = |n: Int<0, 1_000_000>| Ok::<_, String>(Some(n.0 as usize));
+    fn proxy_from -> Vec<ipnet::IpNet> = crate::admission::policy::parse_cidrs;
     fn block -> LoggingConfig = |b: Block<LoggingConfig>| Ok::<_, String>(b.0);
     fn mqtt -> Option<Redacted<Value>> = |m: Map<String, Value>| {
         Ok::<_, String>(Some(Redacted(Value::Object(m))))
@@ -1358,5 +1404,17 @@ mod tests {
         same!(listen, max_in_queue, max_out_queue, max_clients);
         same!(max_message_bytes, auth_timeout, idle_timeout, shards);
         same!(logging, in_filter, out_filter, guid);
+        same!(
+            handshake_timeout,
+            login_failure_budget,
+            login_failure_refill
+        );
+        same!(login_failure_cooldown, connection_rate, connection_burst);
+        same!(
+            max_clients_per_address,
+            max_unauthenticated,
+            max_unauthenticated_per_address
+        );
+        same!(address_table_size, proxy_protocol_from);
     }
 }

@@ -46,8 +46,6 @@ use vscp_transport::{
     Close, Decoded, Framing, Handshake, HandshakeLimits, Incoming, Transport, WireError,
 };
 
-/// How long a client has to complete the handshake (the HTTP upgrade).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long we wait for the client's half of a closing handshake or a stalled write at close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A batch stops growing past this many bytes: what a client that reads slowly leaves in its
@@ -123,6 +121,7 @@ pub fn serve<T: Transport, S: ConnStream>(
         peer,
         conn_id,
         ctx,
+        held,
     };
     async move {
         match conn.handshake(&*transport).await {
@@ -139,7 +138,7 @@ pub fn serve<T: Transport, S: ConnStream>(
             Box::pin(conn.flush_within(CLOSE_TIMEOUT)).await;
         }
         conn.ctx.hub.unregister(&conn.slot);
-        drop(held);
+        // `conn.held` (the client slot, the admission) is given back as `conn` drops.
     }
     .instrument(span)
 }
@@ -181,6 +180,8 @@ struct Conn<F, S> {
     awaiting: Option<Box<Awaiting>>,
     peer: SocketAddr,
     conn_id: u32,
+    /// The client slot, the connection's place in the abuse limits, the gate pass.
+    held: ClientSlot,
 }
 
 /// What the connection has to do next.
@@ -271,7 +272,8 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
     /// The transport's handshake: the dialect, or `None` when the connection is to be dropped
     /// (after the refusal is sent, if there is one).
     async fn handshake<T: Transport<Framing = F>>(&mut self, transport: &T) -> Option<Dialect> {
-        let mut timer = Timer::new(HANDSHAKE_TIMEOUT);
+        // `handshake-timeout`: also what a silent or half-open TCP connection holds a slot.
+        let mut timer = Timer::new(self.ctx.shared.admission.handshake_timeout());
         let mut limits = HandshakeLimits::default();
         let mut verdict = None;
         let mut established = !S::ENCRYPTED;
@@ -909,11 +911,15 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
 
     async fn login(&mut self, creds: vscp_proto::auth::Credentials) -> String {
         let stats = self.ctx.hub.stats();
+        let admission = &self.ctx.shared.admission;
         let started = Instant::now();
         let verdict = if creds.user.is_empty() {
             Err(LoginFailure::Credentials)
         } else {
-            self.ctx.auth.login(creds, self.peer.ip()).await
+            // The address's failed-login budget comes before any password work; refused
+            // (`Throttled`), the client gets the answer of a wrong password (tcp.md §2.2 REC).
+            let budget = admission.budget(&self.held.admitted);
+            self.ctx.auth.login(creds, self.peer.ip(), &budget).await
         };
         stats.login_time.observe(started.elapsed());
         match verdict {
@@ -924,6 +930,8 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
             }
             Ok(user) => {
                 ShardStats::add(&stats.logins_ok, 1);
+                // It leaves the share of `max-clients` kept for connections not logged in.
+                admission.logged_in(&mut self.held.admitted);
                 tracing::Span::current().record("user", user.name.as_str());
                 self.session.finish_auth(Some(user), self.ctx.random_sid())
             }

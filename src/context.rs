@@ -98,22 +98,30 @@ pub struct Shared {
     /// The driver's `in-filter`/`out-filter`; SIGHUP may change them.
     pub filters: Arc<crate::hub::DriverFilters>,
     pub next_conn_id: AtomicU32,
+    /// The abuse limits and the per-address table; SIGHUP may change the limits.
+    pub admission: Arc<crate::admission::Admission>,
 }
 
-/// What a connection holds while it lives: one of the `max-clients` slots and a pass through
-/// the shard's gate (shutdown waits for every pass). Both are given back when it is dropped,
-/// however the connection ends.
+/// What a connection holds while it lives: one of the `max-clients` slots, its place in the
+/// per-address table (`admitted`) and a pass through the shard's gate (shutdown waits for every
+/// pass). All are given back when it is dropped, however the connection ends.
 #[derive(Debug)]
 pub struct ClientSlot {
     shared: Arc<Shared>,
+    pub admitted: crate::admission::Admitted,
     _pass: glommio::sync::Pass,
 }
 
 impl ClientSlot {
-    /// Holds a slot already counted in `shared.clients` and a gate pass.
-    pub fn new(shared: Arc<Shared>, pass: glommio::sync::Pass) -> ClientSlot {
+    /// Holds a slot already counted in `shared.clients`, an admission and a gate pass.
+    pub fn new(
+        shared: Arc<Shared>,
+        admitted: crate::admission::Admitted,
+        pass: glommio::sync::Pass,
+    ) -> ClientSlot {
         ClientSlot {
             shared,
+            admitted,
             _pass: pass,
         }
     }
@@ -122,6 +130,7 @@ impl ClientSlot {
 impl Drop for ClientSlot {
     fn drop(&mut self) {
         self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+        self.shared.admission.release(&self.admitted);
     }
 }
 

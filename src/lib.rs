@@ -11,6 +11,8 @@
 //! - [`settings`]: what the shards read from the config, including the list of listeners;
 //! - [`shard`]: a shard's executor: listeners, ring readers, drain at shutdown;
 //! - [`listener`]: the accept loop of one listener (client slots, back-off);
+//! - [`admission`]: abuse limits per source address (failed logins, connection rate, the
+//!   share of connections not logged in yet), the PROXY protocol;
 //! - [`conn`]: one connection of any transport driving a `vscp_proto::Session`;
 //! - [`awaiting`]: replies held until the uplink confirms an event (`ack-from-broker`);
 //! - [`context`]: what a connection gets from its shard (hub, credentials, buffers);
@@ -27,6 +29,7 @@
 //! - [`clients`]: the binary's command-line clients (`pub`, `sub`, `auth-line`).
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod admission;
 pub mod awaiting;
 pub mod clients;
 pub mod config;

@@ -1,12 +1,15 @@
-//! A shard's accept loop for one listener: take a `max-clients` slot, spawn the connection
-//! (the handshake runs inside its task, under a deadline, so a slow client never stalls the
-//! listener), back off on accept errors.
+//! A shard's accept loop for one listener: read a trusted proxy's PROXY header (in a task of its
+//! own), count the connection against the abuse limits (`crate::admission`) and take a
+//! `max-clients` slot, spawn the connection (the handshake runs inside its task, under a
+//! deadline, so a slow client never stalls the listener), back off on accept errors.
 
+use crate::admission::Limit;
 use crate::conn::ConnStream;
 use crate::context::{ClientSlot, ShardCtx, Shared};
 use crate::stats::RejectReason;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -76,6 +79,14 @@ pub async fn accept_loop<T: Transport, A: Accept>(
     shared: Arc<Shared>,
     gate: Rc<Gate>,
 ) {
+    let this = Rc::new(Listening {
+        transport,
+        accept,
+        ctx,
+        shared,
+        gate,
+        refusing: Rc::new(Cell::new(0)),
+    });
     let mut backoff = Duration::from_millis(5);
     loop {
         let stream = match listener.accept().await {
@@ -85,7 +96,7 @@ pub async fn accept_loop<T: Transport, A: Accept>(
             }
             Err(e) => {
                 // Out of file descriptors or memory: retrying at once would spin; back off.
-                warn!(shard = ctx.shard, error = %e, "accept failed");
+                warn!(shard = this.ctx.shard, error = %e, "accept failed");
                 glommio::timer::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
@@ -96,28 +107,83 @@ pub async fn accept_loop<T: Transport, A: Accept>(
             Err(_) => continue,
         };
         let _ = stream.set_nodelay(true);
-        if !take_client_slot(&shared) {
-            ctx.hub.stats().reject(RejectReason::MaxClients);
-            // Over TLS the answer goes inside TLS, after the handshake: a refused client costs
-            // a handshake, as an accepted one does, and still sees why.
-            let Some(stream) = accept.wrap(stream) else {
-                continue;
-            };
-            // Dropping a glommio `Task` cancels it: detach, or the 503 is never written.
-            if let Ok(task) = gate.spawn(reject_busy(stream, transport.busy_answer())) {
-                task.detach();
-            }
+        if this.shared.admission.policy().trusts_proxy(peer.ip()) {
+            // Its first bytes say who the client is: read them in a task of their own, under
+            // the handshake deadline, then go on as with any connection. Not through the gate:
+            // a stop need not wait for a header.
+            glommio::spawn_local(this.clone().proxied(stream, peer)).detach();
             continue;
         }
-        let Ok(pass) = gate.enter() else {
+        if !this.start(stream, peer) {
             // The gate is closing: we are shutting down.
-            shared.clients.fetch_sub(1, Ordering::AcqRel);
             return;
+        }
+    }
+}
+
+/// What one listener's connections are started with.
+struct Listening<T, A> {
+    transport: Rc<T>,
+    accept: A,
+    ctx: Rc<ShardCtx>,
+    shared: Arc<Shared>,
+    gate: Rc<Gate>,
+    /// Refusals being answered now (each at most a second, [`reject_busy`]).
+    refusing: Rc<Cell<usize>>,
+}
+
+/// Refusals a listener answers at once on one shard; a flood beyond it is closed unanswered
+/// (`vscp_refusals_unanswered_total`) rather than growing the set of answering tasks.
+const MAX_REFUSING: usize = 256;
+
+/// One refusal being answered; counted out when its task ends, however it ends.
+struct Refusing(Rc<Cell<usize>>);
+
+impl Drop for Refusing {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+impl<T: Transport, A: Accept> Listening<T, A> {
+    /// Counts a connection from `peer` (the client, after any PROXY header) against the abuse
+    /// limits and `max-clients` and spawns it, or answers why not. False once the shard's gate
+    /// is closing.
+    fn start(&self, stream: TcpStream, peer: SocketAddr) -> bool {
+        let shared = &self.shared;
+        let admitted = match shared.admission.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(limit) => {
+                // Over TLS the answer would cost a handshake, the very work a connection rate
+                // is there to bound: a connection over it is closed at once.
+                if limit == Limit::ConnectionRate && A::Stream::ENCRYPTED {
+                    return true;
+                }
+                // The limits about one address say so (HTTP 429); the others are the server's
+                // (HTTP 503, like max-clients).
+                let answer = match limit.is_per_address() {
+                    true => self.transport.refused_answer(),
+                    false => self.transport.busy_answer(),
+                };
+                self.refuse(stream, answer);
+                return true;
+            }
+        };
+        if !take_client_slot(shared) {
+            shared.admission.release(&admitted);
+            self.ctx.hub.stats().reject(RejectReason::MaxClients);
+            self.refuse(stream, self.transport.busy_answer());
+            return true;
+        }
+        let Ok(pass) = self.gate.enter() else {
+            shared.clients.fetch_sub(1, Ordering::AcqRel);
+            shared.admission.release(&admitted);
+            return false;
         };
         let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let held = ClientSlot::new(shared.clone(), pass);
-        let Some(stream) = accept.wrap(stream) else {
-            continue;
+        let held = ClientSlot::new(shared.clone(), admitted, pass);
+        let Some(stream) = self.accept.wrap(stream) else {
+            return true;
         };
         // Spawned directly rather than with `Gate::spawn`, whose wrapper future would hold the
         // connection's future twice (the captured one and the one being awaited) for the
@@ -125,12 +191,50 @@ pub async fn accept_loop<T: Transport, A: Accept>(
         glommio::spawn_local(crate::conn::serve(
             stream,
             peer,
-            transport.clone(),
-            ctx.clone(),
+            self.transport.clone(),
+            self.ctx.clone(),
             conn_id,
             held,
         ))
         .detach();
+        true
+    }
+
+    /// Answers a connection that is not served (over TLS after its handshake), then closes it.
+    fn refuse(&self, stream: TcpStream, answer: BusyAnswer) {
+        if self.refusing.get() >= MAX_REFUSING {
+            self.shared.admission.unanswered();
+            return;
+        }
+        // Over TLS the answer goes inside TLS, after the handshake: a refused client costs
+        // a handshake, as an accepted one does, and still sees why.
+        let Some(stream) = self.accept.wrap(stream) else {
+            return;
+        };
+        self.refusing.set(self.refusing.get() + 1);
+        let held = Refusing(self.refusing.clone());
+        // Dropping a glommio `Task` cancels it: detach, or the answer is never written.
+        if let Ok(task) = self.gate.spawn(async move {
+            reject_busy(stream, answer).await;
+            drop(held);
+        }) {
+            task.detach();
+        }
+    }
+
+    /// A connection from a trusted proxy (`proxy-protocol-from`): its PROXY header names the
+    /// client, which every limit, `remotes` and the logs then see.
+    async fn proxied(self: Rc<Self>, mut stream: TcpStream, proxy: SocketAddr) {
+        let admission = &self.shared.admission;
+        let within = admission.handshake_timeout();
+        match crate::admission::accept::read_header(&mut stream, within).await {
+            Ok(client) => {
+                admission.proxy_header(proxy, Ok(()));
+                self.start(stream, client.unwrap_or(proxy));
+            }
+            // Dropped without an answer: whatever the bytes were, they were not for us.
+            Err(e) => admission.proxy_header(proxy, Err(e)),
+        }
     }
 }
 
@@ -148,8 +252,8 @@ fn take_client_slot(shared: &Shared) -> bool {
         .is_ok()
 }
 
-/// Answers a connection over `max-clients` so the client sees why (HTTP 503 for websockets),
-/// all within a second.
+/// Answers a connection that is not served so the client sees why (HTTP 503 or 429 for
+/// websockets), all within a second.
 async fn reject_busy<S: ConnStream>(mut stream: S, answer: BusyAnswer) {
     use futures::{AsyncReadExt, AsyncWriteExt};
     let _ = glommio::timer::timeout(Duration::from_secs(1), async {

@@ -218,6 +218,17 @@ fn take_reloadable(to: &mut Config, from: &Config) {
     to.logging.file_level = from.logging.file_level;
     to.debug = from.debug;
     to.users_file = from.users_file.clone();
+    // Abuse limits (all but address-table-size, which sizes a table built at start).
+    to.handshake_timeout = from.handshake_timeout;
+    to.login_failure_budget = from.login_failure_budget;
+    to.login_failure_refill = from.login_failure_refill;
+    to.login_failure_cooldown = from.login_failure_cooldown;
+    to.connection_rate = from.connection_rate;
+    to.connection_burst = from.connection_burst;
+    to.max_clients_per_address = from.max_clients_per_address;
+    to.max_unauthenticated = from.max_unauthenticated;
+    to.max_unauthenticated_per_address = from.max_unauthenticated_per_address;
+    to.proxy_protocol_from = from.proxy_protocol_from.clone();
 }
 
 fn load(cli: &Cli) -> Result<Loaded> {

@@ -10,6 +10,7 @@
 //! Labels are low-cardinality only: `core`, `dialect`, `reason`, `result`, `direction`,
 //! `uplink`. Never user names, GUIDs or topics.
 
+use crate::admission::{Admission, AdmissionStats, Limit};
 use crate::stats::{
     DropReason, HistogramSnapshot, RejectReason, ShardStats, Stats, TlsOutcome, UplinkStats,
     LATENCY_BUCKETS,
@@ -66,6 +67,16 @@ pub mod names {
     pub const CONFIG_LAST_VALID: &str = "vscp_config_last_reload_successful";
     pub const DELIVERY_LATENCY: &str = "vscp_delivery_latency_seconds";
     pub const LOGIN_DURATION: &str = "vscp_login_duration_seconds";
+    // Abuse limits (crate::admission).
+    pub const ADMISSION_REFUSED: &str = "vscp_admission_refused_total";
+    pub const ADMISSION_EPISODES: &str = "vscp_admission_episodes_total";
+    pub const LOGINS_REFUSED: &str = "vscp_login_attempts_refused_total";
+    pub const UNAUTHENTICATED: &str = "vscp_connections_unauthenticated";
+    pub const ADMISSION_ADDRESSES: &str = "vscp_admission_addresses";
+    pub const ADMISSION_CAPACITY: &str = "vscp_admission_addresses_capacity";
+    pub const ADMISSION_EVICTIONS: &str = "vscp_admission_evictions_total";
+    pub const PROXY_HEADERS: &str = "vscp_proxy_headers_total";
+    pub const REFUSALS_UNANSWERED: &str = "vscp_refusals_unanswered_total";
 }
 
 use names::*;
@@ -91,6 +102,8 @@ pub struct Exporter {
     limits: Limits,
     /// With a TLS listener: the certificate's expiry and reloads; the handshake counters.
     tls: Option<Arc<TlsStore>>,
+    /// The abuse limits' counters.
+    admission: Option<Arc<Admission>>,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -117,7 +130,14 @@ impl Exporter {
             uplink,
             limits,
             tls: None,
+            admission: None,
         }
+    }
+
+    /// Adds the abuse limits' metrics.
+    pub fn with_admission(mut self, admission: Arc<Admission>) -> Exporter {
+        self.admission = Some(admission);
+        self
     }
 
     /// Adds the TLS metrics of a server with TLS listeners.
@@ -221,6 +241,9 @@ impl Exporter {
             counter!(TLS_RELOADS, "result" => "ok").absolute(ok);
             counter!(TLS_RELOADS, "result" => "failed").absolute(failed);
         }
+        if let Some(a) = &self.admission {
+            set_admission(&a.stats());
+        }
         if let Some((name, u)) = &self.uplink {
             let name = *name;
             counter!(UPLINK_EVENTS, "uplink" => name, "direction" => "from_sessions")
@@ -261,6 +284,22 @@ impl Exporter {
                 .absolute(u.subscribe_failures.load(Relaxed));
         }
     }
+}
+
+/// The abuse limits' counters and gauges.
+fn set_admission(a: &AdmissionStats) {
+    for limit in Limit::ALL {
+        counter!(ADMISSION_REFUSED, "reason" => limit.as_str()).absolute(a.refused(limit));
+        counter!(ADMISSION_EPISODES, "reason" => limit.as_str()).absolute(a.episodes(limit));
+    }
+    counter!(LOGINS_REFUSED).absolute(a.logins_refused);
+    gauge!(UNAUTHENTICATED).set(a.unauthenticated as f64);
+    gauge!(ADMISSION_ADDRESSES).set(a.addresses as f64);
+    gauge!(ADMISSION_CAPACITY).set(a.capacity as f64);
+    counter!(ADMISSION_EVICTIONS).absolute(a.evictions);
+    counter!(PROXY_HEADERS, "result" => "ok").absolute(a.proxy_ok);
+    counter!(PROXY_HEADERS, "result" => "failed").absolute(a.proxy_failed);
+    counter!(REFUSALS_UNANSWERED).absolute(a.unanswered);
 }
 
 /// How `/metrics` types a metric.
@@ -315,6 +354,15 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     (UPLINK_RECEIVED, Counter, None, "Messages received from the far side."),
     (UPLINK_SUBSCRIBE_FAILURES, Counter, None, "Subscription filters the far side refused."),
     (UPLINK_MALFORMED, Counter, None, "Messages from the uplink's far side that could not be decoded."),
+    (ADMISSION_REFUSED, Counter, None, "Connections refused by an abuse limit: login_failures (address in its failed-login cool-down), connection_rate, per_address (max-clients-per-address), unauthenticated_per_address, unauthenticated (max-unauthenticated, all addresses), table_full (address-table-size)."),
+    (ADMISSION_EPISODES, Counter, None, "Episodes of an abuse limit (the first refusal after a time without; each is logged once), by the same reasons."),
+    (LOGINS_REFUSED, Counter, None, "Login attempts answered as failed without a password check (failed-login budget used up or cool-down)."),
+    (UNAUTHENTICATED, Gauge, None, "Connections not logged in yet (their share of max-clients is max-unauthenticated)."),
+    (ADMISSION_ADDRESSES, Gauge, None, "Source addresses the abuse limits keep state for."),
+    (ADMISSION_CAPACITY, Gauge, None, "The address-table-size setting (addresses the table holds)."),
+    (ADMISSION_EVICTIONS, Counter, None, "Addresses dropped from the full address table to make room (their partly used budgets are forgotten)."),
+    (REFUSALS_UNANSWERED, Counter, None, "Refused connections (max-clients or an abuse limit) closed without their HTTP 503/429 or tcp/ip line, because a listener was already answering 256 refusals on that core."),
+    (PROXY_HEADERS, Counter, None, "PROXY protocol headers from trusted proxies (proxy-protocol-from) by result; a failed one drops the connection."),
 ];
 
 fn describe_all() {

@@ -130,8 +130,9 @@ impl ServerHandle {
     }
 
     /// Applies what of a re-read config takes effect at once: `max-clients` (sessions beyond a
-    /// lowered limit stay; new ones wait for room) and the driver's `in-filter`/`out-filter`
-    /// (from the next event on). Returns what changed, for the log.
+    /// lowered limit stay; new ones wait for room), the driver's `in-filter`/`out-filter`
+    /// (from the next event on) and the abuse limits but `address-table-size` (from the next
+    /// connection or login on). Returns what changed, for the log.
     pub fn reconfigure(&self, cfg: &crate::config::Config) -> Vec<String> {
         let mut changed = Vec::new();
         let old = self
@@ -146,7 +147,16 @@ impl ServerHandle {
             self.shared.filters.set(cfg.in_filter, cfg.out_filter);
             changed.push("in-filter/out-filter".to_string());
         }
+        let policy = crate::settings::admission_policy(cfg);
+        if self.shared.admission.set_policy(policy) {
+            changed.push("abuse limits (docs/config.md \"Abuse limits\")".to_string());
+        }
         changed
+    }
+
+    /// The abuse limits' counters (refusals, episodes, connections not logged in yet).
+    pub fn admission_stats(&self) -> crate::admission::AdmissionStats {
+        self.shared.admission.stats()
     }
 
     /// Reads the TLS certificate files again (SIGHUP): new connections get the new certificate,
@@ -248,6 +258,10 @@ pub fn start_with_uplink(
             cfg.out_filter,
         )),
         next_conn_id: AtomicU32::new(1),
+        admission: Arc::new(crate::admission::Admission::new(
+            crate::settings::admission_policy(cfg),
+            cfg.address_table_size,
+        )),
     });
     let users = Arc::new(Users::new(users));
     let cache_key = new_cache_key();
@@ -327,7 +341,8 @@ pub fn start_with_uplink(
                         config: handle.config.clone(),
                     },
                 )
-                .with_tls(tls.clone()),
+                .with_tls(tls.clone())
+                .with_admission(shared.admission.clone()),
             );
             Some((listener, exporter, readiness.clone()))
         }

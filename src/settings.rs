@@ -105,6 +105,30 @@ impl Settings {
     }
 }
 
+/// The abuse limits of `cfg` as numbers, with the shares left to their defaults derived from
+/// `max-clients` (so a SIGHUP that changes `max-clients` moves them too).
+pub fn admission_policy(cfg: &Config) -> crate::admission::Policy {
+    use crate::admission::bucket::Rate;
+    use crate::admission::policy::{
+        default_max_unauthenticated, default_max_unauthenticated_per_address,
+    };
+    let max_unauthenticated = cfg
+        .max_unauthenticated
+        .unwrap_or_else(|| default_max_unauthenticated(cfg.max_clients));
+    crate::admission::Policy {
+        handshake_timeout: cfg.handshake_timeout,
+        login_failures: Rate::every(cfg.login_failure_budget, cfg.login_failure_refill),
+        login_cooldown: cfg.login_failure_cooldown,
+        connection_rate: Rate::per_second(cfg.connection_rate, cfg.connection_burst),
+        max_per_address: cfg.max_clients_per_address,
+        max_unauthenticated,
+        max_unauthenticated_per_address: cfg
+            .max_unauthenticated_per_address
+            .unwrap_or_else(|| default_max_unauthenticated_per_address(max_unauthenticated)),
+        proxy_from: cfg.proxy_protocol_from.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +211,72 @@ mod tests {
         // Written explicitly on the same port: start() refuses it, naming both keys.
         let (s, _) = settings(r#""interface":"9598","tcpip-interface":"9598""#).unwrap();
         assert_eq!(addrs(&s).len(), 2);
+    }
+
+    fn policy(json: &str) -> Result<crate::admission::Policy, String> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("vscp-policy-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("vscp.key"), "2DBB079A38985AF00EBEEFE22F9FFA0E\n").unwrap();
+        std::fs::write(dir.join("users.json"), r#"{"users":[]}"#).unwrap();
+        let base = r#""key-file":"vscp.key","path-users":"users.json""#;
+        let text = format!("{{{base}{}{json}}}", if json.is_empty() { "" } else { "," });
+        let result = Config::from_json_str(&text, &dir, "<inline>")
+            .map(|(cfg, _)| admission_policy(&cfg))
+            .map_err(|e| e.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    #[test]
+    fn abuse_limit_defaults_and_keys() {
+        use crate::admission::bucket::Rate;
+        use std::time::Duration;
+        let p = policy("").unwrap();
+        assert_eq!(p.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(p.login_failures, Rate::every(20, Duration::from_secs(3)));
+        assert_eq!(p.login_cooldown, Duration::from_secs(60));
+        assert_eq!(p.connection_rate, Rate::per_second(1000, 2000));
+        assert_eq!(p.max_per_address, 0);
+        // Derived from max-clients 100.
+        assert_eq!(
+            (p.max_unauthenticated, p.max_unauthenticated_per_address),
+            (50, 12)
+        );
+        assert!(p.proxy_from.is_empty());
+        let p = policy(
+            r#""max-clients":1000,"handshake-timeout":3,"login-failure-budget":0,
+               "connection-rate":0,"max-clients-per-address":7,"max-unauthenticated":40,
+               "proxy-protocol-from":"10.0.0.0/8, ::1""#,
+        )
+        .unwrap();
+        assert_eq!(p.handshake_timeout, Duration::from_secs(3));
+        assert_eq!((p.login_failures, p.connection_rate), (None, None));
+        assert_eq!(p.max_per_address, 7);
+        assert_eq!(
+            (p.max_unauthenticated, p.max_unauthenticated_per_address),
+            (40, 10)
+        );
+        assert_eq!(p.proxy_from.len(), 2);
+        let p = policy(r#""max-clients":0,"max-unauthenticated-per-address":0"#).unwrap();
+        assert_eq!(
+            (p.max_unauthenticated, p.max_unauthenticated_per_address),
+            (0, 0)
+        );
+        for (bad, key) in [
+            (r#""handshake-timeout":0"#, "handshake-timeout"),
+            (r#""login-failure-refill":0"#, "login-failure-refill"),
+            (r#""connection-burst":0"#, "connection-burst"),
+            (r#""address-table-size":10"#, "address-table-size"),
+            (
+                r#""proxy-protocol-from":"10.0.0.0/40""#,
+                "proxy-protocol-from",
+            ),
+            (r#""max-unauthenticated":-1"#, "max-unauthenticated"),
+        ] {
+            let err = policy(bad).unwrap_err();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
     }
 }

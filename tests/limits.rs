@@ -15,7 +15,11 @@ fn try_connect(addr: SocketAddr, path: &str) -> Result<Client, u16> {
 #[test]
 fn max_clients_is_enforced_exactly() {
     let fx = Fixture::new("lim-max");
-    let srv = fx.start(json!({"max-clients": 3}));
+    // Without the separate share for connections not logged in (tests/abuse.rs), which with
+    // 3 slots would keep two of them for logged-in clients.
+    let srv = fx.start(json!({
+        "max-clients": 3, "max-unauthenticated": 0, "max-unauthenticated-per-address": 0
+    }));
     let addr = srv.local_addr();
     let a = try_connect(addr, "/ws1").expect("first");
     let mut b = try_connect(addr, "/ws2").expect("second");

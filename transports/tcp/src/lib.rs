@@ -70,6 +70,14 @@ impl Transport for TcpTransport {
             after_request: false,
         }
     }
+
+    fn refused_answer(&self) -> BusyAnswer {
+        BusyAnswer {
+            // Like the busy answer (tcp.md §1): instead of the greeting, then close.
+            text: b"-OK - Too many connections or failed logins from this address.\r\n",
+            after_request: false,
+        }
+    }
 }
 
 /// One connection's line framing state.
@@ -216,6 +224,9 @@ mod tests {
         let busy = t.busy_answer();
         assert_eq!(busy.text, b"-OK - Max number of clients connected.\r\n");
         assert!(!busy.after_request);
+        let refused = t.refused_answer();
+        assert!(refused.text.starts_with(b"-OK - ") && refused.text.ends_with(b".\r\n"));
+        assert!(!refused.after_request);
     }
 
     #[test]

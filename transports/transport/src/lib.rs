@@ -161,6 +161,10 @@ pub trait Transport: 'static {
 
     /// What a connection over `max-clients` is told before it is closed.
     fn busy_answer(&self) -> BusyAnswer;
+
+    /// What a connection refused by a limit on its source address (connection rate, failed
+    /// logins) is told before it is closed.
+    fn refused_answer(&self) -> BusyAnswer;
 }
 
 /// The answer to a connection the server has no room for.

@@ -51,6 +51,13 @@ impl Transport for WsTransport {
             after_request: true,
         }
     }
+
+    fn refused_answer(&self) -> BusyAnswer {
+        BusyAnswer {
+            text: b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 58\r\nConnection: close\r\n\r\ntoo many connections or failed logins from this address.\r\n",
+            after_request: true,
+        }
+    }
 }
 
 /// One websocket connection's framing state (only a fragmented message in progress).
@@ -133,6 +140,23 @@ mod tests {
             Handshake::Refuse
         ));
         assert!(out.starts_with(b"HTTP/1.1 404"));
+    }
+
+    /// The refusals are whole HTTP responses: the Content-Length is their body's.
+    #[test]
+    fn refusal_answers_are_well_formed() {
+        let t = WsTransport::default();
+        for (answer, status) in [(t.busy_answer(), "503"), (t.refused_answer(), "429")] {
+            let text = std::str::from_utf8(answer.text).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .unwrap();
+            assert_eq!(len.parse::<usize>().unwrap(), body.len(), "{text}");
+            assert!(answer.after_request);
+        }
     }
 
     #[test]
