@@ -11,6 +11,7 @@
 //! - [`settings`]: what the shards read from the config, including the list of listeners;
 //! - [`shard`]: a shard's executor: listeners, ring readers, drain at shutdown;
 //! - [`listener`]: the accept loop of one listener (client slots, back-off);
+//! - [`keepalive`]: TCP keepalive on the accepted sockets;
 //! - [`conn`]: one connection of any transport driving a `vscp_proto::Session`;
 //! - [`awaiting`]: replies held until the uplink confirms an event (`ack-from-broker`);
 //! - [`context`]: what a connection gets from its shard (hub, credentials, buffers);
@@ -35,6 +36,7 @@ pub mod context;
 pub mod credentials;
 pub mod http;
 pub mod hub;
+pub mod keepalive;
 pub mod limits;
 pub mod listener;
 pub mod logging;

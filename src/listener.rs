@@ -96,6 +96,10 @@ pub async fn accept_loop<T: Transport, A: Accept>(
             Err(_) => continue,
         };
         let _ = stream.set_nodelay(true);
+        if let Err(e) = ctx.keepalive.apply(&stream) {
+            // The session still works; only a vanished peer is found later (ws pings).
+            warn!(shard = ctx.shard, %peer, error = %e, "cannot set TCP keepalive");
+        }
         if !take_client_slot(&shared) {
             ctx.hub.stats().reject(RejectReason::MaxClients);
             // Over TLS the answer goes inside TLS, after the handshake: a refused client costs
