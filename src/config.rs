@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::keepalive::KeepaliveSettings;
 use crate::tls::settings::{TlsKeys, TopKeys};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -209,6 +210,23 @@ pub struct Config {
     /// Zero = off.
     #[serde(default, deserialize_with = "secs")]
     pub idle_timeout: Duration,
+    /// `ws-ping-interval`: a websocket session silent this long is pinged; zero = no pings.
+    #[serde(default, deserialize_with = "secs")]
+    pub ws_ping_interval: Duration,
+    /// `ws-pong-timeout`: a pinged session still silent this long is closed as dead.
+    #[serde(default = "pong", deserialize_with = "secs_1")]
+    pub ws_pong_timeout: Duration,
+    /// `tcp-keepalive-idle`: silence before the kernel's first keepalive probe; zero = no
+    /// keepalive. Bounded by what Linux accepts for TCP_KEEPIDLE.
+    #[serde(default = "keepalive_idle", deserialize_with = "keepalive_secs_0")]
+    pub tcp_keepalive_idle: Duration,
+    /// `tcp-keepalive-interval`: between unanswered probes.
+    #[serde(default = "keepalive_interval", deserialize_with = "keepalive_secs_1")]
+    pub tcp_keepalive_interval: Duration,
+    /// `tcp-keepalive-count`: unanswered probes before the kernel drops the connection (Linux
+    /// takes at most 127).
+    #[serde(default = "keepalive_count", deserialize_with = "Int::<1, 127>::de")]
+    pub tcp_keepalive_count: u32,
     /// Accept a ws2 AUTH IV other than the SID (re-opens replay).
     #[serde(default, deserialize_with = "flag")]
     pub ws2_accept_client_iv: bool,
@@ -327,6 +345,10 @@ defaults! {
     clients: usize = 100;
     message: usize = 65_536;
     auth: Duration = Duration::from_secs(30);
+    pong: Duration = Duration::from_secs(20);
+    keepalive_idle: Duration = KeepaliveSettings::DEFAULT.idle;
+    keepalive_interval: Duration = KeepaliveSettings::DEFAULT.interval;
+    keepalive_count: u32 = KeepaliveSettings::DEFAULT.count;
     max_size: u64 = 5_242_880;
     max_files: usize = 7;
     handshake: Duration = Duration::from_secs(10);
@@ -367,6 +389,10 @@ parsed_by! {
     };
     fn guid -> [u8; 16] = |t: String| parse_guid(&t);
     fn secs -> Duration = |n: Int<0, MAX_SECS>| Ok::<_, String>(Duration::from_secs(n.0));
+    fn secs_1 -> Duration = |n: Int<1, MAX_SECS>| Ok::<_, String>(Duration::from_secs(n.0));
+    // TCP_KEEPIDLE and TCP_KEEPINTVL take at most 32767 s on Linux.
+    fn keepalive_secs_0 -> Duration = |n: Int<0, 32_767>| Ok::<_, String>(Duration::from_secs(n.0));
+    fn keepalive_secs_1 -> Duration = |n: Int<1, 32_767>| Ok::<_, String>(Duration::from_secs(n.0));
     // 0 reads as "pick for me", like max-clients' 0 = "no limit".
     fn shards -> Option<usize> = |n: Int<0, 1024>| {
         Ok::<_, String>(Some(n.0 as usize).filter(|&n| n != 0))
@@ -382,6 +408,15 @@ parsed_by! {
 }
 
 impl Config {
+    /// The `tcp-keepalive-*` keys, for the accepted sockets.
+    pub fn keepalive(&self) -> KeepaliveSettings {
+        KeepaliveSettings {
+            idle: self.tcp_keepalive_idle,
+            interval: self.tcp_keepalive_interval,
+            count: self.tcp_keepalive_count,
+        }
+    }
+
     /// Starts from a vscpd configuration (`vscpd.conf`) instead: the `drivers.level2[]` entry
     /// named `driver` gives `path-config` (a file, relative to vscpd.conf's folder, or the JSON
     /// text itself when it starts with `{`), `guid` and `mqtt`, exactly as vscpd would hand
@@ -805,6 +840,10 @@ mod tests {
         assert_eq!(cfg.max_message_bytes, 65_536);
         assert_eq!(cfg.auth_timeout, Duration::from_secs(30));
         assert_eq!(cfg.idle_timeout, Duration::ZERO);
+        // Pings off, keepalive on: a vanished peer is found within 2 minutes.
+        assert_eq!(cfg.ws_ping_interval, Duration::ZERO);
+        assert_eq!(cfg.ws_pong_timeout, Duration::from_secs(20));
+        assert_eq!(cfg.keepalive(), KeepaliveSettings::DEFAULT);
         assert!(!cfg.ws2_accept_client_iv);
         assert_eq!(cfg.shards, None);
         assert!(!cfg.debug);
@@ -1148,6 +1187,12 @@ mod tests {
             (r#"{"max-message-size":100}"#, "max-message-size"),
             (r#"{"max-message-size":16777217}"#, "max-message-size"),
             (r#"{"auth-timeout":86401}"#, "auth-timeout"),
+            (r#"{"ws-pong-timeout":0}"#, "ws-pong-timeout"),
+            (r#"{"ws-ping-interval":86401}"#, "ws-ping-interval"),
+            (r#"{"tcp-keepalive-idle":32768}"#, "tcp-keepalive-idle"),
+            (r#"{"tcp-keepalive-interval":0}"#, "tcp-keepalive-interval"),
+            (r#"{"tcp-keepalive-count":128}"#, "tcp-keepalive-count"),
+            (r#"{"tcp-keepalive-count":0}"#, "tcp-keepalive-count"),
             (r#"{"shards":5000}"#, "shards"),
             (
                 r#"{"logging":{"file-max-files":0}}"#,
@@ -1174,6 +1219,18 @@ mod tests {
         assert_eq!(cfg.idle_timeout, Duration::from_secs(86_400));
         let (cfg, _) = inline(&dir, r#"{"shards":4}"#).unwrap();
         assert_eq!(cfg.shards, Some(4));
+        let (cfg, w) = inline(
+            &dir,
+            r#"{"ws-ping-interval":1,"ws-pong-timeout":86400,"tcp-keepalive-idle":0,
+                "tcp-keepalive-interval":32767,"tcp-keepalive-count":127}"#,
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(cfg.ws_ping_interval, Duration::from_secs(1));
+        assert_eq!(cfg.ws_pong_timeout, Duration::from_secs(86_400));
+        assert!(!cfg.keepalive().is_on());
+        assert_eq!(cfg.keepalive().interval, Duration::from_secs(32_767));
+        assert_eq!(cfg.keepalive().count, 127);
     }
 
     #[test]
@@ -1403,6 +1460,8 @@ mod tests {
         }
         same!(listen, max_in_queue, max_out_queue, max_clients);
         same!(max_message_bytes, auth_timeout, idle_timeout, shards);
+        same!(ws_ping_interval, ws_pong_timeout, tcp_keepalive_idle);
+        same!(tcp_keepalive_interval, tcp_keepalive_count);
         same!(logging, in_filter, out_filter, guid);
         same!(
             handshake_timeout,

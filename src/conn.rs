@@ -154,6 +154,8 @@ enum End {
     LoginTimeout,
     #[error("idle-timeout")]
     IdleTimeout,
+    #[error("no answer to a ping within ws-pong-timeout")]
+    NoPong,
     #[error("ended by the session (quit, failed login)")]
     Ended,
     #[error(transparent)]
@@ -403,6 +405,20 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
                             self.close(Close::IdleTimeout).await;
                             return End::IdleTimeout;
                         }
+                        Some(Timeout::NoPong) => {
+                            ShardStats::add(&self.ctx.hub.stats().dead_peers, 1);
+                            self.close(Close::PongTimeout).await;
+                            return End::NoPong;
+                        }
+                        Some(Timeout::Ping) => {
+                            timer = None;
+                            if let Wrote::Failed(e) =
+                                poll_fn(|cx| Poll::Ready(self.write_ping(cx))).await
+                            {
+                                return End::Io(e);
+                            }
+                            continue;
+                        }
                         // tcp/ip receive loop: a keepalive line, and the session goes on.
                         Some(Timeout::Keepalive) => {
                             timer = None;
@@ -494,8 +510,16 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
                 if self.slot.poll_closed(cx).is_ready() {
                     return Poll::Ready(Step::Abandon);
                 }
-                if let Err(e) = ready!(self.poll_flush(cx)) {
-                    return Poll::Ready(Step::Error(e));
+                match self.poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => return Poll::Ready(Step::Error(e)),
+                    // The session's deadlines still run: a peer that vanished while its
+                    // socket was full is found by the pong deadline, not only after the
+                    // kernel's retransmissions give up (some 15 minutes).
+                    Poll::Pending => {
+                        let due = self.session.poll_timeout_blocked(&self.ctx.session_cfg);
+                        return poll_deadline(cx, timer, due);
+                    }
                 }
             }
             if let Poll::Ready(w) = self.slot.poll_wait(cx) {
@@ -522,22 +546,7 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        match due {
-            // Logged-in sessions without an idle timeout have no timer at all.
-            None => *timer = None,
-            Some(at) => {
-                if timer.as_ref().map(|(when, _)| *when) != Some(at) {
-                    let t = Timer::new(at.saturating_duration_since(Instant::now()));
-                    *timer = Some((at, t));
-                }
-                if let Some((_, t)) = timer {
-                    if Pin::new(t).poll(cx).is_ready() {
-                        return Poll::Ready(Step::Deadline);
-                    }
-                }
-            }
-        }
-        Poll::Pending
+        poll_deadline(cx, timer, due)
     }
 
     /// The peer is gone (a reply could not be written), but events it sent before it went
@@ -681,6 +690,11 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
                 (Mode::Drain, _) => None,
                 (Mode::Serve, Some(Incoming::Message(mut text))) => {
                     self.on_message(&mut out, &mut text, &now, &mut tally)
+                }
+                (Mode::Serve, Some(Incoming::Pong)) => {
+                    // Alive, but not active: a browser answers pings by itself.
+                    self.session.handle_pong(now.instant);
+                    None
                 }
                 (Mode::Serve, None) => {
                     // Pings and the like count as activity for the idle deadline too.
@@ -970,10 +984,15 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
         }
     }
 
-    /// The rest of an outbox batch the socket did not take at once.
+    /// The rest of an outbox batch the socket did not take at once. When one of the session's
+    /// deadlines passes first (the pong deadline of a peer that vanished with its socket full,
+    /// most likely), the rest stays in `output` for [`Conn::poll_step`], which then handles the
+    /// deadline; the batch's events are not counted as delivered, since the session may well
+    /// end before its socket takes them.
     async fn finish_batch(&mut self, events: Vec<Arc<RoutedEvent>>, bytes: u64) -> Result<(), End> {
-        self.flush_output().await?;
-        delivered(self.ctx.hub.stats(), self.session.dialect(), &events, bytes);
+        if self.flush_output().await? {
+            delivered(self.ctx.hub.stats(), self.session.dialect(), &events, bytes);
+        }
         Ok(())
     }
 
@@ -1029,13 +1048,31 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
         write_now(&mut self.stream, &mut self.output, cx, &tx, ctx.hub.stats())
     }
 
-    /// Waits until `output` is written; gives up when the shard closes.
-    async fn flush_output(&mut self) -> Result<(), End> {
+    /// Writes a liveness ping (the session found the peer silent for `ws-ping-interval`).
+    fn write_ping(&mut self, cx: &mut Context<'_>) -> Wrote {
+        let ctx = self.ctx.clone();
+        let mut tx = ctx.io.tx.borrow_mut();
+        tx.clear();
+        if !self.framing.encode_ping(&mut tx) {
+            return Wrote::All;
+        }
+        ShardStats::add(&ctx.hub.stats().pings_sent, 1);
+        write_now(&mut self.stream, &mut self.output, cx, &tx, ctx.hub.stats())
+    }
+
+    /// Waits until `output` is written (`true`) or a deadline of the session that applies
+    /// while it waits has passed (`false`); gives up when the shard closes.
+    async fn flush_output(&mut self) -> Result<bool, End> {
+        let mut timer = None;
         poll_fn(|cx| {
             if self.slot.poll_closed(cx).is_ready() {
                 return Poll::Ready(Err(End::Shutdown));
             }
-            self.poll_flush(cx).map_err(End::Io)
+            if let Poll::Ready(done) = self.poll_flush(cx) {
+                return Poll::Ready(done.map(|()| true).map_err(End::Io));
+            }
+            let due = self.session.poll_timeout_blocked(&self.ctx.session_cfg);
+            poll_deadline(cx, &mut timer, due).map(|_| Ok(false))
         })
         .await
     }
@@ -1108,6 +1145,29 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
         })
         .await;
     }
+}
+
+/// Keeps `timer` set for `due` (a new timer only when the deadline moved); ready when it has
+/// passed. Logged-in sessions without idle timeout or pings have no timer at all.
+fn poll_deadline(
+    cx: &mut Context<'_>,
+    timer: &mut Option<(Instant, Timer)>,
+    due: Option<Instant>,
+) -> Poll<Step> {
+    let Some(at) = due else {
+        *timer = None;
+        return Poll::Pending;
+    };
+    if timer.as_ref().map(|(when, _)| *when) != Some(at) {
+        let t = Timer::new(at.saturating_duration_since(Instant::now()));
+        *timer = Some((at, t));
+    }
+    if let Some((_, t)) = timer {
+        if Pin::new(t).poll(cx).is_ready() {
+            return Poll::Ready(Step::Deadline);
+        }
+    }
+    Poll::Pending
 }
 
 /// Writes `bytes` as far as the socket takes them now; the rest is queued in `output`.

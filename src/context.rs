@@ -40,6 +40,8 @@ pub struct ShardCtx {
     pub shared: Arc<Shared>,
     /// With `ack-from-broker`: how long a session waits for the uplink to confirm an event.
     pub confirm_timeout: Option<std::time::Duration>,
+    /// TCP keepalive for the sockets the shard accepts.
+    pub keepalive: crate::keepalive::KeepaliveSettings,
     /// The shard's receive and send buffers, shared by all its connections.
     pub io: IoBuffers,
     rng: ring::rand::SystemRandom,
@@ -72,6 +74,7 @@ impl ShardCtx {
             interface_guid: settings.interface_guid,
             shared,
             confirm_timeout: settings.confirm_timeout,
+            keepalive: settings.keepalive,
             io: IoBuffers::new(),
             rng: ring::rand::SystemRandom::new(),
         }

@@ -13,6 +13,7 @@
 //! - [`listener`]: the accept loop of one listener (client slots, back-off);
 //! - [`admission`]: abuse limits per source address (failed logins, connection rate, the
 //!   share of connections not logged in yet), the PROXY protocol;
+//! - [`keepalive`]: TCP keepalive on the accepted sockets;
 //! - [`conn`]: one connection of any transport driving a `vscp_proto::Session`;
 //! - [`awaiting`]: replies held until the uplink confirms an event (`ack-from-broker`);
 //! - [`context`]: what a connection gets from its shard (hub, credentials, buffers);
@@ -38,6 +39,7 @@ pub mod context;
 pub mod credentials;
 pub mod http;
 pub mod hub;
+pub mod keepalive;
 pub mod limits;
 pub mod listener;
 pub mod logging;

@@ -107,6 +107,10 @@ pub async fn accept_loop<T: Transport, A: Accept>(
             Err(_) => continue,
         };
         let _ = stream.set_nodelay(true);
+        if let Err(e) = this.ctx.keepalive.apply(&stream) {
+            // The session still works; only a vanished peer is found later (ws pings).
+            warn!(shard = this.ctx.shard, %peer, error = %e, "cannot set TCP keepalive");
+        }
         if this.shared.admission.policy().trusts_proxy(peer.ip()) {
             // Its first bytes say who the client is: read them in a task of their own, under
             // the handshake deadline, then go on as with any connection. Not through the gate:

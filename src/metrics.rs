@@ -43,6 +43,8 @@ pub mod names {
     pub const BYTES_RECEIVED: &str = "vscp_bytes_received_total";
     pub const BYTES_SENT: &str = "vscp_bytes_sent_total";
     pub const SOCKET_WRITES: &str = "vscp_socket_writes_total";
+    pub const PINGS_SENT: &str = "vscp_pings_sent_total";
+    pub const SESSIONS_DEAD: &str = "vscp_sessions_dead_total";
     pub const RING_EVENTS: &str = "vscp_ring_events_total";
     pub const RING_OCCUPANCY: &str = "vscp_ring_occupancy_events";
     pub const RING_CAPACITY: &str = "vscp_ring_capacity_events";
@@ -214,6 +216,8 @@ impl Exporter {
             counter!(BYTES_RECEIVED, "core" => core.clone()).absolute(s.bytes_in);
             counter!(BYTES_SENT, "core" => core.clone()).absolute(s.bytes_out);
             counter!(SOCKET_WRITES, "core" => core.clone()).absolute(s.socket_writes);
+            counter!(PINGS_SENT, "core" => core.clone()).absolute(s.pings_sent);
+            counter!(SESSIONS_DEAD, "core" => core.clone()).absolute(s.dead_peers);
             counter!(RING_EVENTS, "core" => core.clone(), "direction" => "sent")
                 .absolute(s.ring_sent);
             counter!(RING_EVENTS, "core" => core.clone(), "direction" => "received")
@@ -335,6 +339,8 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
     (BYTES_RECEIVED, Counter, Some(Unit::Bytes), "Websocket text bytes received from clients."),
     (BYTES_SENT, Counter, Some(Unit::Bytes), "Websocket text bytes written to clients."),
     (SOCKET_WRITES, Counter, None, "Writes issued to client sockets (one per send call, whatever it carried)."),
+    (PINGS_SENT, Counter, None, "Websocket pings sent to sessions silent for ws-ping-interval."),
+    (SESSIONS_DEAD, Counter, None, "Sessions closed because nothing arrived within ws-pong-timeout of a ping."),
     (RING_EVENTS, Counter, None, "Events moved through the rings between cores."),
     (RING_OCCUPANCY, Gauge, None, "Events currently inside the rings between cores."),
     (RING_CAPACITY, Gauge, None, "The max-in-queue setting (per ring)."),

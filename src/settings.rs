@@ -61,6 +61,8 @@ pub struct Settings {
     /// Sessions reply to an event only once the uplink confirms it, within this time (the
     /// uplink's [`crate::uplink::Uplink::confirm_timeout`]; `None` without).
     pub confirm_timeout: Option<std::time::Duration>,
+    /// TCP keepalive for every accepted socket.
+    pub keepalive: crate::keepalive::KeepaliveSettings,
 }
 
 impl Settings {
@@ -80,6 +82,8 @@ impl Settings {
                         .into(),
                 auth_timeout: cfg.auth_timeout,
                 idle_timeout: cfg.idle_timeout,
+                ping_interval: cfg.ws_ping_interval,
+                pong_timeout: cfg.ws_pong_timeout,
                 // `start_with_uplink` says `l2drv` when vscpd runs the server.
                 tcp_host: "standalone",
             },
@@ -101,6 +105,7 @@ impl Settings {
             // The configured `guid`, or one derived from the listen address (ws1.md Q9).
             interface_guid: Guid(cfg.interface_guid()),
             confirm_timeout: None,
+            keepalive: cfg.keepalive(),
         }
     }
 }

@@ -147,6 +147,11 @@ pub struct ShardStats {
     /// Writes issued to client sockets: one per send(2) call, whatever it carried, so that
     /// writes per delivery shows how well output is batched.
     pub socket_writes: AtomicU64,
+    /// Websocket pings sent to sessions that had been silent for `ws-ping-interval`.
+    pub pings_sent: AtomicU64,
+    /// Sessions closed because nothing (no pong, no other input) arrived within
+    /// `ws-pong-timeout` of a ping: the peer is gone.
+    pub dead_peers: AtomicU64,
     /// Events forwarded to other shards.
     pub ring_sent: AtomicU64,
     /// Events received from other shards.
@@ -265,6 +270,8 @@ pub struct Stats {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub socket_writes: u64,
+    pub pings_sent: u64,
+    pub dead_peers: u64,
     pub ring_sent: u64,
     pub ring_received: u64,
     pub login_slow_checks: u64,
@@ -299,6 +306,8 @@ impl Stats {
             s.bytes_in += sh.bytes_in.load(Relaxed);
             s.bytes_out += sh.bytes_out.load(Relaxed);
             s.socket_writes += sh.socket_writes.load(Relaxed);
+            s.pings_sent += sh.pings_sent.load(Relaxed);
+            s.dead_peers += sh.dead_peers.load(Relaxed);
             s.ring_sent += sh.ring_sent.load(Relaxed);
             s.ring_received += sh.ring_received.load(Relaxed);
             s.login_slow_checks += sh.login_slow_checks.load(Relaxed);

@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
                     match msg {
                         Some(Incoming::Message(line)) => d.message(&line, 500),
                         Some(Incoming::Close) => return,
-                        None => {}
+                        Some(Incoming::Pong) | None => {}
                     }
                     start += used;
                     if used == 0 || start == pending.len() {

@@ -46,6 +46,8 @@ pub fn config() -> SessionConfig {
         copyright: "fuzz".into(),
         auth_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(60),
+        ping_interval: Duration::from_secs(20),
+        pong_timeout: Duration::from_secs(10),
         tcp_host: "standalone",
         check_interface_rights: false,
     }
@@ -147,11 +149,13 @@ impl Driver {
             }
             self.now = at.max(self.now);
             match self.session.handle_timeout(self.now, &self.cfg) {
-                Some(Timeout::Login | Timeout::Idle) => {
+                Some(Timeout::Login | Timeout::Idle | Timeout::NoPong) => {
                     self.closed = true;
                     return;
                 }
                 Some(Timeout::Keepalive) => self.written += self.session.keepalive().len(),
+                // The websocket ping frame (no payload) the driver writes.
+                Some(Timeout::Ping) => self.written += 2,
                 // A deadline the session moved: the driver asks again.
                 None => self.now += Duration::from_millis(1),
             }

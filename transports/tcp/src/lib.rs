@@ -301,10 +301,12 @@ mod tests {
             Close::Shutdown,
             Close::LoginTimeout,
             Close::IdleTimeout,
+            Close::PongTimeout,
             Close::Failed(WireError::TooBig),
         ] {
             assert!(!f.encode_close(&mut out, why));
         }
+        assert!(!f.encode_ping(&mut out), "tcp/ip has no ping");
         assert!(out.is_empty());
     }
 

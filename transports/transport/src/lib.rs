@@ -77,6 +77,9 @@ pub enum Incoming<'a> {
     Message(Payload<'a>),
     /// The peer is closing. Whatever answers its close is already in the output buffer.
     Close,
+    /// The answer to a ping of ours ([`Framing::encode_ping`]): proof the peer is alive, but
+    /// no activity of its user (a browser answers pings by itself).
+    Pong,
 }
 
 /// The result of looking at the front of the input.
@@ -103,6 +106,8 @@ pub enum Close {
     LoginTimeout,
     /// Nothing received within `idle-timeout`.
     IdleTimeout,
+    /// Nothing received within `ws-pong-timeout` of a ping.
+    PongTimeout,
     /// The peer broke the protocol or a limit.
     Failed(WireError),
 }
@@ -125,6 +130,12 @@ pub trait Framing {
     /// Appends what tells the peer the connection ends and why. Returns whether the driver
     /// should then wait (briefly) for the peer's side of a closing handshake.
     fn encode_close(&self, out: &mut Vec<u8>, why: Close) -> bool;
+
+    /// Appends a liveness probe the peer must answer ([`Incoming::Pong`]); returns `false`
+    /// (and appends nothing) when the transport has none, as the tcp/ip link interface has not.
+    fn encode_ping(&self, _out: &mut Vec<u8>) -> bool {
+        false
+    }
 }
 
 /// What the handshake concluded.

@@ -9,7 +9,8 @@
 //!
 //! Time is an input, as in quinn-proto: every input carries `now`, [`Session::poll_timeout`]
 //! says when the driver must call back, and [`Session::handle_timeout`] says which deadline
-//! (login or idle) has passed, or (tcp/ip receive loop) that a keepalive line is due. Tests
+//! (login, idle, or no answer to a websocket ping) has passed, or that something is due that
+//! keeps the session going (a websocket ping, the tcp/ip receive loop's keepalive line). Tests
 //! move a fake clock instead of sleeping.
 
 use crate::auth::{self, AuthError, Credentials};
@@ -115,6 +116,13 @@ pub struct SessionConfig {
     /// (`idle-timeout`); zero means no limit. Not applied to a tcp/ip session in its receive
     /// loop (tcp.md §1: a looping client only listens).
     pub idle_timeout: Duration,
+    /// Websocket sessions only: after this long without any input the driver sends a ping
+    /// (`ws-ping-interval`); zero means no pings. Finds a peer that vanished without a FIN
+    /// sooner than TCP keepalive can while events are unacknowledged on its socket.
+    pub ping_interval: Duration,
+    /// How long after a ping, still without any input (a pong, or anything else), the session
+    /// is closed as dead (`ws-pong-timeout`). Used only with `ping_interval`.
+    pub pong_timeout: Duration,
     /// tcp/ip greeting: what runs the server, `l2drv` (under vscpd) or `standalone` (tcp.md §2.1).
     pub tcp_host: &'static str,
     /// A login also needs the user's right for the transport: `tcpip` (0x1) for the tcp/ip
@@ -134,9 +142,10 @@ impl SessionConfig {
     }
 }
 
-/// Which deadline of a session has passed (see [`Session::handle_timeout`]). On `Login` and
-/// `Idle` the driver closes the connection (the variant decides the close code and the
-/// counter); on `Keepalive` it writes [`Session::keepalive`] and goes on.
+/// Which deadline of a session has passed (see [`Session::handle_timeout`]). On `Login`, `Idle`
+/// and `NoPong` the driver closes the connection (the variant decides the close code and the
+/// counter); on `Keepalive` it writes [`Session::keepalive`], on `Ping` a websocket ping, and
+/// goes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Timeout {
     /// Not logged in within `auth_timeout` of the session's start.
@@ -146,6 +155,11 @@ pub enum Timeout {
     /// tcp/ip receive loop: time for a keepalive line ([`Session::keepalive`]); the session
     /// goes on.
     Keepalive,
+    /// Websocket: nothing arrived for `ping_interval`; send a ping, the session goes on.
+    Ping,
+    /// Websocket: nothing arrived within `pong_timeout` of the ping (the peer is gone, or too
+    /// stuck to answer).
+    NoPong,
 }
 
 /// What the caller must do after a message.
@@ -242,6 +256,12 @@ pub struct Session {
     started: Instant,
     /// When the last input arrived: the idle deadline counts from here.
     last_activity: Instant,
+    /// When the last input of any kind arrived, a pong included (which does not count as
+    /// activity for the idle deadline: a client that only answers pings is still idle). The
+    /// ping and pong deadlines count from here.
+    last_heard: Instant,
+    /// A ping went out at `last_heard + ping_interval` and nothing has arrived since.
+    pinged: bool,
     /// tcp/ip only (boxed: websocket sessions, most of a server's, do not carry it).
     tcp: Option<Box<tcp_commands::TcpState>>,
 }
@@ -259,6 +279,8 @@ impl Session {
             rejection: None,
             started: now,
             last_activity: now,
+            last_heard: now,
+            pinged: false,
             tcp: (dialect == Dialect::Tcp).then(|| Box::new(tcp_commands::TcpState::new(now))),
         }
     }
@@ -288,6 +310,19 @@ impl Session {
     /// it moves the idle deadline like a message does.
     pub fn handle_activity(&mut self, now: Instant) {
         self.last_activity = now;
+        self.heard(now);
+    }
+
+    /// A websocket pong arrived at `now`: the peer is alive. It does not move the idle
+    /// deadline (a browser answers pings by itself, so pongs say nothing about the client
+    /// using its session).
+    pub fn handle_pong(&mut self, now: Instant) {
+        self.heard(now);
+    }
+
+    fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.pinged = false;
     }
 
     /// When the driver must call [`Session::handle_timeout`] if no input comes first: the
@@ -303,6 +338,22 @@ impl Session {
             self.login_deadline(cfg),
             self.idle_deadline(cfg),
             self.keepalive_deadline(),
+            self.ping_deadline(cfg),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// [`Session::poll_timeout`] without the tcp/ip receive loop's keepalive: the deadlines
+    /// the driver still watches while the peer does not take its output, those that end the
+    /// session and the websocket ping (one, then the pong deadline). Keepalive lines would only
+    /// pile up behind the output the peer does not read.
+    pub fn poll_timeout_blocked(&self, cfg: &SessionConfig) -> Option<Instant> {
+        [
+            self.login_deadline(cfg),
+            self.idle_deadline(cfg),
+            self.ping_deadline(cfg),
         ]
         .into_iter()
         .flatten()
@@ -319,11 +370,16 @@ impl Session {
             Some(Timeout::Login)
         } else if self.idle_deadline(cfg).is_some_and(|at| now >= at) {
             Some(Timeout::Idle)
+        } else if self.pong_deadline(cfg).is_some_and(|at| now >= at) {
+            Some(Timeout::NoPong)
         } else if self.keepalive_deadline().is_some_and(|at| now >= at) {
             if let Some(t) = self.tcp.as_mut() {
                 t.last_keepalive = now;
             }
             Some(Timeout::Keepalive)
+        } else if self.ping_deadline(cfg).is_some_and(|at| now >= at) {
+            self.pinged = true;
+            Some(Timeout::Ping)
         } else {
             None
         }
@@ -333,6 +389,25 @@ impl Session {
     fn keepalive_deadline(&self) -> Option<Instant> {
         let t = self.tcp.as_ref()?;
         (self.state == State::Open).then(|| t.last_keepalive + tcp_commands::KEEPALIVE_INTERVAL)
+    }
+
+    /// Websocket sessions with pings on: when the next ping is due, or (one is out) when the
+    /// session is dead without an answer.
+    fn ping_deadline(&self, cfg: &SessionConfig) -> Option<Instant> {
+        if self.tcp.is_some() || cfg.ping_interval.is_zero() {
+            return None;
+        }
+        let ping_at = self.last_heard + cfg.ping_interval;
+        Some(match self.pinged {
+            // Counted from when the ping was due rather than from the send: a timer that fired
+            // late shortens the wait for the answer by as much, never lengthens it.
+            true => ping_at + cfg.pong_timeout,
+            false => ping_at,
+        })
+    }
+
+    fn pong_deadline(&self, cfg: &SessionConfig) -> Option<Instant> {
+        self.ping_deadline(cfg).filter(|_| self.pinged)
     }
 
     fn login_deadline(&self, cfg: &SessionConfig) -> Option<Instant> {
@@ -396,7 +471,7 @@ impl Session {
     /// is the message bytes (valid UTF-8, as the websocket layer guarantees for text frames);
     /// ws2 parses it in place, so its content is undefined afterwards.
     pub fn handle_message(&mut self, msg: &mut [u8], cfg: &SessionConfig, now: Instant) -> Action {
-        self.last_activity = now;
+        self.handle_activity(now);
         match self.dialect {
             Dialect::Ws1 => match std::str::from_utf8(msg) {
                 Ok(text) => self.handle_ws1(text, cfg),

@@ -30,6 +30,8 @@ fn cfg(key: [u8; 16]) -> SessionConfig {
         copyright: "test copyright".into(),
         auth_timeout: Duration::ZERO,
         idle_timeout: Duration::ZERO,
+        ping_interval: Duration::ZERO,
+        pong_timeout: Duration::ZERO,
         tcp_host: "standalone",
         check_interface_rights: false,
     }
@@ -504,4 +506,114 @@ proptest! {
         let mut b = bytes;
         let _ = s.handle_message(&mut b, &cfg, Instant::now());
     }
+}
+
+// Websocket pings (`ws-ping-interval`, `ws-pong-timeout`) on the same fake clock.
+
+fn ping_cfg(interval_secs: u64, pong_secs: u64, idle_secs: u64) -> SessionConfig {
+    SessionConfig {
+        ping_interval: Duration::from_secs(interval_secs),
+        pong_timeout: Duration::from_secs(pong_secs),
+        ..timed_cfg(0, idle_secs)
+    }
+}
+
+#[test]
+fn a_silent_peer_is_pinged_then_closed_after_the_pong_timeout() {
+    for dialect in WS {
+        let cfg = ping_cfg(10, 5, 0);
+        let (mut s, db, t) = timed_session(dialect);
+        step_at(
+            &mut s,
+            &db,
+            &cfg,
+            &auth_msg(dialect, &ID, "admin", "secret"),
+            t(1.0),
+        );
+        // Pinged 10 s after the last input.
+        assert_eq!(s.poll_timeout(&cfg), Some(t(11.0)));
+        assert_eq!(s.handle_timeout(t(10.9), &cfg), None);
+        assert_eq!(s.handle_timeout(t(11.0), &cfg), Some(Timeout::Ping));
+        // One ping only; the next deadline is the answer's. Both run while the client does not
+        // read its socket too: that is when a dead peer is most likely.
+        assert_eq!(s.poll_timeout(&cfg), Some(t(16.0)));
+        assert_eq!(s.poll_timeout_blocked(&cfg), Some(t(16.0)));
+        assert_eq!(s.handle_timeout(t(15.9), &cfg), None);
+        assert_eq!(s.handle_timeout(t(16.0), &cfg), Some(Timeout::NoPong));
+        assert_eq!(s.handle_timeout(t(99.0), &cfg), Some(Timeout::NoPong));
+    }
+}
+
+#[test]
+fn a_pong_or_any_input_keeps_the_session_and_restarts_the_interval() {
+    let cfg = ping_cfg(10, 5, 0);
+    let (mut s, db, t) = timed_session(Dialect::Ws1);
+    step_at(
+        &mut s,
+        &db,
+        &cfg,
+        &auth_msg(Dialect::Ws1, &ID, "admin", "secret"),
+        t(0.0),
+    );
+    assert_eq!(s.handle_timeout(t(10.0), &cfg), Some(Timeout::Ping));
+    s.handle_pong(t(12.0));
+    assert_eq!(s.poll_timeout(&cfg), Some(t(22.0)));
+    assert_eq!(s.handle_timeout(t(15.0), &cfg), None, "answered: not dead");
+    assert_eq!(s.handle_timeout(t(22.0), &cfg), Some(Timeout::Ping));
+    // A message instead of a pong counts as well, and so does any other frame.
+    step_at(&mut s, &db, &cfg, "C;NOOP", t(23.0));
+    assert_eq!(s.poll_timeout(&cfg), Some(t(33.0)));
+    assert_eq!(s.handle_timeout(t(33.0), &cfg), Some(Timeout::Ping));
+    s.handle_activity(t(37.9));
+    assert_eq!(s.handle_timeout(t(38.0), &cfg), None);
+    assert_eq!(s.poll_timeout(&cfg), Some(t(47.9)));
+    // A timer that fires late shortens the wait for the pong (counted from when the ping was
+    // due), it never lengthens it.
+    assert_eq!(s.handle_timeout(t(50.0), &cfg), Some(Timeout::Ping));
+    assert_eq!(s.poll_timeout(&cfg), Some(t(52.9)));
+}
+
+#[test]
+fn pongs_do_not_count_as_activity_for_the_idle_timeout() {
+    let cfg = ping_cfg(10, 5, 30);
+    let (mut s, db, t) = timed_session(Dialect::Ws2);
+    step_at(
+        &mut s,
+        &db,
+        &cfg,
+        &auth_msg(Dialect::Ws2, &ID, "admin", "secret"),
+        t(0.0),
+    );
+    for at in [10.0, 20.0] {
+        assert_eq!(s.handle_timeout(t(at), &cfg), Some(Timeout::Ping));
+        s.handle_pong(t(at));
+    }
+    // A browser answers pings by itself: its user may still be gone.
+    assert_eq!(s.poll_timeout(&cfg), Some(t(30.0)));
+    assert_eq!(s.handle_timeout(t(30.0), &cfg), Some(Timeout::Idle));
+}
+
+#[test]
+fn no_pings_without_an_interval_nor_before_the_login_deadline_is_due() {
+    let (mut s, db, t) = timed_session(Dialect::Ws1);
+    let off = ping_cfg(0, 5, 0);
+    step_at(
+        &mut s,
+        &db,
+        &off,
+        &auth_msg(Dialect::Ws1, &ID, "admin", "secret"),
+        t(0.0),
+    );
+    assert_eq!(s.poll_timeout(&off), None);
+    assert_eq!(s.handle_timeout(t(1e6), &off), None);
+    // Before a login both run; the login deadline wins when both have passed.
+    let cfg = SessionConfig {
+        auth_timeout: Duration::from_secs(12),
+        ..ping_cfg(10, 5, 0)
+    };
+    let (mut s, _, t) = timed_session(Dialect::Ws1);
+    assert_eq!(s.poll_timeout(&cfg), Some(t(10.0)));
+    assert_eq!(s.handle_timeout(t(10.0), &cfg), Some(Timeout::Ping));
+    assert_eq!(s.poll_timeout(&cfg), Some(t(12.0)));
+    assert_eq!(s.handle_timeout(t(15.0), &cfg), Some(Timeout::Login));
 }

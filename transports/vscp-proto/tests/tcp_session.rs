@@ -31,6 +31,9 @@ fn cfg() -> SessionConfig {
         copyright: "Copyright (C) test".into(),
         auth_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(60),
+        // Websocket only: a tcp/ip session must ignore them (checked below).
+        ping_interval: Duration::from_secs(5),
+        pong_timeout: Duration::from_secs(5),
         tcp_host: "l2drv",
         check_interface_rights: false,
     }
@@ -670,4 +673,17 @@ fn check_interface_rights_is_a_config_choice_per_transport() {
         "-OK - User does not have rights to use tcp/ip interface."
     );
     assert!(s.is_ended() && s.user().is_none());
+}
+
+#[test]
+fn no_pings_for_tcp_and_no_keepalive_deadline_while_blocked() {
+    let mut b = Peer::logged_in(12, "admin");
+    let cfg = b.cfg.clone();
+    // ping_interval is set in cfg(): tcp/ip has no pings, so only the idle deadline is left.
+    assert_eq!(b.s.poll_timeout(&cfg), Some(b.at(60.0)));
+    assert_eq!(b.s.poll_timeout_blocked(&cfg), Some(b.at(60.0)));
+    assert_eq!(b.bytes_at(b"rcvloop", b.at(10.0)), [LOOP_ENTERED]);
+    // In the loop a keepalive line is due every 2 s, but not while the client does not read.
+    assert_eq!(b.s.poll_timeout(&cfg), Some(b.at(12.0)));
+    assert_eq!(b.s.poll_timeout_blocked(&cfg), None);
 }

@@ -50,6 +50,8 @@ pub fn close_frame(why: Close) -> (u16, &'static str) {
         Close::Shutdown => (close_code::AWAY, "server shutting down"),
         Close::LoginTimeout => (close_code::POLICY, "login timeout"),
         Close::IdleTimeout => (close_code::NORMAL, "idle timeout"),
+        // Mostly unread (the peer is gone), but a peer that was only slow learns why.
+        Close::PongTimeout => (close_code::AWAY, "pong timeout"),
         Close::Failed(e) => (
             close_code(e),
             match e {

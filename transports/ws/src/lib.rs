@@ -81,7 +81,8 @@ impl Framing for WsFraming {
             None => None,
             Some(WsIncoming::Text(text)) => Some(Incoming::Message(text)),
             // ws1.md §1: binary frames carry nothing in either dialect.
-            Some(WsIncoming::Binary(_) | WsIncoming::Pong) => None,
+            Some(WsIncoming::Binary(_)) => None,
+            Some(WsIncoming::Pong) => Some(Incoming::Pong),
             Some(WsIncoming::Ping(data)) => {
                 framing::encode(out, framing::OP_PONG, data);
                 None
@@ -103,6 +104,12 @@ impl Framing for WsFraming {
         // Our own close of a healthy connection waits for the client's answer; after a
         // failure its input cannot be trusted any more, so it is not read again.
         !matches!(why, Close::Failed(_))
+    }
+
+    fn encode_ping(&self, out: &mut Vec<u8>) -> bool {
+        // No payload: a pong is matched to nothing, any input proves the peer alive.
+        framing::encode(out, framing::OP_PING, b"");
+        true
     }
 }
 
@@ -202,5 +209,26 @@ mod tests {
         out.clear();
         assert!(f.encode_close(&mut out, Close::LoginTimeout));
         assert_eq!(&out[..4], [0x88, 15, 0x03, 0xF0]);
+        out.clear();
+        assert!(f.encode_close(&mut out, Close::PongTimeout));
+        assert_eq!(out, b"\x88\x0e\x03\xe9pong timeout");
+    }
+
+    #[test]
+    fn our_ping_is_an_empty_ping_frame_and_its_pong_is_reported() {
+        let mut f = WsFraming::default();
+        let mut out = Vec::new();
+        assert!(f.encode_ping(&mut out));
+        assert_eq!(out, [0x89, 0]);
+        out.clear();
+        let mut pong = masked(0x8A, b"");
+        match f.decode(&mut pong, 100, &mut out).unwrap() {
+            Decoded::Unit {
+                used: 6,
+                msg: Some(Incoming::Pong),
+            } => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(out.is_empty(), "a pong is not answered");
     }
 }

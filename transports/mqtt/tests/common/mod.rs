@@ -77,12 +77,18 @@ impl Broker {
     fn mosquitto(bin: PathBuf, tag: &str) -> Broker {
         let dir = ScratchDir::new(&format!("mosquitto-{tag}"));
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let conf = format!(
+        let mut conf = format!(
             "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nlog_dest file {}/mosquitto.log\nmax_queued_messages 10000\n",
             addr.port(),
             dir.dir.display(),
             dir.dir.display()
         );
+        // Started by root (a CI container), Mosquitto drops to the user `mosquitto`, which
+        // cannot write the scratch directory: no log, and no persistence file, so a stop would
+        // lose what a real deployment's broker keeps. Without root the option does nothing.
+        if is_root() {
+            conf.push_str("user root\n");
+        }
         std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
         let mut b = Broker::Mosquitto {
             bin,
@@ -129,6 +135,22 @@ impl Broker {
         }
     }
 
+    /// Kills the broker outright: Mosquitto gets SIGKILL, so it saves nothing (its in-memory
+    /// sessions and queued messages are gone, as after a power loss). rumqttd cannot be
+    /// killed; its proxy stops as for [`Broker::stop`].
+    pub fn kill(&mut self) {
+        match self {
+            Broker::Rumqttd { v4, .. } => v4.stop(),
+            Broker::Mosquitto { child, .. } => {
+                if let Some(mut c) = child.take() {
+                    // Child::kill is kill(SIGKILL) on this child's PID.
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+        }
+    }
+
     /// Starts the broker again on the same address.
     pub fn restart(&mut self) {
         match self {
@@ -170,6 +192,12 @@ impl Drop for Broker {
     }
 }
 
+/// Whether this process runs as root (its /proc entry belongs to uid 0).
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 /// A TCP forwarder that can be stopped (dropping every connection) and restarted on the
 /// same port.
 pub struct Proxy {
@@ -183,7 +211,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    fn start(upstream: SocketAddr) -> Proxy {
+    pub fn start(upstream: SocketAddr) -> Proxy {
         Proxy::start_throttled(upstream, Throttle::None)
     }
 
@@ -263,7 +291,8 @@ impl Proxy {
         }));
     }
 
-    fn stop(&mut self) {
+    /// Drops every connection through the proxy and refuses new ones until [`Proxy::restart`].
+    pub fn stop(&mut self) {
         self.running.store(false, Ordering::SeqCst);
         if let Some(t) = self.acceptor.take() {
             let _ = t.join();
@@ -273,7 +302,7 @@ impl Proxy {
         }
     }
 
-    fn restart(&mut self) {
+    pub fn restart(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(5);
         let listener = loop {
             match TcpListener::bind(self.public) {
