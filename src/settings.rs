@@ -138,7 +138,8 @@ pub fn admission_policy(cfg: &Config) -> crate::admission::Policy {
 mod tests {
     use super::*;
 
-    fn settings(json: &str) -> Result<(Settings, Vec<String>), String> {
+    /// `json`'s keys (beside a key file and an empty users file) read as a config.
+    fn config(json: &str) -> Result<(Config, Vec<String>), String> {
         // One folder per call: the tests run at once.
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -148,11 +149,13 @@ mod tests {
         std::fs::write(dir.join("users.json"), r#"{"users":[]}"#).unwrap();
         let base = r#""key-file":"vscp.key","path-users":"users.json""#;
         let text = format!("{{{base}{}{json}}}", if json.is_empty() { "" } else { "," });
-        let result = Config::from_json_str(&text, &dir, "<inline>")
-            .map(|(cfg, warnings)| (Settings::from_config(&cfg), warnings))
-            .map_err(|e| e.to_string());
+        let result = Config::from_json_str(&text, &dir, "<inline>").map_err(|e| e.to_string());
         let _ = std::fs::remove_dir_all(&dir);
         result
+    }
+
+    fn settings(json: &str) -> Result<(Settings, Vec<String>), String> {
+        config(json).map(|(cfg, warnings)| (Settings::from_config(&cfg), warnings))
     }
 
     fn addrs(s: &Settings) -> Vec<(&'static str, String)> {
@@ -219,19 +222,7 @@ mod tests {
     }
 
     fn policy(json: &str) -> Result<crate::admission::Policy, String> {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("vscp-policy-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("vscp.key"), "2DBB079A38985AF00EBEEFE22F9FFA0E\n").unwrap();
-        std::fs::write(dir.join("users.json"), r#"{"users":[]}"#).unwrap();
-        let base = r#""key-file":"vscp.key","path-users":"users.json""#;
-        let text = format!("{{{base}{}{json}}}", if json.is_empty() { "" } else { "," });
-        let result = Config::from_json_str(&text, &dir, "<inline>")
-            .map(|(cfg, _)| admission_policy(&cfg))
-            .map_err(|e| e.to_string());
-        let _ = std::fs::remove_dir_all(&dir);
-        result
+        config(json).map(|(cfg, _)| admission_policy(&cfg))
     }
 
     #[test]

@@ -178,17 +178,8 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        match self {
-            Broker::Rumqttd { v4, .. } => v4.stop(),
-            // The scratch directory goes when the fields are dropped, after the process.
-            Broker::Mosquitto { child, .. } => {
-                if let Some(mut c) = child.take() {
-                    // Child::kill is kill(SIGKILL) on this child's PID.
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
-            }
-        }
+        // The scratch directory goes when the fields are dropped, after the process.
+        self.kill();
     }
 }
 
