@@ -22,6 +22,7 @@
 
 use crate::awaiting::{Awaiting, Due};
 use crate::context::{ClientSlot, ShardCtx, WRITE_BATCH};
+use crate::cork::{Sent, Ticket};
 use crate::credentials::LoginFailure;
 use crate::hub::{Origin, ReceiveView, Routed, RoutedEvent, Slot, Wake};
 use crate::stats::{DropReason, RejectReason, ShardStats};
@@ -31,6 +32,7 @@ use glommio::timer::Timer;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -76,9 +78,19 @@ pub trait ConnStream: AsyncRead + AsyncWrite + Unpin + 'static {
 
     /// Queues the stream's own end (TLS close_notify) for the next flush.
     fn queue_close(&mut self) {}
+
+    /// The socket, when bytes written to it go out as they are: such a stream's outbox
+    /// batches join the shard's corked sends (`crate::cork`).
+    fn plain_fd(&self) -> Option<RawFd> {
+        None
+    }
 }
 
-impl ConnStream for TcpStream {}
+impl ConnStream for TcpStream {
+    fn plain_fd(&self) -> Option<RawFd> {
+        Some(self.as_raw_fd())
+    }
+}
 
 /// Serves one accepted connection with `transport`: its handshake, then the session.
 /// `held` (a client slot and the shard gate's pass) is given back when it ends.
@@ -118,6 +130,8 @@ pub fn serve<T: Transport, S: ConnStream>(
         input_at: 0,
         output: Vec::new(),
         awaiting: None,
+        corked: None,
+        cork_spent: false,
         peer,
         conn_id,
         ctx,
@@ -180,6 +194,12 @@ struct Conn<F, S> {
     /// Replies waiting for the uplink to confirm an event (`ack-from-broker`), and those
     /// queued behind them; boxed and only made when first needed.
     awaiting: Option<Box<Awaiting>>,
+    /// The outbox batch queued in the shard's cork, if any; made with the first one.
+    corked: Option<Box<Corked>>,
+    /// This wake's first batch went through the cork: the rest of the outbox (a burst, or
+    /// more than a batch of large events) is written directly, as fast as the socket takes it,
+    /// instead of one batch per turn. Cleared when the outbox is empty.
+    cork_spent: bool,
     peer: SocketAddr,
     conn_id: u32,
     /// The client slot, the connection's place in the abuse limits, the gate pass.
@@ -240,6 +260,9 @@ impl Wrote {
 /// The outcome of writing an outbox batch.
 enum Batch {
     Written,
+    /// Queued in the shard's cork (`Conn::corked` has the events); the outcome follows in
+    /// the same turn.
+    Corked,
     /// Part of it waits in `output`: the events (for the delivery statistics) and their bytes.
     Queued(Vec<Arc<RoutedEvent>>, u64),
     Failed(io::Error),
@@ -378,6 +401,11 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
                 Step::Wake(Wake::Outbox) => {
                     match poll_fn(|cx| Poll::Ready(self.write_batch(cx))).await {
                         Batch::Written => {}
+                        Batch::Corked => {
+                            if let Err(end) = self.finish_corked().await {
+                                return end;
+                            }
+                        }
                         // Only for a client that reads slower than its events come.
                         Batch::Queued(events, bytes) => {
                             if let Err(end) = Box::pin(self.finish_batch(events, bytes)).await {
@@ -522,8 +550,9 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
                     }
                 }
             }
-            if let Poll::Ready(w) = self.slot.poll_wait(cx) {
-                return Poll::Ready(Step::Wake(w));
+            match self.slot.poll_wait(cx) {
+                Poll::Ready(w) => return Poll::Ready(Step::Wake(w)),
+                Poll::Pending => self.cork_spent = false,
             }
             match self.poll_awaiting(cx) {
                 Some(Step::Blocked) => continue,
@@ -996,8 +1025,34 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
         Ok(())
     }
 
+    /// Waits for the outcome of the outbox batch queued in the shard's cork: its statistics
+    /// when the socket took it all, the slow path of [`Conn::finish_batch`] when it took part.
+    async fn finish_corked(&mut self) -> Result<(), End> {
+        let corked = self.corked.as_mut().expect("a batch was just corked");
+        let sent = poll_fn(|cx| corked.ticket.poll_sent(cx)).await;
+        let (events, bytes) = (&mut corked.events, corked.bytes);
+        match sent {
+            Sent::All => {
+                delivered(self.ctx.hub.stats(), self.session.dialect(), events, bytes);
+                events.clear();
+                Ok(())
+            }
+            Sent::Rest(rest) => {
+                self.output = rest;
+                let events = std::mem::take(events);
+                Box::pin(self.finish_batch(events, bytes)).await
+            }
+            Sent::Failed(e) => {
+                events.clear();
+                Box::pin(self.publish_what_was_read()).await;
+                Err(End::Io(e))
+            }
+        }
+    }
+
     /// Writes queued events (up to [`WRITE_BATCH`] of them, [`WRITE_BATCH_BYTES`]) with one
-    /// write.
+    /// write: the first batch of a wake on a plain socket is queued in the shard's cork (sent
+    /// with the turn's other sends), the rest of the outbox at once (see `cork_spent`).
     fn write_batch(&mut self, cx: &mut Context<'_>) -> Batch {
         let ctx = &*self.ctx;
         let mut batch = ctx.io.batch.borrow_mut();
@@ -1020,6 +1075,17 @@ impl<F: Framing, S: ConnStream> Conn<F, S> {
             let data: usize = batch.iter().map(|ev| ev.event.data.len()).sum();
             self.session
                 .count_delivered(batch.len() as u64, data as u64);
+        }
+        let corkable = self.output.is_empty() && !self.cork_spent;
+        if let (Some(cork), Some(fd), true) = (&ctx.cork, self.stream.plain_fd(), corkable) {
+            self.cork_spent = true;
+            ShardStats::add(&ctx.hub.stats().socket_writes, 1);
+            let corked = self.corked.get_or_insert_with(Default::default);
+            // The events wait with the session (the shard's batch buffer is the next one's).
+            std::mem::swap(&mut *batch, &mut corked.events);
+            corked.bytes = bytes;
+            cork.push(fd, &tx, &corked.ticket);
+            return Batch::Corked;
         }
         let wrote = write_now(&mut self.stream, &mut self.output, cx, &tx, ctx.hub.stats());
         match wrote {
@@ -1196,6 +1262,22 @@ fn write_now<S: ConnStream>(
             Wrote::Queued
         }
         Poll::Ready(Err(e)) => Wrote::Failed(e),
+    }
+}
+
+/// A session's place in the shard's cork, with the events of the batch queued there.
+#[derive(Default)]
+struct Corked {
+    ticket: Rc<Ticket>,
+    events: Vec<Arc<RoutedEvent>>,
+    bytes: u64,
+}
+
+impl Drop for Corked {
+    /// A session dropped with its send still queued (its task cancelled) must not have it
+    /// sent: its socket is closed with it.
+    fn drop(&mut self) {
+        self.ticket.cancel();
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::credentials::Authenticator;
 use crate::hub::{Hub, RoutedEvent};
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use vscp_proto::session::SessionConfig;
@@ -44,6 +45,9 @@ pub struct ShardCtx {
     pub keepalive: crate::keepalive::KeepaliveSettings,
     /// The shard's receive and send buffers, shared by all its connections.
     pub io: IoBuffers,
+    /// The sends of the current turn, submitted together (`crate::cork`); `None` if the
+    /// kernel refused the shard an io_uring of its own (sessions then write directly).
+    pub cork: Option<Rc<crate::cork::Cork>>,
     rng: ring::rand::SystemRandom,
 }
 
@@ -76,6 +80,16 @@ impl ShardCtx {
             confirm_timeout: settings.confirm_timeout,
             keepalive: settings.keepalive,
             io: IoBuffers::new(),
+            cork: match crate::cork::Cork::new() {
+                Ok(cork) => Some(Rc::new(cork)),
+                Err(e) => {
+                    tracing::warn!(
+                        shard,
+                        "no io_uring for corked sends ({e}); writing directly"
+                    );
+                    None
+                }
+            },
             rng: ring::rand::SystemRandom::new(),
         }
     }

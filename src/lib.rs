@@ -36,6 +36,7 @@ pub mod clients;
 pub mod config;
 pub mod conn;
 pub mod context;
+pub mod cork;
 pub mod credentials;
 pub mod http;
 pub mod hub;

@@ -114,6 +114,10 @@ pub async fn run(setup: ShardSetup) {
     );
     let auth = Authenticator::new(users, cache_key, stats.clone());
     let ctx = Rc::new(ShardCtx::new(shard, hub, auth, &settings, shared.clone()));
+    // Ends with the executor; until then it sends what the sessions corked each turn.
+    if let Some(cork) = &ctx.cork {
+        glommio::spawn_local(cork.clone().run()).detach();
+    }
     let mut ring_tasks = Vec::new();
     for (i, rx) in from_peers.into_iter().enumerate() {
         let ctx = ctx.clone();
