@@ -146,6 +146,7 @@ JSON
                 return 1
             fi
             ADDR=127.0.0.1:$ws_port
+            METRICS_ADDR=127.0.0.1:$m_port
             return 0
         fi
         kill -0 "$SERVER_PID" 2>/dev/null || break
@@ -157,7 +158,7 @@ JSON
 }
 
 # measure KEY SIDE ROUND LOADGEN-ARGS...: fresh server of SIDE, one bounded vscp-loadtest run
-# (@PID in the arguments becomes the server's pid), its JSON appended to $OUT with the labels.
+# (@PID in the arguments becomes the server's pid, @METRICS its metrics address), its JSON appended to $OUT with the labels.
 FAILED=0
 measure() {
     local key=$1 side=$2 round=$3 bin name rc=0 t0 t1
@@ -170,6 +171,7 @@ measure() {
         return 0
     fi
     local args=("${@//@PID/$SERVER_PID}")
+    args=("${args[@]//@METRICS/$METRICS_ADDR}")
     t0=$(date +%s.%N)
     timeout -k 10 "$RUN_TIMEOUT" "$LOADGEN" --addr "$ADDR" --quiet --json "${args[@]}" \
         > "$WORK/$name.out" 2> "$WORK/$name.err" &
@@ -240,9 +242,9 @@ PY
 } >&2
 
 compare fanout    fanout --publishers "$FAN_P" --subscribers "$FAN_S" --rate "$FAN_RATE" \
-                         --duration "$FAN_SECS" --server-pid @PID
+                         --duration "$FAN_SECS" --server-pid @PID --metrics @METRICS
 compare saturated fanout --publishers "$FAN_P" --subscribers "$FAN_S" --rate "$SAT_RATE" \
-                         --duration "$FAN_SECS" --server-pid @PID
+                         --duration "$FAN_SECS" --server-pid @PID --metrics @METRICS
 compare idle      idle --sessions "$IDLE" --rate 2000 --concurrency 500 --server-pid @PID \
                        --hold 5 --settle 3
 compare storm     storm --clients "$STORM_CLIENTS" --rate "$STORM_RATE" --concurrency 1000

@@ -114,9 +114,9 @@ else
 fi
 start_server
 if [[ $MODE == smoke ]]; then
-    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both "${FAN_TCP[@]}" --server-pid $SERVER_PID
+    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both "${FAN_TCP[@]}" --server-pid $SERVER_PID --metrics "127.0.0.1:$M_PORT"
 else
-    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both "${FAN_TCP[@]}" --sweep --server-pid $SERVER_PID
+    run fanout fanout --publishers $FAN_P --subscribers $FAN_S --rate $FAN_RATE --duration $FAN_SECS --against both "${FAN_TCP[@]}" --sweep --server-pid $SERVER_PID --metrics "127.0.0.1:$M_PORT"
 fi
 run ingest ingest --broker "127.0.0.1:$BROKER_PORT" --topic 'vscp/#' --clients 4 --rate $INGEST_RATE --duration $INGEST_SECS
 if [[ $MODE == smoke ]]; then

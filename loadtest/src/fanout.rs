@@ -91,6 +91,9 @@ pub struct Params {
     /// The target's process, to report its CPU time per delivery (efficiency independent of
     /// how many cores it used).
     pub target_pid: Option<u32>,
+    /// The target's metrics interface: its own count of socket writes (`vscp_socket_writes_total`,
+    /// which includes sends submitted through io_uring, which the kernel count above misses).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Default)]
@@ -114,6 +117,12 @@ struct Coord {
     first_msg_len: AtomicU64,
 }
 
+/// The server's `vscp_socket_writes_total`, summed over its cores.
+fn socket_writes(addr: std::net::SocketAddr) -> Result<f64> {
+    let scrape = crate::metrics::Scrape::fetch(addr)?;
+    Ok(scrape.get(crate::metrics::SOCKET_WRITES).unwrap_or(0.0))
+}
+
 pub fn run(p: Params) -> Result<Value> {
     let live = Arc::new(Live::default());
     let line = Arc::new(StartLine::default());
@@ -123,6 +132,7 @@ pub fn run(p: Params) -> Result<Value> {
     let progress = Progress::start(label, live.clone(), p.quiet);
     let syscalls = p.target_pid.and_then(SyscallCount::start);
     let cpu_before = p.target_pid.and_then(cpu_seconds);
+    let writes_before = p.metrics.map(socket_writes).transpose()?;
     let outs = {
         let (p, live, line, coord) = (p.clone(), live.clone(), line.clone(), coord.clone());
         run_on_threads(p.threads, move |me| {
@@ -141,6 +151,10 @@ pub fn run(p: Params) -> Result<Value> {
         _ => None,
     };
     let syscalls = syscalls.and_then(SyscallCount::finish);
+    let socket_writes = match (writes_before, p.metrics) {
+        (Some(before), Some(addr)) => Some(socket_writes(addr)? - before),
+        _ => None,
+    };
     drop(progress);
     if line.aborted() {
         let errs: Vec<String> = outs.iter().flat_map(|o| o.errors.clone()).collect();
@@ -202,6 +216,8 @@ pub fn run(p: Params) -> Result<Value> {
         "target_write_calls": syscalls.map(|s| s.0),
         "target_io_uring_enters": syscalls.map(|s| s.1),
         "target_writes_per_delivery": syscalls.filter(|_| t.received > 0).map(|s| s.0 as f64 / t.received as f64),
+        "target_socket_writes": socket_writes,
+        "target_socket_writes_per_delivery": socket_writes.filter(|_| t.received > 0).map(|w| w / t.received as f64),
     }))
 }
 

@@ -19,6 +19,8 @@ pub const PUBLISHED: &str = "vscp_uplink_published_total";
 pub const UPLINK_ACKED: &str = "vscp_uplink_acked_total";
 /// Messages the uplink dropped (labels `uplink`, `reason`).
 pub const DROPPED: &str = "vscp_uplink_dropped_total";
+/// Writes to client sockets: send(2) calls and send entries submitted through io_uring.
+pub const SOCKET_WRITES: &str = "vscp_socket_writes_total";
 /// Sessions waiting for room in a full ring (a gauge; servers before it was added lack it).
 pub const WAITING: &str = "vscp_publishers_waiting";
 
