@@ -70,21 +70,6 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    /// Reads a level name, case-insensitively: the spdlog names REF documents plus `error` and
-    /// `warning`, which people write anyway.
-    pub fn parse(text: &str) -> Option<LogLevel> {
-        Some(match text.trim().to_ascii_lowercase().as_str() {
-            "trace" => LogLevel::Trace,
-            "debug" => LogLevel::Debug,
-            "info" => LogLevel::Info,
-            "warn" | "warning" => LogLevel::Warn,
-            "err" | "error" => LogLevel::Error,
-            "critical" => LogLevel::Critical,
-            "off" => LogLevel::Off,
-            _ => return None,
-        })
-    }
-
     /// The matching `tracing` filter. `Critical` becomes ERROR because tracing has nothing above it.
     pub fn to_level_filter(self) -> tracing::level_filters::LevelFilter {
         use tracing::level_filters::LevelFilter;
@@ -234,9 +219,20 @@ config_block! {
 struct FilterHalf(String);
 
 parsed_by!(
-    LogLevel => |t: String| LogLevel::parse(&t).ok_or_else(|| format!(
-        "unknown level {t:?}; expected trace, debug, info, warn, err, error, critical or off"
-    )),
+    // Case-insensitive: the spdlog names REF documents plus `error` and `warning`, which
+    // people write anyway.
+    LogLevel => |t: String| Ok(match t.trim().to_ascii_lowercase().as_str() {
+        "trace" => LogLevel::Trace,
+        "debug" => LogLevel::Debug,
+        "info" => LogLevel::Info,
+        "warn" | "warning" => LogLevel::Warn,
+        "err" | "error" => LogLevel::Error,
+        "critical" => LogLevel::Critical,
+        "off" => LogLevel::Off,
+        _ => return Err(format!(
+            "unknown level {t:?}; expected trace, debug, info, warn, err, error, critical or off"
+        )),
+    }),
     FilterHalf => |t: String| match Filter::parse_filter_half(&t) {
         Ok(_) => Ok(FilterHalf(t)),
         Err(e) => Err(format!("{t:?}: {e}; expected priority,class,type,GUID")),
@@ -250,9 +246,14 @@ parsed_by! {
         "" => Ok(Some(None)),
         t => parse_listen(t, DEFAULT_TCPIP_LISTEN.port()).map(|a| Some(Some(a))),
     };
+    // Always plain: the endpoint is meant for loopback or a private network (docs/metrics.md).
     fn metrics -> Option<SocketAddr> = |t: String| match t.trim() {
         "" => Ok(None),
-        t => parse_address(t, DEFAULT_METRICS_LISTEN.port()).map(Some),
+        t => match parse_listen(t, DEFAULT_METRICS_LISTEN.port())? {
+            (addr, false) => Ok(Some(addr)),
+            _ => Err(format!("{t:?}: the metrics endpoint has no TLS; use http:// (or no scheme) \
+                              and keep it on loopback or a private network")),
+        },
     };
     fn url_path -> String = |t: String| url_path_text(&t);
     // Resolved against the config folder later; empty is refused, so empty means absent.
@@ -298,20 +299,18 @@ impl Config {
             let reason = format!("no entry with \"name\": {driver:?}");
             return Err(r.err("drivers.level2", reason));
         };
-        let (entry, at) = (&entries[index], |key| {
-            format!("drivers.level2[{index}].{key}")
-        });
+        let entry = &entries[index];
+        let at = |key: &str| format!("drivers.level2[{index}].{key}");
         if entry.get("enable").and_then(Value::as_bool) == Some(false) {
             let key = at("enable");
-            r.warn(format_args!(
+            r.warn(format!(
                 "{key}: the entry is disabled (\"enable\": false); starting it anyway"
             ));
         }
         let config_ref = entry.get("path-config").and_then(Value::as_str);
-        let config_ref =
-            config_ref.ok_or_else(|| r.err(&at("path-config"), "missing, or not a string"))?;
+        let missing = || r.err(&at("path-config"), "missing, or not a string");
         let base_dir = path.parent().unwrap_or_else(|| Path::new(""));
-        let (mut cfg, more) = match config_ref.trim() {
+        let (mut cfg, more) = match config_ref.ok_or_else(missing)?.trim() {
             inline if inline.starts_with('{') => {
                 let origin = format!("{} ({})", r.origin.file, at("path-config"));
                 Config::from_json_str(inline, base_dir, &origin)?
@@ -320,10 +319,10 @@ impl Config {
         };
         r.warnings.extend(more);
         if let Some(g) = entry.get("guid") {
-            let text = g
-                .as_str()
-                .ok_or_else(|| r.err(&at("guid"), "expected a string"))?;
-            let guid = parse_guid(text).map_err(|reason| r.err(&at("guid"), reason))?;
+            let guid = g.as_str().ok_or_else(|| "expected a string".to_owned());
+            let guid = guid
+                .and_then(parse_guid)
+                .map_err(|e| r.err(&at("guid"), e))?;
             if guid != [0; 16] {
                 cfg.guid = guid;
             }
@@ -331,7 +330,7 @@ impl Config {
         if let Some(m) = entry.get("mqtt") {
             if cfg.mqtt.is_some() {
                 let key = at("mqtt");
-                r.warn(format_args!(
+                r.warn(format!(
                     "{key}: replaces the mqtt block of the driver config"
                 ));
             }
@@ -520,19 +519,6 @@ fn default_tcpip_listen(listen: SocketAddr, r: &mut Reader) -> Option<SocketAddr
 /// bind address depend on resolver state.
 fn parse_interface(text: &str) -> Result<SocketAddr, String> {
     parse_listen(text, DEFAULT_PORT).map(|(addr, _)| addr)
-}
-
-/// The metrics listener's address: like a client listener's, with another default port, and
-/// always plain (it is meant for loopback or a private network, docs/metrics.md).
-fn parse_address(text: &str, default_port: u16) -> Result<SocketAddr, String> {
-    match parse_listen(text, default_port)? {
-        (_, true) => Err(format!(
-            "{:?}: the metrics endpoint has no TLS; use http:// (or no scheme) and keep it on \
-             loopback or a private network",
-            text.trim()
-        )),
-        (addr, false) => Ok(addr),
-    }
 }
 
 /// A client listener's address and whether its scheme asks for TLS: `wss://` or `stcp://` (the

@@ -24,6 +24,7 @@ use std::time::Duration;
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
+use vscp_proto::number::read_u64;
 
 /// Why a configuration could not be loaded. Every variant names the file (or a label such as
 /// `<inline>`) and, where one is to blame, the key.
@@ -205,10 +206,7 @@ impl Reader {
         let de = serde_ignored::Deserializer::new(value, &mut on_ignored);
         let parsed = serde_path_to_error::deserialize(de).map_err(|e| {
             // An empty path (the block itself has the wrong type) displays as ".".
-            let key = match e.path().iter().next() {
-                None => String::new(),
-                Some(_) => e.path().to_string(),
-            };
+            let key = (e.path().iter().next()).map_or(String::new(), |_| e.path().to_string());
             self.err(&key, e.into_inner().to_string())
         });
         parsed.map(|b: Block<T>| (b.0, ignored))
@@ -420,8 +418,7 @@ pub fn block<'de, T: DeserializeOwned, D: Deserializer<'de>>(d: D) -> Result<T, 
 }
 
 impl<const MIN: u64, const MAX: u64, const TEXT: bool> Int<MIN, MAX, TEXT> {
-    /// `#[serde(deserialize_with = "Int::<MIN, MAX>::de")]`: into an integer field that holds
-    /// `MAX`.
+    /// `#[serde(deserialize_with = "Int::<MIN, MAX>::de")]`: into an integer type that holds MAX.
     pub fn de<'de, T: TryFrom<u64>, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
         let n = Self::deserialize(d)?.0;
         T::try_from(n).map_err(|_| de::Error::custom(format!("{n} does not fit")))
@@ -441,50 +438,36 @@ impl<const MIN: u64, const MAX: u64, const TEXT: bool> Int<MIN, MAX, TEXT> {
 // The three go through `Value` (every config is one already) so that a wrong value is quoted
 // as written: `expected true or false (or 1/0), found "yes"`, one wording for both readers.
 
-fn wrong<E: de::Error>(expected: &str, found: &Value) -> E {
-    E::custom(format!("expected {expected}, found {found}"))
+fn wrong(expected: &str, found: &Value) -> String {
+    format!("expected {expected}, found {found}")
 }
 
-impl<'de> Deserialize<'de> for Flag {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Flag, D::Error> {
-        match Value::deserialize(d)? {
-            Value::Bool(b) => Ok(Flag(b)),
-            Value::Number(n) if n.as_u64().is_some_and(|n| n <= 1) => {
-                Ok(Flag(n.as_u64() == Some(1)))
-            }
-            v => Err(wrong("true or false (or 1/0)", &v)),
-        }
-    }
-}
+parsed_by!(
+    Flag => |v: Value| match v {
+        Value::Bool(b) => Ok(Flag(b)),
+        Value::Number(n) if n.as_u64().is_some_and(|n| n <= 1) => Ok(Flag(n.as_u64() == Some(1))),
+        v => Err(wrong("true or false (or 1/0)", &v)),
+    },
+    Text => |v: Value| match v {
+        Value::String(s) => Ok(Text(s)),
+        v @ (Value::Number(_) | Value::Bool(_)) => Ok(Text(v.to_string())),
+        v => Err(wrong("a string", &v)),
+    },
+);
 
 impl<'de, const MIN: u64, const MAX: u64, const TEXT: bool> Deserialize<'de>
     for Int<MIN, MAX, TEXT>
 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        let n = match &v {
-            Value::Number(n) if n.is_i64() || n.is_u64() => n.as_u64(),
-            Value::String(s) if TEXT => {
-                Some(vscp_proto::number::read_u64("number", s).map_err(de::Error::custom)?)
-            }
-            _ => return Err(wrong(&format!("a whole number in {MIN}..={MAX}"), &v)),
-        };
-        // `None`: a negative number.
-        match n.filter(|n| (MIN..=MAX).contains(n)) {
-            Some(n) => Ok(Int(n)),
-            None => Err(de::Error::custom(format!(
-                "{v} is out of range {MIN}..={MAX}"
-            ))),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
-        match Value::deserialize(d)? {
-            Value::String(s) => Ok(Text(s)),
-            v @ (Value::Number(_) | Value::Bool(_)) => Ok(Text(v.to_string())),
-            v => Err(wrong("a string", &v)),
-        }
+        parse(d, |v: Value| {
+            let n = match &v {
+                Value::Number(n) if n.is_i64() || n.is_u64() => n.as_u64(),
+                Value::String(s) if TEXT => Some(read_u64("number", s).map_err(|e| e.to_string())?),
+                _ => return Err(wrong(&format!("a whole number in {MIN}..={MAX}"), &v)),
+            };
+            // `None`: a negative number.
+            let range = format!("{v} is out of range {MIN}..={MAX}");
+            n.filter(|n| (MIN..=MAX).contains(n)).map(Int).ok_or(range)
+        })
     }
 }

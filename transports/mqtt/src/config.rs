@@ -208,15 +208,15 @@ config_block! {
     /// The `tls` keys. Paths are trimmed, empty is the same as absent (REF's sample block); what
     /// rustls cannot do is refused with the key named rather than ignored.
     struct TlsKeys {
-        cafile: PathText;
-        capath: PathText;
-        certfile: PathText;
-        keyfile: PathText;
+        cafile: Option<PathBuf>, with "path_text";
+        capath: Option<PathBuf>, with "path_text";
+        certfile: Option<PathBuf>, with "path_text";
+        keyfile: Option<PathBuf>, with "path_text";
         pwkeyfile: (), with "no_pwkeyfile";
         no_hostname_checking: bool, with "flag";
         cert_reqs: Option<Int<0, 2>>;
         version: String;
-        ciphers: PathText;
+        ciphers: Option<PathBuf>, with "path_text";
         psk: (), with "no_psk";
         psk_identity: (), with "no_psk";
     }
@@ -253,9 +253,6 @@ config_block! {
     }
 }
 
-#[derive(Default)]
-struct PathText(Option<PathBuf>);
-
 parsed_by!(
     PublishFormat => |v: Value| publish_format(&v),
     SubscribeFormat => |v: Value| subscribe_format(&v),
@@ -269,14 +266,11 @@ parsed_by!(
         1 => QoS::AtLeastOnce,
         _ => QoS::ExactlyOnce,
     }),
-    PathText => |t: String| {
-        let t = t.trim();
-        Ok::<_, String>(PathText((!t.is_empty()).then(|| PathBuf::from(t))))
-    },
 );
 
 parsed_by! {
     fn bind -> Option<SocketAddr> = |t: String| parse_bind(&t);
+    fn path_text -> Option<PathBuf> = |t: String| Ok::<_, String>(Some(t.trim()).filter(|t| !t.is_empty()).map(PathBuf::from));
     fn template -> Template = |t: String| Ok::<_, String>(Template::parse(&t));
     fn pairs -> Vec<(String, String)> = |m: BTreeMap<String, Text>| {
         Ok::<_, String>(m.into_iter().map(|(k, v)| (k, v.0)).collect())
@@ -325,20 +319,6 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Entry<T> {
             }
         }
         d.deserialize_any(V(PhantomData))
-    }
-}
-
-/// The topic of list item `at` and the key its errors name (`at` itself for a bare string).
-fn topic(
-    r: &Reader,
-    topic: Option<String>,
-    bare: bool,
-    at: String,
-) -> Result<(Template, String), ConfigError> {
-    let key = if bare { at } else { format!("{at}.topic") };
-    match topic {
-        Some(t) if !t.trim().is_empty() => Ok((Template::parse(&t), key)),
-        _ => Err(r.err(&key, "a topic is required")),
     }
 }
 
@@ -392,16 +372,24 @@ impl MqttConfig {
             return Err(r.err("reconnect.delay-max", reason));
         }
         let default_qos = extra.qos.unwrap_or(QoS::AtMostOnce);
+        // The topic of list item `at` and the key its errors name (`at` itself for a bare string).
+        let topic = |topic: Option<String>, bare, at: String| {
+            let key = if bare { at } else { format!("{at}.topic") };
+            match topic {
+                Some(t) if !t.trim().is_empty() => Ok((Template::parse(&t), key)),
+                _ => Err(r.err(&key, "a topic is required")),
+            }
+        };
         for (i, Entry(e, bare)) in extra.subscribe.into_iter().enumerate() {
             cfg.subscribe.push(SubscribeEntry {
-                topic: topic(&r, e.topic, bare, format!("subscribe[{i}]"))?.0,
+                topic: topic(e.topic, bare, format!("subscribe[{i}]"))?.0,
                 qos: e.qos.unwrap_or(default_qos),
                 v5_options: e.v5_options,
                 format: (e.format.or(extra.subscribe_format)).unwrap_or(SubscribeFormat::Auto),
             });
         }
         for (i, Entry(e, bare)) in extra.publish.into_iter().enumerate() {
-            let (topic, topic_key) = topic(&r, e.topic, bare, format!("publish[{i}]"))?;
+            let (topic, topic_key) = topic(e.topic, bare, format!("publish[{i}]"))?;
             if topic.is_literal() && topic.source().contains(['+', '#']) {
                 let reason = "a publish topic cannot contain the wildcards + or #";
                 return Err(r.err(&topic_key, reason));
@@ -428,7 +416,7 @@ impl TlsKeys {
     /// What rustls cannot do (PSK, encrypted keys) stops start-up with the key named, rather
     /// than silently connecting with weaker settings than asked for.
     fn validate(self, r: &mut Reader, scheme: bool) -> Result<Option<TlsConfig>, ConfigError> {
-        let client_auth = match (self.certfile.0, self.keyfile.0) {
+        let client_auth = match (self.certfile, self.keyfile) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
             (Some(_), None) => {
@@ -455,7 +443,7 @@ impl TlsKeys {
                 return Err(r.err("tls.version", reason));
             }
         };
-        if self.ciphers.0.is_some() {
+        if self.ciphers.is_some() {
             // OpenSSL cipher lists do not map onto rustls's fixed set of modern AEAD suites;
             // those are all considered safe, so ignoring the list cannot weaken anything.
             let key = origin.key("ciphers");
@@ -463,7 +451,7 @@ impl TlsKeys {
                 "\"{key}\" ignored: rustls offers its own fixed set of modern cipher suites"
             ));
         }
-        let (ca_file, ca_path) = (self.cafile.0, self.capath.0);
+        let (ca_file, ca_path) = (self.cafile, self.capath);
         if !(scheme || ca_file.is_some() || ca_path.is_some() || client_auth.is_some()) {
             return Ok(None);
         }
@@ -478,7 +466,6 @@ impl TlsKeys {
         } else {
             TlsVerify::Full
         };
-        let (verify, min_version) = (verify, min_version);
         Ok(Some(TlsConfig {
             origin,
             ca_file,
@@ -513,54 +500,42 @@ fn parse_host(text: &str) -> Result<(String, Option<u16>), String> {
             "unsupported scheme in {text:?}; use tcp://, mqtt:// or (TLS) mqtts://, ssl://"
         ));
     }
+    let text = text.trim();
     match (host, port) {
         ("", _) => Err("no host name or address".into()),
-        (_, Some(0)) => Err(format!(
-            "{:?}: port 0 is out of range 1..=65535",
-            text.trim()
-        )),
+        (_, Some(0)) => Err(format!("{text:?}: port 0 is out of range 1..=65535")),
         _ => Ok((host.to_owned(), port)),
     }
 }
 
-/// A subscribe format: a name or a number 0..=4 (4 = auto). Names are matched by substring
-/// after lower-casing, in REF's order (mqtt.md §3).
+/// A payload format's number (json 0, xml 1, string 2, binary 3, auto 4), given as the number
+/// or a name. Names are matched by substring after lower-casing, in REF's order (mqtt.md §3):
+/// binary, string, json, xml, auto.
+fn format_number(v: &Value) -> Option<usize> {
+    let names = ["json", "xml", "string", "binary", "auto"];
+    let named = |s: &String, i: &usize| s.to_ascii_lowercase().contains(names[*i]);
+    match v {
+        Value::Number(n) => n.as_u64().filter(|&n| n <= 4).map(|n| n as usize),
+        Value::String(s) => [3, 2, 0, 1, 4].into_iter().find(|i| named(s, i)),
+        _ => None,
+    }
+}
+
+/// A subscribe format: a name or a number 0..=4 (4 = auto).
 fn subscribe_format(v: &Value) -> Result<SubscribeFormat, String> {
     use SubscribeFormat as F;
-    let by_number = [F::Json, F::Xml, F::String, F::Binary, F::Auto];
-    let by_name = [
-        ("binary", F::Binary),
-        ("string", F::String),
-        ("json", F::Json),
-    ];
-    let by_name = by_name
-        .into_iter()
-        .chain([("xml", F::Xml), ("auto", F::Auto)]);
-    let found = match v {
-        Value::Number(n) => (n.as_u64().and_then(|n| usize::try_from(n).ok()))
-            .and_then(|n| by_number.get(n).copied()),
-        Value::String(s) => by_name
-            .into_iter()
-            .find(|(name, _)| s.to_ascii_lowercase().contains(name))
-            .map(|(_, f)| f),
-        _ => None,
-    };
+    let found = format_number(v).map(|i| [F::Json, F::Xml, F::String, F::Binary, F::Auto][i]);
     found.ok_or_else(|| format!("expected json, xml, string, binary or auto (or 0..=4), found {v}"))
 }
 
 /// A publish format: as a subscribe format, without auto. REF falls back to JSON for anything
 /// else; a typo is reported here instead.
 fn publish_format(v: &Value) -> Result<PublishFormat, String> {
-    use {PublishFormat as P, SubscribeFormat as S};
-    match subscribe_format(v) {
-        Ok(S::Json) => Ok(P::Json),
-        Ok(S::Xml) => Ok(P::Xml),
-        Ok(S::String) => Ok(P::String),
-        Ok(S::Binary) => Ok(P::Binary),
-        _ => Err(format!(
-            "expected json, xml, string or binary (or 0..=3), found {v}"
-        )),
-    }
+    use PublishFormat as P;
+    let found = format_number(v).and_then(|i| [P::Json, P::Xml, P::String, P::Binary].get(i));
+    found
+        .copied()
+        .ok_or_else(|| format!("expected json, xml, string or binary (or 0..=3), found {v}"))
 }
 
 /// `v5-options`: a number, or tokens (`NO_LOCAL`, `RETAIN_AS_PUBLISHED`, `SEND_RETAIN_ALWAYS`,
