@@ -41,6 +41,9 @@ const PATTERN: &str = "[vscp-websocksrv %c] [%^%l%$] %v";
 /// the binary can print it (`print-default-config`) without the deploy folder at hand.
 pub const SAMPLE_CONFIG: &str = include_str!("../deploy/websocksrv.json");
 
+const INIT_HINT: &str = "; `vscp-websocksrv init DIR` writes a fresh key file and a users.json \
+    (with a random admin password) beside a sample config, keeping files that exist";
+
 /// REF keys that we accept without acting on them, each with the reason shown to the operator,
 /// so someone migrating a REF config is told *why* a setting has no effect.
 const UNUSED_TOP: &str = "\
@@ -255,7 +258,16 @@ parsed_by! {
                               and keep it on loopback or a private network")),
         },
     };
-    fn url_path -> String = |t: String| url_path_text(&t);
+    // Compared exactly against the request path, which never holds whitespace, controls, `?`
+    // or `#`: a value with them could never match, better to say so. REF adds a missing `/`.
+    fn url_path -> String = |t: String| {
+        let t = t.trim();
+        match t.chars().find(|&c| c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
+            _ if t.is_empty() => Err("must not be empty".to_owned()),
+            Some(c) => Err(format!("{t:?} contains {c:?}; expected a plain URL path")),
+            None => Ok(format!("/{}", t.strip_prefix('/').unwrap_or(t))),
+        }
+    };
     // Resolved against the config folder later; empty is refused, so empty means absent.
     fn path -> PathBuf = |t: String| match t.trim() {
         "" => Err("must not be empty"),
@@ -440,22 +452,6 @@ impl Config {
 /// A config and the warnings of reading it, which the caller logs once logging is set up.
 type Loaded = (Config, Vec<String>);
 
-/// Checks a URL path. It is compared exactly against the request path, which never contains
-/// whitespace, controls, `?` or `#`, so a value with them could never match: better to say so.
-fn url_path_text(text: &str) -> Result<String, String> {
-    let text = text.trim();
-    let bad = |c: &char| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#';
-    match text.chars().find(bad) {
-        _ if text.is_empty() => Err("must not be empty".to_owned()),
-        Some(c) => Err(format!(
-            "{text:?} contains {c:?}; expected a plain URL path"
-        )),
-        // REF adds a missing leading slash.
-        None if text.starts_with('/') => Ok(text.to_owned()),
-        None => Ok(format!("/{text}")),
-    }
-}
-
 /// Resolves the path key `key` (empty: not given, `default`) against the config file's folder
 /// and hands the text of the regular file it names to `check`. A path that came from a default
 /// says so, so a "file not found" for a key never written is no mystery.
@@ -478,13 +474,8 @@ fn read_file<T>(
     }
     let bytes = std::fs::read(&*path).map_err(|e| {
         // A new user who printed the sample config into an empty folder lands here first.
-        let hint = match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                "; `vscp-websocksrv init DIR` writes a fresh key file and a users.json (with a \
-                 random admin password) beside a sample config, keeping files that exist"
-            }
-            _ => "",
-        };
+        let hint = (e.kind() == std::io::ErrorKind::NotFound).then_some(INIT_HINT);
+        let hint = hint.unwrap_or_default();
         r.err(key, format!("cannot read {shown}: {e}{hint}"))
     })?;
     check(&String::from_utf8_lossy(&bytes)).map_err(|e| r.err(key, format!("{shown}: {e}")))
@@ -496,18 +487,17 @@ fn read_file<T>(
 /// - beside an `interface` on port 9598 (REF's sample configs used it for the driver's one
 ///   listener): off, with a warning, so such a config starts as it did before.
 fn default_tcpip_listen(listen: SocketAddr, r: &mut Reader) -> Option<SocketAddr> {
-    if listen.port() == 0 {
-        return Some(SocketAddr::new(DEFAULT_TCPIP_LISTEN.ip(), 0));
+    match listen.port() {
+        0 => Some(SocketAddr::new(DEFAULT_TCPIP_LISTEN.ip(), 0)),
+        port if port == DEFAULT_TCPIP_LISTEN.port() => {
+            r.warn(format!(
+                "interface uses port {port}, the tcp/ip default: the tcp/ip link interface is off; \
+                 set tcpip-interface to turn it on elsewhere"
+            ));
+            None
+        }
+        _ => Some(DEFAULT_TCPIP_LISTEN),
     }
-    if listen.port() == DEFAULT_TCPIP_LISTEN.port() {
-        r.warn(format!(
-            "interface uses port {}, the tcp/ip default: the tcp/ip link interface is off; \
-             set tcpip-interface to turn it on elsewhere",
-            listen.port()
-        ));
-        return None;
-    }
-    Some(DEFAULT_TCPIP_LISTEN)
 }
 
 /// Parses `interface`: `PORT`, `HOST`, `HOST:PORT`, `[v6]:PORT`, `[v6]`, a bare IPv6 address,
