@@ -72,12 +72,8 @@ impl ConfigError {
 
 /// Reads and parses a JSON file; errors name the file.
 pub fn read_json_file(path: &Path) -> Result<Value, ConfigError> {
-    let text = std::fs::read_to_string(path);
-    let file = || path.to_path_buf();
-    let text = text.map_err(|cause| ConfigError::Io {
-        file: file(),
-        cause,
-    })?;
+    let file = path.to_path_buf();
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Io { file, cause })?;
     parse_json(&text, &path.display().to_string())
 }
 
