@@ -5,7 +5,7 @@
 //!
 //! The rest of the server sees only a validated [`Config`]: addresses parsed, ranges checked, the
 //! shared key read, the users file known to be readable and relative paths resolved against the
-//! folder of the config file. Key reference and value rules: `docs/config.md`.
+//! folder of the config file. Key reference (meaning, default, range): `docs/config.md`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use crate::keepalive::KeepaliveSettings;
 use crate::tls::settings::{TlsKeys, TopKeys};
-use serde::Deserialize;
 use serde_json::{Map, Value};
-use vscp_config::{defaults, empty, flag, parsed_by, yes, Block, Flag, Int, Reader, Redacted};
+use vscp_config::{block, config_block, flag, parsed_by, Block, Flag, Int, Reader, Redacted};
 use vscp_proto::{Filter, Guid};
 
 pub use vscp_config::ConfigError;
@@ -35,10 +34,15 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const MAX_QUEUE: u64 = 1_000_000;
 /// Upper bound of `auth-timeout` and `idle-timeout` (one day).
 const MAX_SECS: u64 = 86_400;
+const KEEPALIVE: KeepaliveSettings = KeepaliveSettings::DEFAULT;
+const PATTERN: &str = "[vscp-websocksrv %c] [%^%l%$] %v";
 
 /// The shipped sample config (`deploy/websocksrv.json`): every key at its default. Embedded so
 /// the binary can print it (`print-default-config`) without the deploy folder at hand.
 pub const SAMPLE_CONFIG: &str = include_str!("../deploy/websocksrv.json");
+
+const INIT_HINT: &str = "; `vscp-websocksrv init DIR` writes a fresh key file and a users.json \
+    (with a random admin password) beside a sample config, keeping files that exist";
 
 /// REF keys that we accept without acting on them, each with the reason shown to the operator,
 /// so someone migrating a REF config is told *why* a setting has no effect.
@@ -69,21 +73,6 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    /// Reads a level name, case-insensitively: the spdlog names REF documents plus `error` and
-    /// `warning`, which people write anyway.
-    pub fn parse(text: &str) -> Option<LogLevel> {
-        Some(match text.trim().to_ascii_lowercase().as_str() {
-            "trace" => LogLevel::Trace,
-            "debug" => LogLevel::Debug,
-            "info" => LogLevel::Info,
-            "warn" | "warning" => LogLevel::Warn,
-            "err" | "error" => LogLevel::Error,
-            "critical" => LogLevel::Critical,
-            "off" => LogLevel::Off,
-            _ => return None,
-        })
-    }
-
     /// The matching `tracing` filter. `Critical` becomes ERROR because tracing has nothing above it.
     pub fn to_level_filter(self) -> tracing::level_filters::LevelFilter {
         use tracing::level_filters::LevelFilter;
@@ -98,272 +87,155 @@ impl LogLevel {
     }
 }
 
-/// The `logging` block: fields are named after their keys (docs/config.md "logging").
-/// Patterns are spdlog syntax: the flags `crate::logging::Pattern` knows are interpreted,
-/// others printed as written.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct LoggingConfig {
-    /// `file-enable-log` or its alias `file-enable`, see [`FileEnable`].
-    #[serde(skip)]
-    pub file_enable: bool,
-    #[serde(rename = "file-log-level", default)]
-    pub file_level: LogLevel,
-    #[serde(default = "pattern")]
-    pub file_pattern: String,
-    /// Resolved against the config file's folder.
-    #[serde(default = "log_path", deserialize_with = "path")]
-    pub file_path: PathBuf,
-    /// Rotate past this size (bytes).
-    #[serde(
-        default = "max_size",
-        deserialize_with = "Int::<1024, { 1 << 40 }>::de"
-    )]
-    pub file_max_size: u64,
-    /// Rotated files to keep.
-    #[serde(default = "max_files", deserialize_with = "Int::<1, 1000>::de")]
-    pub file_max_files: usize,
-    #[serde(rename = "console-enable-log", default = "yes")]
-    #[serde(deserialize_with = "flag")]
-    pub console_enable: bool,
-    #[serde(rename = "console-log-level", default)]
-    pub console_level: LogLevel,
-    #[serde(default = "pattern")]
-    pub console_pattern: String,
-}
+// Fields are named after their keys unless `key` says otherwise; meanings, defaults and ranges
+// are docs/config.md's. Comments here say only what the docs do not.
+config_block! {
+    /// The `logging` block. Patterns are spdlog syntax: the flags `crate::logging::Pattern`
+    /// knows are interpreted, others printed as written.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct LoggingConfig {
+        /// `file-enable-log` or its alias `file-enable`, see [`FileEnable`].
+        #[serde(skip)] pub file_enable: bool;
+        pub file_level: LogLevel, key "file-log-level";
+        pub file_pattern: String = PATTERN.into();
+        pub file_path: PathBuf = "/tmp/vscp-websocksrv.log".into(), with "path";
+        pub file_max_size: u64 = 5_242_880, with "Int::<1024, { 1 << 40 }>::de";
+        pub file_max_files: usize = 7, with "Int::<1, 1000>::de";
+        pub console_enable: bool = true, key "console-enable-log", with "flag";
+        pub console_level: LogLevel, key "console-log-level";
+        pub console_pattern: String = PATTERN.into();
+    }
 
-/// The validated driver configuration. Fields are named after their keys (docs/config.md has
-/// defaults, ranges and meanings). `Debug` hides the shared key and the `mqtt` block.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Config {
-    /// The file this came from; `None` for built-in defaults and inline JSON.
-    #[serde(skip)]
-    pub source: Option<PathBuf>,
-    /// The label errors about this config start with: the file, `<inline>`, ...
-    #[serde(skip)]
-    pub origin: String,
-    #[serde(rename = "interface", default = "listen")]
-    #[serde(deserialize_with = "interface")]
-    pub listen: SocketAddr,
-    /// `interface` has a TLS scheme (`wss://`): websockets over TLS.
-    #[serde(skip)]
-    pub listen_tls: bool,
-    /// `tcpip-interface`: where the VSCP tcp/ip link interface listens; `None` = off. See
-    /// [`default_tcpip_listen`] for when the key is absent.
-    #[serde(skip)]
-    pub tcpip_listen: Option<SocketAddr>,
-    /// `tcpip-interface` has a TLS scheme (`stcp://`).
-    #[serde(skip)]
-    pub tcpip_tls: bool,
-    /// The `ssl_*` keys (or the `tls` block), validated, when a listener uses TLS; the files
-    /// they name were read and make a working configuration.
-    #[serde(skip)]
-    pub tls: Option<crate::tls::TlsSettings>,
-    /// Request path of the ws1 endpoint, always starting with `/`.
-    #[serde(default = "ws1", deserialize_with = "url_path")]
-    pub url_ws1: String,
-    #[serde(default = "ws2", deserialize_with = "url_path")]
-    pub url_ws2: String,
-    #[serde(default = "yes", deserialize_with = "flag")]
-    pub enable_ws1: bool,
-    #[serde(default = "yes", deserialize_with = "flag")]
-    pub enable_ws2: bool,
-    /// AES-128 key for AUTH: the first 32 hex digits of `key-file` (ws1.md §4.1).
-    #[serde(skip)]
-    pub key: Redacted<[u8; 16]>,
-    /// Resolved against the config file's folder.
-    #[serde(default, deserialize_with = "path")]
-    pub key_file: PathBuf,
-    /// `path-users`, resolved; known to be a readable file (the users module parses it).
-    #[serde(rename = "path-users", default, deserialize_with = "path")]
-    pub users_file: PathBuf,
-    /// All zero means "derive one", see [`Config::interface_guid`].
-    #[serde(default, deserialize_with = "guid")]
-    pub guid: [u8; 16],
-    /// Events in the inter-core rings and the uplink queue; full = backpressure.
-    #[serde(default = "queue", deserialize_with = "Int::<1, MAX_QUEUE>::de")]
-    pub max_in_queue: usize,
-    /// Events in each session's outbound queue; full = the oldest is dropped.
-    #[serde(default = "queue", deserialize_with = "Int::<1, MAX_QUEUE>::de")]
-    pub max_out_queue: usize,
-    #[serde(default, deserialize_with = "flag")]
-    pub receive_sent_events: bool,
-    /// `filter.in-filter`/`in-mask`: for events from the uplink on their way to clients.
-    #[serde(skip)]
-    pub in_filter: Filter,
-    /// `filter.out-filter`/`out-mask`: for client events, before they are routed anywhere.
-    #[serde(skip)]
-    pub out_filter: Filter,
-    /// Concurrent sessions; 0 = unlimited.
-    #[serde(default = "clients", deserialize_with = "Int::<0, 1_000_000>::de")]
-    pub max_clients: usize,
-    /// `max-message-size` (bytes). 64 KiB: a ws2 event with 512 data bytes is about 3 KiB,
-    /// and a client must not make us buffer megabytes; at least 512: a legal ws1 event line
-    /// still fits; at most 16 MiB: tungstenite's default.
-    #[serde(rename = "max-message-size", default = "message")]
-    #[serde(deserialize_with = "Int::<512, 16_777_216>::de")]
-    pub max_message_bytes: usize,
-    /// Zero = off.
-    #[serde(default = "auth", deserialize_with = "secs")]
-    pub auth_timeout: Duration,
-    /// Zero = off.
-    #[serde(default, deserialize_with = "secs")]
-    pub idle_timeout: Duration,
-    /// `ws-ping-interval`: a websocket session silent this long is pinged; zero = no pings.
-    #[serde(default, deserialize_with = "secs")]
-    pub ws_ping_interval: Duration,
-    /// `ws-pong-timeout`: a pinged session still silent this long is closed as dead.
-    #[serde(default = "pong", deserialize_with = "secs_1")]
-    pub ws_pong_timeout: Duration,
-    /// `tcp-keepalive-idle`: silence before the kernel's first keepalive probe; zero = no
-    /// keepalive. Bounded by what Linux accepts for TCP_KEEPIDLE.
-    #[serde(default = "keepalive_idle", deserialize_with = "keepalive_secs_0")]
-    pub tcp_keepalive_idle: Duration,
-    /// `tcp-keepalive-interval`: between unanswered probes.
-    #[serde(default = "keepalive_interval", deserialize_with = "keepalive_secs_1")]
-    pub tcp_keepalive_interval: Duration,
-    /// `tcp-keepalive-count`: unanswered probes before the kernel drops the connection (Linux
-    /// takes at most 127).
-    #[serde(default = "keepalive_count", deserialize_with = "Int::<1, 127>::de")]
-    pub tcp_keepalive_count: u32,
-    /// Accept a ws2 AUTH IV other than the SID (re-opens replay).
-    #[serde(default, deserialize_with = "flag")]
-    pub ws2_accept_client_iv: bool,
-    /// Logins also need the `tcpip` or `ws` right of users.json for their transport.
-    #[serde(default, deserialize_with = "flag")]
-    pub check_interface_rights: bool,
-    /// Where `/metrics`, `/healthz`, `/readyz` are served; `None` = off.
-    #[serde(rename = "metrics-interface", default = "metrics_on")]
-    #[serde(deserialize_with = "metrics")]
-    pub metrics_listen: Option<SocketAddr>,
-    /// Our extension: executor threads; `None` (absent or 0) = one per CPU.
-    #[serde(default, deserialize_with = "shards")]
-    pub shards: Option<usize>,
-    #[serde(default = "empty", deserialize_with = "block")]
-    pub logging: LoggingConfig,
-    #[serde(default, deserialize_with = "flag")]
-    pub debug: bool,
-    // Abuse limits (docs/config.md "Abuse limits"; `settings.rs` resolves them into an
-    // `admission::Policy`, SIGHUP re-applies them except `address-table-size`).
-    /// Seconds a new connection has for its PROXY header, TLS handshake and upgrade.
-    #[serde(default = "handshake", deserialize_with = "handshake_secs")]
-    pub handshake_timeout: Duration,
-    /// Failed logins an address may have in a burst; 0 = no limit.
-    #[serde(default = "login_budget", deserialize_with = "Int::<0, 1_000_000>::de")]
-    pub login_failure_budget: u32,
-    /// Seconds for one failed login of the budget to come back.
-    #[serde(default = "login_refill", deserialize_with = "secs_nonzero")]
-    pub login_failure_refill: Duration,
-    /// Seconds an address that used its budget is refused.
-    #[serde(default = "login_cooldown", deserialize_with = "secs")]
-    pub login_failure_cooldown: Duration,
-    /// New connections per second per address; 0 = no limit.
-    #[serde(default = "conn_rate", deserialize_with = "Int::<0, 1_000_000>::de")]
-    pub connection_rate: u32,
-    /// New connections an address may open at once beyond `connection-rate`.
-    #[serde(default = "conn_burst", deserialize_with = "Int::<1, 1_000_000>::de")]
-    pub connection_burst: u32,
-    /// Connections per address; 0 = no limit (the default: a NAT has many devices).
-    #[serde(default, deserialize_with = "Int::<0, 1_000_000>::de")]
-    pub max_clients_per_address: usize,
-    /// Connections not logged in yet; `None` (absent) = half of `max-clients`.
-    #[serde(default, deserialize_with = "optional_count")]
-    pub max_unauthenticated: Option<usize>,
-    /// Connections not logged in yet per address; `None` = a quarter of the above.
-    #[serde(default, deserialize_with = "optional_count")]
-    pub max_unauthenticated_per_address: Option<usize>,
-    /// Addresses the per-address table holds (a restart applies a change).
-    #[serde(default = "table_size", deserialize_with = "Int::<64, 16_777_216>::de")]
-    pub address_table_size: usize,
-    /// Peers whose PROXY protocol header is believed; empty = off.
-    #[serde(default, deserialize_with = "proxy_from")]
-    pub proxy_protocol_from: Vec<ipnet::IpNet>,
-    /// The bridge block, kept raw for `vscp-mqtt` to validate
-    /// (`vscp_websocksrv::mqtt::MqttUplink::new`); `None`: no bridge, in-process bus only.
-    #[serde(default, deserialize_with = "mqtt")]
-    pub mqtt: Option<Redacted<Value>>,
-}
+    /// The validated driver configuration. `Debug` hides the shared key and the `mqtt` block.
+    #[derive(Clone, Debug)]
+    pub struct Config {
+        /// The file this came from; `None` for built-in defaults and inline JSON.
+        #[serde(skip)] pub source: Option<PathBuf>;
+        /// The label errors about this config start with: the file, `<inline>`, ...
+        #[serde(skip)] pub origin: String;
+        pub listen: SocketAddr = DEFAULT_LISTEN, key "interface", with "interface";
+        /// `interface` has a TLS scheme (`wss://`).
+        #[serde(skip)] pub listen_tls: bool;
+        /// `tcpip-interface`; `None` = off, see [`default_tcpip_listen`] for an absent key.
+        #[serde(skip)] pub tcpip_listen: Option<SocketAddr>;
+        /// `tcpip-interface` has a TLS scheme (`stcp://`).
+        #[serde(skip)] pub tcpip_tls: bool;
+        /// The `ssl_*` keys (or the `tls` block) when a listener uses TLS; their files were read
+        /// and make a working configuration.
+        #[serde(skip)] pub tls: Option<crate::tls::TlsSettings>;
+        pub url_ws1: String = "/ws1".into(), with "url_path";
+        pub url_ws2: String = "/ws2".into(), with "url_path";
+        pub enable_ws1: bool = true, with "flag";
+        pub enable_ws2: bool = true, with "flag";
+        /// AES-128 key for AUTH: the first 32 hex digits of `key-file` (ws1.md §4.1).
+        #[serde(skip)] pub key: Redacted<[u8; 16]>;
+        /// Resolved against the config file's folder (as `users_file`).
+        pub key_file: PathBuf, with "path";
+        /// Known to be a readable file (the users module parses it).
+        pub users_file: PathBuf, key "path-users", with "path";
+        /// All zero means "derive one", see [`Config::interface_guid`].
+        pub guid: [u8; 16], with "guid";
+        pub max_in_queue: usize = 32_000, with "Int::<1, MAX_QUEUE>::de";
+        pub max_out_queue: usize = 32_000, with "Int::<1, MAX_QUEUE>::de";
+        pub receive_sent_events: bool, with "flag";
+        /// `filter.in-filter`/`in-mask`: for events from the uplink on their way to clients.
+        #[serde(skip)] pub in_filter: Filter;
+        /// `filter.out-filter`/`out-mask`: for client events, before they are routed anywhere.
+        #[serde(skip)] pub out_filter: Filter;
+        pub max_clients: usize = 100, with "Int::<0, 1_000_000>::de";
+        /// 64 KiB: a ws2 event with 512 data bytes is about 3 KiB, and a client must not make us
+        /// buffer megabytes; at least 512: a legal ws1 event line still fits; at most 16 MiB:
+        /// tungstenite's default.
+        pub max_message_bytes: usize = 65_536,
+            key "max-message-size", with "Int::<512, 16_777_216>::de";
+        pub auth_timeout: Duration = Duration::from_secs(30), with "Int::<0, MAX_SECS>::secs";
+        pub idle_timeout: Duration, with "Int::<0, MAX_SECS>::secs";
+        pub ws_ping_interval: Duration, with "Int::<0, MAX_SECS>::secs";
+        pub ws_pong_timeout: Duration = Duration::from_secs(20), with "Int::<1, MAX_SECS>::secs";
+        // Linux takes at most 32767 s for TCP_KEEPIDLE and TCP_KEEPINTVL, 127 for TCP_KEEPCNT.
+        pub tcp_keepalive_idle: Duration = KEEPALIVE.idle, with "Int::<0, 32_767>::secs";
+        pub tcp_keepalive_interval: Duration = KEEPALIVE.interval, with "Int::<1, 32_767>::secs";
+        pub tcp_keepalive_count: u32 = KEEPALIVE.count, with "Int::<1, 127>::de";
+        /// Accept a ws2 AUTH IV other than the SID (re-opens replay).
+        pub ws2_accept_client_iv: bool, with "flag";
+        pub check_interface_rights: bool, with "flag";
+        /// `None` = off.
+        pub metrics_listen: Option<SocketAddr> = Some(DEFAULT_METRICS_LISTEN),
+            key "metrics-interface", with "metrics";
+        /// Our extension: executor threads; `None` (absent or 0) = one per CPU.
+        pub shards: Option<usize>, with "shards";
+        pub logging: LoggingConfig, with "block";
+        pub debug: bool, with "flag";
+        // Abuse limits (docs/config.md "Abuse limits"; `settings.rs` resolves them into an
+        // `admission::Policy`, SIGHUP re-applies them except `address-table-size`).
+        pub handshake_timeout: Duration = Duration::from_secs(10), with "Int::<1, 3600>::secs";
+        pub login_failure_budget: u32 = 20, with "Int::<0, 1_000_000>::de";
+        pub login_failure_refill: Duration = Duration::from_secs(3),
+            with "Int::<1, MAX_SECS>::secs";
+        pub login_failure_cooldown: Duration = Duration::from_secs(60),
+            with "Int::<0, MAX_SECS>::secs";
+        pub connection_rate: u32 = 1000, with "Int::<0, 1_000_000>::de";
+        pub connection_burst: u32 = 2000, with "Int::<1, 1_000_000>::de";
+        pub max_clients_per_address: usize, with "Int::<0, 1_000_000>::de";
+        /// `None` (absent) = half of `max-clients`.
+        pub max_unauthenticated: Option<usize>, with "optional_count";
+        /// `None` = a quarter of `max_unauthenticated`.
+        pub max_unauthenticated_per_address: Option<usize>, with "optional_count";
+        pub address_table_size: usize = 16_384, with "Int::<64, 16_777_216>::de";
+        pub proxy_protocol_from: Vec<ipnet::IpNet>, with "proxy_from";
+        /// The bridge block, kept raw for `vscp-mqtt` to validate
+        /// (`vscp_websocksrv::mqtt::MqttUplink::new`); `None`: no bridge, in-process bus only.
+        pub mqtt: Option<Redacted<Value>>, with "mqtt";
+    }
 
-/// What the file holds that [`Config`] has no field for, read from the same object.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Extra {
-    filter: Block<Filters>,
-    logging: Block<FileEnable>,
-    /// `Some(None)`: given empty (off); `None`: absent (see [`default_tcpip_listen`]).
-    #[serde(rename = "tcpip-interface", deserialize_with = "tcpip")]
-    tcpip_interface: Option<Option<(SocketAddr, bool)>>,
-    /// Whether `interface` asks for TLS (its address is `Config::listen`).
-    #[serde(rename = "interface", deserialize_with = "interface_tls")]
-    interface_tls: bool,
-    /// The `tls` block of the seed's sample (the same settings as the `ssl_*` keys).
-    tls: Option<Block<TlsKeys>>,
-    // The seed's top-level TLS keys (docs/config.md "TLS").
-    ssl_certificate: Option<String>,
-    ssl_certificate_chain: Option<String>,
-    ssl_verify_peer: Option<Flag>,
-    ssl_ca_path: Option<String>,
-    ssl_ca_file: Option<String>,
-    ssl_verify_depth: Option<Int<0, { crate::tls::settings::MAX_VERIFY_DEPTH }>>,
-    ssl_default_verify_paths: Option<Flag>,
-    ssl_cipher_list: Option<String>,
-    ssl_protocol_version: Option<Int<0, 255>>,
-    ssl_short_trust: Option<Flag>,
-}
+    /// What the file holds that [`Config`] has no field for, read from the same object (the
+    /// seed's top-level `ssl_*` keys are [`TopKeys`], the third).
+    struct Extra {
+        filter: Block<Filters>;
+        logging: Block<FileEnable>;
+        /// `Some(None)`: given empty (off); `None`: absent (see [`default_tcpip_listen`]).
+        tcpip_interface: Option<Option<(SocketAddr, bool)>>, with "tcpip";
+        /// Whether `interface` asks for TLS (its address is `Config::listen`).
+        interface_tls: bool, key "interface", with "interface_tls";
+        /// The `tls` block of the seed's sample (the same settings as the `ssl_*` keys).
+        tls: Option<Block<TlsKeys>>;
+    }
 
-/// The `filter` block. Each half is in the ws1 `SETFILTER` string form `priority,class,type,GUID`
-/// (events.md §8.3), checked by the protocol's own reader; absent is all zero: every event passes.
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "kebab-case")]
-struct Filters {
-    in_filter: FilterHalf,
-    in_mask: FilterHalf,
-    out_filter: FilterHalf,
-    out_mask: FilterHalf,
-}
+    /// The `filter` block. Each half is in the ws1 `SETFILTER` string form
+    /// `priority,class,type,GUID` (events.md §8.3), checked by the protocol's own reader; absent
+    /// is all zero: every event passes.
+    struct Filters {
+        in_filter: FilterHalf;
+        in_mask: FilterHalf;
+        out_filter: FilterHalf;
+        out_mask: FilterHalf;
+    }
 
-/// `file-enable` is what the REF docs call it, `file-enable-log` what the REF sample uses.
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "kebab-case")]
-struct FileEnable {
-    file_enable_log: Option<Flag>,
-    file_enable: Option<Flag>,
+    /// `file-enable` is what the REF docs call it, `file-enable-log` what the REF sample uses.
+    struct FileEnable {
+        file_enable_log: Option<Flag>;
+        file_enable: Option<Flag>;
+    }
 }
 
 #[derive(Default)]
 struct FilterHalf(String);
 
-defaults! {
-    listen: SocketAddr = DEFAULT_LISTEN;
-    metrics_on: Option<SocketAddr> = Some(DEFAULT_METRICS_LISTEN);
-    ws1: String = "/ws1".into();
-    ws2: String = "/ws2".into();
-    pattern: String = "[vscp-websocksrv %c] [%^%l%$] %v".into();
-    log_path: PathBuf = "/tmp/vscp-websocksrv.log".into();
-    queue: usize = 32_000;
-    clients: usize = 100;
-    message: usize = 65_536;
-    auth: Duration = Duration::from_secs(30);
-    pong: Duration = Duration::from_secs(20);
-    keepalive_idle: Duration = KeepaliveSettings::DEFAULT.idle;
-    keepalive_interval: Duration = KeepaliveSettings::DEFAULT.interval;
-    keepalive_count: u32 = KeepaliveSettings::DEFAULT.count;
-    max_size: u64 = 5_242_880;
-    max_files: usize = 7;
-    handshake: Duration = Duration::from_secs(10);
-    login_budget: u32 = 20;
-    login_refill: Duration = Duration::from_secs(3);
-    login_cooldown: Duration = Duration::from_secs(60);
-    conn_rate: u32 = 1000;
-    conn_burst: u32 = 2000;
-    table_size: usize = 16_384;
-}
-
 parsed_by!(
-    LogLevel => |t: String| LogLevel::parse(&t).ok_or_else(|| format!(
-        "unknown level {t:?}; expected trace, debug, info, warn, err, error, critical or off"
-    )),
+    // Case-insensitive: the spdlog names REF documents plus `error` and `warning`, which
+    // people write anyway.
+    LogLevel => |t: String| Ok(match t.trim().to_ascii_lowercase().as_str() {
+        "trace" => LogLevel::Trace,
+        "debug" => LogLevel::Debug,
+        "info" => LogLevel::Info,
+        "warn" | "warning" => LogLevel::Warn,
+        "err" | "error" => LogLevel::Error,
+        "critical" => LogLevel::Critical,
+        "off" => LogLevel::Off,
+        _ => return Err(format!(
+            "unknown level {t:?}; expected trace, debug, info, warn, err, error, critical or off"
+        )),
+    }),
     FilterHalf => |t: String| match Filter::parse_filter_half(&t) {
         Ok(_) => Ok(FilterHalf(t)),
         Err(e) => Err(format!("{t:?}: {e}; expected priority,class,type,GUID")),
@@ -377,31 +249,37 @@ parsed_by! {
         "" => Ok(Some(None)),
         t => parse_listen(t, DEFAULT_TCPIP_LISTEN.port()).map(|a| Some(Some(a))),
     };
+    // Always plain: the endpoint is meant for loopback or a private network (docs/metrics.md).
     fn metrics -> Option<SocketAddr> = |t: String| match t.trim() {
         "" => Ok(None),
-        t => parse_address(t, DEFAULT_METRICS_LISTEN.port()).map(Some),
+        t => match parse_listen(t, DEFAULT_METRICS_LISTEN.port())? {
+            (addr, false) => Ok(Some(addr)),
+            _ => Err(format!("{t:?}: the metrics endpoint has no TLS; use http:// (or no scheme) \
+                              and keep it on loopback or a private network")),
+        },
     };
-    fn url_path -> String = |t: String| url_path_text(&t);
+    // Compared exactly against the request path, which never holds whitespace, controls, `?`
+    // or `#`: a value with them could never match, better to say so. REF adds a missing `/`.
+    fn url_path -> String = |t: String| {
+        let t = t.trim();
+        match t.chars().find(|&c| c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
+            _ if t.is_empty() => Err("must not be empty".to_owned()),
+            Some(c) => Err(format!("{t:?} contains {c:?}; expected a plain URL path")),
+            None => Ok(format!("/{}", t.strip_prefix('/').unwrap_or(t))),
+        }
+    };
     // Resolved against the config folder later; empty is refused, so empty means absent.
     fn path -> PathBuf = |t: String| match t.trim() {
         "" => Err("must not be empty"),
         t => Ok(PathBuf::from(t)),
     };
     fn guid -> [u8; 16] = |t: String| parse_guid(&t);
-    fn secs -> Duration = |n: Int<0, MAX_SECS>| Ok::<_, String>(Duration::from_secs(n.0));
-    fn secs_1 -> Duration = |n: Int<1, MAX_SECS>| Ok::<_, String>(Duration::from_secs(n.0));
-    // TCP_KEEPIDLE and TCP_KEEPINTVL take at most 32767 s on Linux.
-    fn keepalive_secs_0 -> Duration = |n: Int<0, 32_767>| Ok::<_, String>(Duration::from_secs(n.0));
-    fn keepalive_secs_1 -> Duration = |n: Int<1, 32_767>| Ok::<_, String>(Duration::from_secs(n.0));
     // 0 reads as "pick for me", like max-clients' 0 = "no limit".
     fn shards -> Option<usize> = |n: Int<0, 1024>| {
         Ok::<_, String>(Some(n.0 as usize).filter(|&n| n != 0))
     };
-    fn handshake_secs -> Duration = |n: Int<1, 3600>| Ok::<_, String>(Duration::from_secs(n.0));
-    fn secs_nonzero -> Duration = |n: Int<1, MAX_SECS>| Ok::<_, String>(Duration::from_secs(n.0));
     fn optional_count -> Option<usize> = |n: Int<0, 1_000_000>| Ok::<_, String>(Some(n.0 as usize));
     fn proxy_from -> Vec<ipnet::IpNet> = crate::admission::policy::parse_cidrs;
-    fn block -> LoggingConfig = |b: Block<LoggingConfig>| Ok::<_, String>(b.0);
     fn mqtt -> Option<Redacted<Value>> = |m: Map<String, Value>| {
         Ok::<_, String>(Some(Redacted(Value::Object(m))))
     };
@@ -428,24 +306,23 @@ impl Config {
         let mut r = Reader::new(&path.display().to_string(), "");
         let entries = root.pointer("/drivers/level2").and_then(Value::as_array);
         let entries = entries.ok_or_else(|| r.err("drivers.level2", "missing, or not an array"))?;
-        let Some((index, entry)) = (entries.iter().enumerate())
-            .find(|(_, e)| e.get("name").and_then(Value::as_str) == Some(driver))
-        else {
+        let named = |e: &Value| e.get("name").and_then(Value::as_str) == Some(driver);
+        let Some(index) = entries.iter().position(named) else {
             let reason = format!("no entry with \"name\": {driver:?}");
             return Err(r.err("drivers.level2", reason));
         };
+        let entry = &entries[index];
         let at = |key: &str| format!("drivers.level2[{index}].{key}");
         if entry.get("enable").and_then(Value::as_bool) == Some(false) {
             let key = at("enable");
-            r.warn(format_args!(
+            r.warn(format!(
                 "{key}: the entry is disabled (\"enable\": false); starting it anyway"
             ));
         }
         let config_ref = entry.get("path-config").and_then(Value::as_str);
-        let config_ref =
-            config_ref.ok_or_else(|| r.err(&at("path-config"), "missing, or not a string"))?;
+        let missing = || r.err(&at("path-config"), "missing, or not a string");
         let base_dir = path.parent().unwrap_or_else(|| Path::new(""));
-        let (mut cfg, more) = match config_ref.trim() {
+        let (mut cfg, more) = match config_ref.ok_or_else(missing)?.trim() {
             inline if inline.starts_with('{') => {
                 let origin = format!("{} ({})", r.origin.file, at("path-config"));
                 Config::from_json_str(inline, base_dir, &origin)?
@@ -454,10 +331,10 @@ impl Config {
         };
         r.warnings.extend(more);
         if let Some(g) = entry.get("guid") {
-            let text = g
-                .as_str()
-                .ok_or_else(|| r.err(&at("guid"), "expected a string"))?;
-            let guid = parse_guid(text).map_err(|reason| r.err(&at("guid"), reason))?;
+            let guid = g.as_str().ok_or_else(|| "expected a string".to_owned());
+            let guid = guid
+                .and_then(parse_guid)
+                .map_err(|e| r.err(&at("guid"), e))?;
             if guid != [0; 16] {
                 cfg.guid = guid;
             }
@@ -465,7 +342,7 @@ impl Config {
         if let Some(m) = entry.get("mqtt") {
             if cfg.mqtt.is_some() {
                 let key = at("mqtt");
-                r.warn(format_args!(
+                r.warn(format!(
                     "{key}: replaces the mqtt block of the driver config"
                 ));
             }
@@ -482,8 +359,8 @@ impl Config {
         // `parent()` of a bare file name is `Some("")`, which joins to paths relative to the
         // working directory: the same folder the file was found in.
         let base_dir = path.parent().unwrap_or_else(|| Path::new(""));
-        let (mut cfg, warnings) =
-            Config::from_value(&value, base_dir, &path.display().to_string())?;
+        let origin = path.display().to_string();
+        let (mut cfg, warnings) = Config::from_value(&value, base_dir, &origin)?;
         cfg.source = Some(path.to_path_buf());
         Ok((cfg, warnings))
     }
@@ -491,22 +368,14 @@ impl Config {
     /// Parses config text handed over directly (vscpd passes the JSON itself when the
     /// `path-config` value starts with `{`). `base_dir` anchors relative paths; `origin` labels
     /// errors (e.g. `<inline>`). `source` is left `None`.
-    pub fn from_json_str(
-        text: &str,
-        base_dir: &Path,
-        origin: &str,
-    ) -> Result<(Config, Vec<String>), ConfigError> {
+    pub fn from_json_str(text: &str, base_dir: &Path, origin: &str) -> Result<Loaded, ConfigError> {
         Config::from_value(&vscp_config::parse_json(text, origin)?, base_dir, origin)
     }
 
     /// The checks across keys, and the files the config names.
-    fn from_value(
-        value: &Value,
-        base_dir: &Path,
-        origin: &str,
-    ) -> Result<(Config, Vec<String>), ConfigError> {
+    fn from_value(value: &Value, base_dir: &Path, origin: &str) -> Result<Loaded, ConfigError> {
         let mut r = Reader::new(origin, "");
-        let (mut cfg, extra): (Config, Extra) = r.read(value, UNUSED_TOP)?;
+        let (mut cfg, extra, top): (Config, Extra, TopKeys) = r.read(value, UNUSED_TOP)?;
         cfg.origin = origin.into();
         let (ws1, ws2) = (&cfg.url_ws1, &cfg.url_ws2);
         if cfg.enable_ws1 && cfg.enable_ws2 && ws1 == ws2 {
@@ -517,43 +386,20 @@ impl Config {
         if !cfg.enable_ws1 && !cfg.enable_ws2 {
             r.warn("both enable-ws1 and enable-ws2 are false; no websocket session can be opened");
         }
-        cfg.key.0 = read_file(
-            &r,
-            "key-file",
-            &mut cfg.key_file,
-            base_dir,
-            "vscp.key",
-            |t| vscp_proto::auth::parse_key_file(t).map_err(|e| e.to_string()),
-        )?;
+        let key = |t: &str| vscp_proto::auth::parse_key_file(t).map_err(|e| e.to_string());
+        cfg.key.0 = read_file(&r, "key-file", &mut cfg.key_file, base_dir, "vscp.key", key)?;
         let users = &mut cfg.users_file;
         read_file(&r, "path-users", users, base_dir, "users.json", |_| Ok(()))?;
-        let Filters {
-            in_filter,
-            in_mask,
-            out_filter,
-            out_mask,
-        } = extra.filter.0;
+        let f = extra.filter.0;
         let pair = |f: FilterHalf, m: FilterHalf| Filter::from_strings(&f.0, &m.0);
-        cfg.in_filter = pair(in_filter, in_mask).expect("both halves parsed when read");
-        cfg.out_filter = pair(out_filter, out_mask).expect("both halves parsed when read");
+        cfg.in_filter = pair(f.in_filter, f.in_mask).expect("both halves parsed when read");
+        cfg.out_filter = pair(f.out_filter, f.out_mask).expect("both halves parsed when read");
         (cfg.tcpip_listen, cfg.tcpip_tls) = match extra.tcpip_interface {
             Some(Some((addr, tls))) => (Some(addr), tls),
             Some(None) => (None, false),
             None => (default_tcpip_listen(cfg.listen, &mut r), false),
         };
         cfg.listen_tls = extra.interface_tls;
-        let top = TopKeys {
-            ssl_certificate: extra.ssl_certificate,
-            ssl_certificate_chain: extra.ssl_certificate_chain,
-            ssl_verify_peer: extra.ssl_verify_peer,
-            ssl_ca_path: extra.ssl_ca_path,
-            ssl_ca_file: extra.ssl_ca_file,
-            ssl_verify_depth: extra.ssl_verify_depth,
-            ssl_default_verify_paths: extra.ssl_default_verify_paths,
-            ssl_cipher_list: extra.ssl_cipher_list,
-            ssl_protocol_version: extra.ssl_protocol_version,
-            ssl_short_trust: extra.ssl_short_trust,
-        };
         let used = cfg.listen_tls || (cfg.tcpip_tls && cfg.tcpip_listen.is_some());
         let block = extra.tls.map(|b| b.0);
         cfg.tls = crate::tls::settings::read(&mut r, top, block, base_dir, used)?;
@@ -564,22 +410,15 @@ impl Config {
         let log = &mut cfg.logging;
         log.file_path = base_dir.join(&log.file_path);
         // Both are accepted, and a contradiction is reported rather than resolved silently.
-        log.file_enable = match extra.logging.0 {
-            FileEnable {
-                file_enable_log: Some(Flag(main)),
-                file_enable: Some(Flag(alias)),
-            } if main != alias => {
-                r.warn(format_args!(
-                    "\"logging.file-enable\" ({alias}) contradicts \"logging.file-enable-log\" \
-                     ({main}); using file-enable-log"
-                ));
-                main
-            }
-            FileEnable {
-                file_enable_log: main,
-                file_enable: alias,
-            } => main.or(alias).is_some_and(|f| f.0),
-        };
+        let (main, alias) = (extra.logging.0.file_enable_log, extra.logging.0.file_enable);
+        match (main, alias) {
+            (Some(Flag(main)), Some(Flag(alias))) if main != alias => r.warn(format_args!(
+                "\"logging.file-enable\" ({alias}) contradicts \"logging.file-enable-log\" \
+                 ({main}); using file-enable-log"
+            )),
+            _ => {}
+        }
+        log.file_enable = main.or(alias).is_some_and(|f| f.0);
         Ok((cfg, r.warnings))
     }
 
@@ -589,8 +428,7 @@ impl Config {
     pub fn samples(deploy_dir: &Path) -> Result<Config, ConfigError> {
         // An empty object yields every default with relative paths anchored at `deploy_dir`,
         // so the defaults are defined in exactly one place.
-        let (cfg, _warnings) = Config::from_json_str("{}", deploy_dir, "<built-in defaults>")?;
-        Ok(cfg)
+        Ok(Config::from_json_str("{}", deploy_dir, "<built-in defaults>")?.0)
     }
 
     /// The GUID this server stamps on client events that carry an all-zero GUID (ws1.md Q9).
@@ -611,21 +449,8 @@ impl Config {
     }
 }
 
-/// Checks a URL path. It is compared exactly against the request path, which never contains
-/// whitespace, controls, `?` or `#`, so a value with them could never match: better to say so.
-fn url_path_text(text: &str) -> Result<String, String> {
-    let text = text.trim();
-    let bad = |c: &char| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#';
-    match text.chars().find(bad) {
-        _ if text.is_empty() => Err("must not be empty".to_owned()),
-        Some(c) => Err(format!(
-            "{text:?} contains {c:?}; expected a plain URL path"
-        )),
-        // REF adds a missing leading slash.
-        None if text.starts_with('/') => Ok(text.to_owned()),
-        None => Ok(format!("/{text}")),
-    }
-}
+/// A config and the warnings of reading it, which the caller logs once logging is set up.
+type Loaded = (Config, Vec<String>);
 
 /// Resolves the path key `key` (empty: not given, `default`) against the config file's folder
 /// and hands the text of the regular file it names to `check`. A path that came from a default
@@ -638,28 +463,19 @@ fn read_file<T>(
     default: &str,
     check: impl FnOnce(&str) -> Result<T, String>,
 ) -> Result<T, ConfigError> {
-    let given = !path.as_os_str().is_empty();
-    *path = base_dir.join(if given {
-        path.as_path()
-    } else {
-        Path::new(default)
-    });
+    let given = (!path.as_os_str().is_empty()).then(|| path.clone());
+    *path = base_dir.join(given.as_deref().unwrap_or(Path::new(default)));
     let shown = match given {
-        true => path.display().to_string(),
-        false => format!("{} (default; set \"{key}\" to change)", path.display()),
+        Some(_) => path.display().to_string(),
+        None => format!("{} (default; set \"{key}\" to change)", path.display()),
     };
     if path.is_dir() {
         return Err(r.err(key, format!("{shown} is not a regular file")));
     }
     let bytes = std::fs::read(&*path).map_err(|e| {
         // A new user who printed the sample config into an empty folder lands here first.
-        let hint = match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                "; `vscp-websocksrv init DIR` writes a fresh key file and a users.json (with a \
-                 random admin password) beside a sample config, keeping files that exist"
-            }
-            _ => "",
-        };
+        let hint = (e.kind() == std::io::ErrorKind::NotFound).then_some(INIT_HINT);
+        let hint = hint.unwrap_or_default();
         r.err(key, format!("cannot read {shown}: {e}{hint}"))
     })?;
     check(&String::from_utf8_lossy(&bytes)).map_err(|e| r.err(key, format!("{shown}: {e}")))
@@ -671,18 +487,17 @@ fn read_file<T>(
 /// - beside an `interface` on port 9598 (REF's sample configs used it for the driver's one
 ///   listener): off, with a warning, so such a config starts as it did before.
 fn default_tcpip_listen(listen: SocketAddr, r: &mut Reader) -> Option<SocketAddr> {
-    if listen.port() == 0 {
-        return Some(SocketAddr::new(DEFAULT_TCPIP_LISTEN.ip(), 0));
+    match listen.port() {
+        0 => Some(SocketAddr::new(DEFAULT_TCPIP_LISTEN.ip(), 0)),
+        port if port == DEFAULT_TCPIP_LISTEN.port() => {
+            r.warn(format!(
+                "interface uses port {port}, the tcp/ip default: the tcp/ip link interface is off; \
+                 set tcpip-interface to turn it on elsewhere"
+            ));
+            None
+        }
+        _ => Some(DEFAULT_TCPIP_LISTEN),
     }
-    if listen.port() == DEFAULT_TCPIP_LISTEN.port() {
-        r.warn(format!(
-            "interface uses port {}, the tcp/ip default: the tcp/ip link interface is off; \
-             set tcpip-interface to turn it on elsewhere",
-            listen.port()
-        ));
-        return None;
-    }
-    Some(DEFAULT_TCPIP_LISTEN)
 }
 
 /// Parses `interface`: `PORT`, `HOST`, `HOST:PORT`, `[v6]:PORT`, `[v6]`, a bare IPv6 address,
@@ -694,19 +509,6 @@ fn default_tcpip_listen(listen: SocketAddr, r: &mut Reader) -> Option<SocketAddr
 /// bind address depend on resolver state.
 fn parse_interface(text: &str) -> Result<SocketAddr, String> {
     parse_listen(text, DEFAULT_PORT).map(|(addr, _)| addr)
-}
-
-/// The metrics listener's address: like a client listener's, with another default port, and
-/// always plain (it is meant for loopback or a private network, docs/metrics.md).
-fn parse_address(text: &str, default_port: u16) -> Result<SocketAddr, String> {
-    match parse_listen(text, default_port)? {
-        (_, true) => Err(format!(
-            "{:?}: the metrics endpoint has no TLS; use http:// (or no scheme) and keep it on \
-             loopback or a private network",
-            text.trim()
-        )),
-        (addr, false) => Ok(addr),
-    }
 }
 
 /// A client listener's address and whether its scheme asks for TLS: `wss://` or `stcp://` (the

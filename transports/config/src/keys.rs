@@ -7,10 +7,10 @@
 //! `Option`, newtypes and [`Block`](crate::Block); a field read by a `deserialize_with`
 //! function that does not end in a struct is a leaf.
 
-use std::cell::RefCell;
-use std::fmt;
+use std::cell::Cell;
 
-use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
+use serde::de::value::{Error, MapDeserializer, SeqDeserializer};
+use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, Visitor};
 
 /// Every dotted key of `T` (`logging.file-log-level`), in declaration order.
 pub fn known_keys<T: DeserializeOwned>() -> Vec<String> {
@@ -39,40 +39,35 @@ pub fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
 }
 
 fn fields_at<T: DeserializeOwned>(path: &[&'static str]) -> &'static [&'static str] {
-    let seen = RefCell::new(None);
+    let seen = Cell::new(None);
     let _ = T::deserialize(Probe { path, seen: &seen });
-    seen.into_inner().unwrap_or(&[])
+    seen.get().unwrap_or(&[])
 }
 
 /// The walk's only error: it ends every probe, whether or not it found a struct.
-#[derive(Debug)]
-struct Stop;
-
-impl fmt::Display for Stop {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("probe stopped")
-    }
+fn stop() -> Error {
+    de::Error::custom("probe stopped")
 }
 
-impl std::error::Error for Stop {}
-
-impl de::Error for Stop {
-    fn custom<M: fmt::Display>(_: M) -> Stop {
-        Stop
-    }
-}
-
+#[derive(Clone, Copy)]
 struct Probe<'a> {
     /// The keys still to descend through.
     path: &'a [&'static str],
-    seen: &'a RefCell<Option<&'static [&'static str]>>,
+    seen: &'a Cell<Option<&'static [&'static str]>>,
+}
+
+impl<'de> IntoDeserializer<'de, Error> for Probe<'_> {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
 }
 
 impl<'de> Deserializer<'de> for Probe<'_> {
-    type Error = Stop;
+    type Error = Error;
 
-    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
-        Err(Stop)
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+        Err(stop())
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -80,23 +75,21 @@ impl<'de> Deserializer<'de> for Probe<'_> {
         _: &'static str,
         fields: &'static [&'static str],
         visitor: V,
-    ) -> Result<V::Value, Stop> {
+    ) -> Result<V::Value, Error> {
         match self.path.split_first() {
             None => {
-                *self.seen.borrow_mut() = Some(fields);
-                Err(Stop)
+                self.seen.set(Some(fields));
+                Err(stop())
             }
-            Some((key, rest)) => visitor.visit_map(OneKey {
-                key: Some(key),
-                value: Probe {
-                    path: rest,
-                    seen: self.seen,
-                },
-            }),
+            // A map of one key whose value is the probe one level down.
+            Some((key, path)) => {
+                let below = Probe { path, ..self };
+                visitor.visit_map(MapDeserializer::new(std::iter::once((*key, below))))
+            }
         }
     }
 
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         visitor.visit_some(self)
     }
 
@@ -104,61 +97,19 @@ impl<'de> Deserializer<'de> for Probe<'_> {
         self,
         _: &'static str,
         visitor: V,
-    ) -> Result<V::Value, Stop> {
+    ) -> Result<V::Value, Error> {
         visitor.visit_newtype_struct(self)
     }
 
-    /// The keys of a list's elements are those of any element (`mqtt.publish[2].qos`).
-    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        visitor.visit_seq(OneElement(Some(self)))
+    /// The keys of a list's elements are those of any element (`mqtt.publish[2].qos`): a list
+    /// of one element, the probe itself at the same depth.
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_seq(SeqDeserializer::new(std::iter::once(self)))
     }
 
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
         unit unit_struct tuple tuple_struct map enum identifier ignored_any
-    }
-}
-
-/// A list of one element: the probe itself, at the same depth.
-struct OneElement<'a>(Option<Probe<'a>>);
-
-impl<'de> de::SeqAccess<'de> for OneElement<'_> {
-    type Error = Stop;
-
-    fn next_element_seed<T: de::DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Stop> {
-        self.0.take().map(|p| seed.deserialize(p)).transpose()
-    }
-}
-
-/// A map of one key whose value is the probe one level down.
-struct OneKey<'a> {
-    key: Option<&'static str>,
-    value: Probe<'a>,
-}
-
-impl<'de, 'a> MapAccess<'de> for OneKey<'a> {
-    type Error = Stop;
-
-    fn next_key_seed<K: de::DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Stop> {
-        match self.key.take() {
-            Some(key) => seed
-                .deserialize(de::value::BorrowedStrDeserializer::new(key))
-                .map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Stop> {
-        seed.deserialize(Probe {
-            path: self.value.path,
-            seen: self.value.seen,
-        })
     }
 }
 

@@ -3,6 +3,7 @@
 //! caller's structs: `serde_path_to_error` makes every error name the dotted key
 //! (`mqtt.publish[2].qos`), `serde_ignored` yields one warning per unknown key. The value rules
 //! (booleans, whole numbers, `null`) are the same for both: docs/config.md "Value types".
+//! [`config_block!`] declares a block with each key's reader and default on the key's line.
 //!
 //! Its own crate because `vscp-mqtt` must not depend on the root crate, which depends on it.
 #![warn(
@@ -18,10 +19,12 @@ pub mod pem;
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
+use vscp_proto::number::read_u64;
 
 /// Why a configuration could not be loaded. Every variant names the file (or a label such as
 /// `<inline>`) and, where one is to blame, the key.
@@ -69,19 +72,15 @@ impl ConfigError {
 
 /// Reads and parses a JSON file; errors name the file.
 pub fn read_json_file(path: &Path) -> Result<Value, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Io {
-        file: path.to_path_buf(),
-        cause,
-    })?;
+    let file = path.to_path_buf();
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Io { file, cause })?;
     parse_json(&text, &path.display().to_string())
 }
 
 /// Parses JSON text; `file` labels the error.
 pub fn parse_json(text: &str, file: &str) -> Result<Value, ConfigError> {
-    serde_json::from_str(text).map_err(|cause| ConfigError::Json {
-        file: file.into(),
-        cause,
-    })
+    let file = file.into();
+    serde_json::from_str(text).map_err(|cause| ConfigError::Json { file, cause })
 }
 
 /// Where a block comes from: the file label that starts every message, and the block's dotted
@@ -125,10 +124,8 @@ pub struct Reader {
 impl Reader {
     /// A reader for the block at `prefix` (empty: the whole file) of `file`.
     pub fn new(file: &str, prefix: &str) -> Reader {
-        let origin = Origin {
-            file: file.into(),
-            prefix: prefix.into(),
-        };
+        let (file, prefix) = (file.into(), prefix.into());
+        let origin = Origin { file, prefix };
         let warnings = Vec::new();
         Reader { origin, warnings }
     }
@@ -144,40 +141,40 @@ impl Reader {
             .push(format!("{}: {message}", self.origin.file));
     }
 
-    /// Deserializes `value` twice, as `T` (a public struct) and `U` (the keys `T` has no field
-    /// for). `null` counts as absent. An error names the dotted key of the offending value; a key
-    /// neither knows gets one warning, or for keys in `unused` (lines of `dotted.key: reason`)
-    /// a warning that says why it has no effect.
-    pub fn read<T: DeserializeOwned, U: DeserializeOwned>(
+    /// Deserializes `value` three times, as `T` (a public struct), `U` and `V` (the keys `T` has
+    /// no field for; [`Nothing`] where none are left). `null` counts as absent. An error names
+    /// the dotted key of the offending value; a key none knows gets one warning, or for keys in
+    /// `unused` (lines of `dotted.key: reason`) a warning that says why it has no effect.
+    pub fn read<T: DeserializeOwned, U: DeserializeOwned, V: DeserializeOwned>(
         &mut self,
         value: &Value,
         unused: &str,
-    ) -> Result<(T, U), ConfigError> {
+    ) -> Result<(T, U, V), ConfigError> {
         let value = &without_nulls(value);
-        let ((t, a), (u, b)) = (self.de::<T>(value)?, self.de::<U>(value)?);
-        // Known to one means known; a key the other skipped whole (with all inside) is unknown.
-        let skipped = |by: &[String], key: &String| {
+        let ((t, a), (u, b), (v, c)) = (self.de(value)?, self.de(value)?, self.de(value)?);
+        // Known to one means known; a key another skipped whole (with all inside) is unknown.
+        let skipped = |by: &Vec<String>, key: &String| {
             let below = |p: &String| {
                 key.strip_prefix(p.as_str())
                     .map(|r| r.starts_with(['.', '[']))
             };
             by.iter().any(|p| p == key || below(p) == Some(true))
         };
+        let ignored = [a, b, c];
         let mut unknown: Vec<&String> = Vec::new();
-        for key in a
-            .iter()
-            .filter(|k| skipped(&b, k))
-            .chain(b.iter().filter(|k| skipped(&a, k)))
-        {
-            if !unknown.contains(&key) {
+        for key in ignored.iter().flatten() {
+            if ignored.iter().all(|by| skipped(by, key)) && !unknown.contains(&key) {
                 unknown.push(key);
             }
         }
-        // Only worked out when needed: a walk over both structs.
-        let known = match unknown.is_empty() {
-            true => Vec::new(),
-            false => [keys::known_keys::<T>(), keys::known_keys::<U>()].concat(),
-        };
+        // Only worked out when needed: a walk over the structs.
+        let walks = [
+            keys::known_keys::<T>,
+            keys::known_keys::<U>,
+            keys::known_keys::<V>,
+        ];
+        let walks = walks.iter().filter(|_| !unknown.is_empty());
+        let known: Vec<String> = walks.flat_map(|walk| walk()).collect();
         for relative in unknown {
             let key = self.origin.key(relative);
             let why = unused
@@ -195,7 +192,7 @@ impl Reader {
                 (None, None) => self.warn(format_args!("unknown key \"{key}\" ignored")),
             }
         }
-        Ok((t, u))
+        Ok((t, u, v))
     }
 
     /// `T` from `value`, with the keys it ignored (relative to the block).
@@ -205,15 +202,16 @@ impl Reader {
         let de = serde_ignored::Deserializer::new(value, &mut on_ignored);
         let parsed = serde_path_to_error::deserialize(de).map_err(|e| {
             // An empty path (the block itself has the wrong type) displays as ".".
-            let key = match e.path().iter().next() {
-                None => String::new(),
-                Some(_) => e.path().to_string(),
-            };
+            let key = (e.path().iter().next()).map_or(String::new(), |_| e.path().to_string());
             self.err(&key, e.into_inner().to_string())
         });
         parsed.map(|b: Block<T>| (b.0, ignored))
     }
 }
+
+/// The third struct of [`Reader::read`] for a block whose keys two structs cover: knows no key.
+#[derive(Debug, Deserialize)]
+pub struct Nothing {}
 
 /// `value` with every object member that is `null` left out.
 fn without_nulls(value: &Value) -> Value {
@@ -324,10 +322,31 @@ macro_rules! parsed_by {
     )*};
 }
 
-/// Functions for `#[serde(default = "name")]`: `defaults! { ws1: String = "/ws1".into(); }`.
+/// Config blocks whose keys each take one line: `[#[attr]] [pub] name: Type [= default]
+/// [, key "key"] [, with "reader"];` becomes a field of a serde-derived struct (key: the field
+/// name in kebab-case unless `key` says otherwise; `with`: the `deserialize_with` function, such
+/// as `"Int::<1, 100>::de"`) and the default goes into the struct's `Default`, which a missing
+/// key takes (no `= default`: the type's own).
 #[macro_export]
-macro_rules! defaults {
-    ($($name:ident: $t:ty = $value:expr;)*) => {$(fn $name() -> $t { $value })*};
+macro_rules! config_block {
+    (@default) => { ::core::default::Default::default() };
+    (@default $d:expr) => { $d };
+    ($($(#[$m:meta])* $vis:vis struct $name:ident { $(
+        $(#[$fm:meta])* $fv:vis $f:ident: $t:ty $(= $d:expr)? $(, key $k:literal)? $(, with $w:literal)?;
+    )* })*) => {$(
+        $(#[$m])*
+        #[derive($crate::serde::Deserialize)]
+        #[serde(default, rename_all = "kebab-case")]
+        $vis struct $name { $(
+            $(#[$fm])* $(#[serde(rename = $k)])? $(#[serde(deserialize_with = $w)])? $fv $f: $t,
+        )* }
+
+        impl ::core::default::Default for $name {
+            fn default() -> Self {
+                $name { $($f: $crate::config_block!(@default $($d)?),)* }
+            }
+        }
+    )*};
 }
 
 #[doc(hidden)]
@@ -389,73 +408,62 @@ pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     Flag::deserialize(d).map(|f| f.0)
 }
 
-/// `#[serde(default = "yes")]`: a flag that is on unless turned off.
-pub fn yes() -> bool {
-    true
+/// `#[serde(deserialize_with = "block")]`: a [`Block`] into its struct.
+pub fn block<'de, T: DeserializeOwned, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    Block::deserialize(d).map(|b| b.0)
 }
 
 impl<const MIN: u64, const MAX: u64, const TEXT: bool> Int<MIN, MAX, TEXT> {
-    /// `#[serde(deserialize_with = "Int::<MIN, MAX>::de")]`: into an integer field that holds
-    /// `MAX`.
+    /// `#[serde(deserialize_with = "Int::<MIN, MAX>::de")]`: into an integer type that holds MAX.
     pub fn de<'de, T: TryFrom<u64>, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
         let n = Self::deserialize(d)?.0;
         T::try_from(n).map_err(|_| de::Error::custom(format!("{n} does not fit")))
+    }
+
+    /// `#[serde(deserialize_with = "Int::<MIN, MAX>::secs")]`: seconds into a `Duration`.
+    pub fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Self::deserialize(d).map(|n| Duration::from_secs(n.0))
+    }
+
+    /// Milliseconds into a `Duration`, as [`Int::secs`].
+    pub fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Self::deserialize(d).map(|n| Duration::from_millis(n.0))
     }
 }
 
 // The three go through `Value` (every config is one already) so that a wrong value is quoted
 // as written: `expected true or false (or 1/0), found "yes"`, one wording for both readers.
 
-fn wrong<E: de::Error>(expected: &str, found: &Value) -> E {
-    E::custom(format!("expected {expected}, found {found}"))
+fn wrong(expected: &str, found: &Value) -> String {
+    format!("expected {expected}, found {found}")
 }
 
-impl<'de> Deserialize<'de> for Flag {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Flag, D::Error> {
-        match Value::deserialize(d)? {
-            Value::Bool(b) => Ok(Flag(b)),
-            Value::Number(n) if n.as_u64().is_some_and(|n| n <= 1) => {
-                Ok(Flag(n.as_u64() == Some(1)))
-            }
-            v => Err(wrong("true or false (or 1/0)", &v)),
-        }
-    }
-}
+parsed_by!(
+    Flag => |v: Value| match v {
+        Value::Bool(b) => Ok(Flag(b)),
+        Value::Number(n) if n.as_u64().is_some_and(|n| n <= 1) => Ok(Flag(n.as_u64() == Some(1))),
+        v => Err(wrong("true or false (or 1/0)", &v)),
+    },
+    Text => |v: Value| match v {
+        Value::String(s) => Ok(Text(s)),
+        v @ (Value::Number(_) | Value::Bool(_)) => Ok(Text(v.to_string())),
+        v => Err(wrong("a string", &v)),
+    },
+);
 
 impl<'de, const MIN: u64, const MAX: u64, const TEXT: bool> Deserialize<'de>
     for Int<MIN, MAX, TEXT>
 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        let n = match &v {
-            Value::Number(n) if n.is_i64() || n.is_u64() => n.as_u64(),
-            Value::String(s) if TEXT => {
-                Some(vscp_proto::number::read_u64("number", s).map_err(de::Error::custom)?)
-            }
-            _ => return Err(wrong(&format!("a whole number in {MIN}..={MAX}"), &v)),
-        };
-        // `None`: a negative number.
-        match n.filter(|n| (MIN..=MAX).contains(n)) {
-            Some(n) => Ok(Int(n)),
-            None => Err(de::Error::custom(format!(
-                "{v} is out of range {MIN}..={MAX}"
-            ))),
-        }
+        parse(d, |v: Value| {
+            let n = match &v {
+                Value::Number(n) if n.is_i64() || n.is_u64() => n.as_u64(),
+                Value::String(s) if TEXT => Some(read_u64("number", s).map_err(|e| e.to_string())?),
+                _ => return Err(wrong(&format!("a whole number in {MIN}..={MAX}"), &v)),
+            };
+            // `None`: a negative number.
+            let range = format!("{v} is out of range {MIN}..={MAX}");
+            n.filter(|n| (MIN..=MAX).contains(n)).map(Int).ok_or(range)
+        })
     }
-}
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
-        match Value::deserialize(d)? {
-            Value::String(s) => Ok(Text(s)),
-            v @ (Value::Number(_) | Value::Bool(_)) => Ok(Text(v.to_string())),
-            v => Err(wrong("a string", &v)),
-        }
-    }
-}
-
-/// `#[serde(default = "empty")]`: a block's defaults, which is what an empty object reads as.
-pub fn empty<T: DeserializeOwned>() -> T {
-    let value = Value::Object(serde_json::Map::new());
-    T::deserialize(value).expect("every key of the block has a default")
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
-use vscp_config::{defaults, empty, flag, parsed_by, yes, Block, ConfigError, Flag, Int};
-use vscp_config::{Origin, Reader, Text};
+use vscp_config::{block, config_block, flag, parsed_by, Block, ConfigError, Flag, Int};
+use vscp_config::{Nothing, Origin, Reader, Text};
 use vscp_proto::{Filter, Guid};
 
 use crate::codec::{Protocol, QoS};
@@ -37,37 +37,7 @@ pub const DEFAULT_MAX_OFFLINE_EVENTS: usize = 10_000;
 /// bridge to 20 per broker round trip; brokers take far more from one client under MQTT 3.1.1,
 /// and MQTT 5 caps this with the broker's receive maximum. Measured in docs/BENCHMARKS.md.
 pub const DEFAULT_SEND_MAXIMUM: u64 = 1000;
-
-/// `reconnect`: the backoff schedule after a failed or lost connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Reconnect {
-    /// Wait before the first retry. Default 2 s (REF's fixed value).
-    #[serde(default = "two", deserialize_with = "secs::<3600, _>")]
-    pub delay: Duration,
-    /// The longest wait, at least `delay`. Default 10 s (REF's fixed value) or `delay`.
-    #[serde(default = "unset", deserialize_with = "secs::<86_400, _>")]
-    pub delay_max: Duration,
-    /// `exponential-backoff`: double the wait after each failure (up to `delay-max`);
-    /// otherwise every retry waits `delay`.
-    #[serde(rename = "exponential-backoff", default, deserialize_with = "flag")]
-    pub exponential: bool,
-}
-
-/// `will`: the last-will message (mqtt.md §7).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct Will {
-    #[serde(default = "no_topic", deserialize_with = "template")]
-    pub topic: Template,
-    /// Default 1 (vscpd docs; REF leaves it uninitialised).
-    #[serde(default = "qos1")]
-    pub qos: QoS,
-    /// Default true (vscpd docs). A retained will is cleared on every connect.
-    #[serde(default = "yes", deserialize_with = "flag")]
-    pub retain: bool,
-    #[serde(default)]
-    pub payload: String,
-}
+const FIVE_SECONDS: Duration = Duration::from_secs(5);
 
 /// One `subscribe[]` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,265 +102,155 @@ pub struct TlsConfig {
     pub min_version: TlsVersion,
 }
 
-/// The validated `mqtt` block. Fields are named after their keys; mqtt.md §2 has defaults and
-/// ranges.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct MqttConfig {
-    /// File and key of the block, for the checks the bridge finishes later (rendered topics).
-    #[serde(skip)]
-    pub origin: Origin,
-    /// Without scheme and port.
-    #[serde(default = "localhost")]
-    pub host: String,
-    /// `port`, else a port in `host`, else 1883 (8883 with a TLS scheme).
-    #[serde(default, deserialize_with = "Int::<1, 65535>::de")]
-    pub port: u16,
-    /// Local address (and optionally port) the broker connection is made from.
-    #[serde(default, deserialize_with = "bind")]
-    pub bind: Option<SocketAddr>,
-    /// `tls` or a TLS scheme in `host`; `None` is plain TCP.
-    #[serde(skip)]
-    pub tls: Option<TlsConfig>,
-    #[serde(default)]
-    pub user: String,
-    #[serde(default)]
-    pub password: String,
-    /// `clientid` as written; `{{rnd}}` and the static variables are rendered at start.
-    /// Empty: the broker assigns one and a clean session is forced.
-    #[serde(rename = "clientid", default)]
-    pub client_id: String,
-    /// 0 disables PINGREQ. Default 30 (REF; its docs claim 60).
-    #[serde(default = "keepalive", deserialize_with = "secs::<65535, _>")]
-    pub keepalive: Duration,
-    /// TCP connect plus CONNACK (the key is in ms).
-    #[serde(default = "timeout", deserialize_with = "millis")]
-    pub connection_timeout: Duration,
-    /// `bcleansession`: forced true without a client id.
-    #[serde(rename = "bcleansession", default, deserialize_with = "flag")]
-    pub clean_session: bool,
-    #[serde(rename = "bjsonmeasurementblock", default = "yes")]
-    #[serde(deserialize_with = "flag")]
-    pub json_measurement_block: bool,
-    /// `bUseTopicForEventDefaults` (mqtt.md §6.2 step 5).
-    #[serde(rename = "bUseTopicForEventDefaults", default)]
-    #[serde(deserialize_with = "flag")]
-    pub topic_event_defaults: bool,
-    /// `bescape-pub-topics`: render publish and will topics as templates.
-    #[serde(rename = "bescape-pub-topics", default = "yes")]
-    #[serde(deserialize_with = "flag")]
-    pub escape_pub_topics: bool,
-    /// Extra template variables.
-    #[serde(default, deserialize_with = "pairs")]
-    pub user_escapes: Vec<(String, String)>,
-    /// `mqtt-options.protocol-version`: 311 or 500.
-    #[serde(skip, default = "v311")]
-    pub protocol: Protocol,
-    /// `mqtt-options.tcp-nodelay`.
-    #[serde(skip)]
-    pub tcp_nodelay: bool,
-    /// `mqtt-options.receive-maximum`: QoS 1/2 messages the broker may have in flight to us
-    /// (MQTT 5 CONNECT property).
-    #[serde(skip)]
-    pub receive_maximum: u16,
-    /// `mqtt-options.send-maximum`: our in-flight window of unacknowledged QoS 1/2 publishes
-    /// (further capped by the broker's receive maximum in MQTT 5).
-    #[serde(skip)]
-    pub send_maximum: u16,
-    #[serde(default = "empty", deserialize_with = "reconnect")]
-    pub reconnect: Reconnect,
-    /// Events from the broker must pass it to reach the sessions (REF parses it but never
-    /// applies it).
-    #[serde(default, deserialize_with = "filter")]
-    pub filter: Filter,
-    /// Set only when both topic and payload are non-empty, as REF does.
-    #[serde(default, deserialize_with = "will")]
-    pub will: Option<Will>,
-    #[serde(skip)]
-    pub subscribe: Vec<SubscribeEntry>,
-    #[serde(skip)]
-    pub publish: Vec<PublishEntry>,
-    /// `v5.user-properties`: attached to every publish in MQTT 5.
-    #[serde(skip)]
-    pub user_properties: Vec<(String, String)>,
-    /// Our extension: publishes held while the broker is away or the in-flight window is
-    /// full; when full, the oldest is dropped and counted. At most a million (a publish holds
-    /// a topic and a payload of a few KiB).
-    #[serde(default = "offline", deserialize_with = "Int::<0, 1_000_000>::de")]
-    pub max_offline_events: usize,
-    /// Our extension: while the broker is connected, a full buffer makes the publishing
-    /// clients wait instead of dropping (docs/mqtt.md).
-    #[serde(default = "yes", deserialize_with = "flag")]
-    pub backpressure: bool,
-    /// Our extension: a client's event is acknowledged only once the broker has every QoS 1/2
-    /// publish it produced, waiting at most `ack-timeout` (ms) (docs/mqtt.md).
-    #[serde(default, deserialize_with = "flag")]
-    pub ack_from_broker: bool,
-    #[serde(default = "timeout", deserialize_with = "millis")]
-    pub ack_timeout: Duration,
-    /// Our extension (ms): at a stop, how long the bridge keeps publishing what it holds.
-    #[serde(default = "timeout", deserialize_with = "millis_or_0")]
-    pub drain_timeout: Duration,
-}
-
-/// What the block holds that [`MqttConfig`] has no field for, read from the same object.
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "kebab-case")]
-struct Extra {
-    mqtt_options: Block<Options>,
-    publish_format: Option<PublishFormat>,
-    subscribe_format: Option<SubscribeFormat>,
-    qos: Option<QoS>,
-    bretain: Option<Flag>,
-    // Whether it was given: a contradiction with an empty `clientid` is warned about.
-    bcleansession: Option<Flag>,
-    tls: Block<TlsKeys>,
-    subscribe: Vec<Entry<SubscribeKeys>>,
-    publish: Vec<Entry<PublishKeys>>,
-    v5: Block<V5>,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        empty()
+// Fields are named after their keys unless `key` says otherwise; meanings, defaults and ranges
+// are docs/mqtt.md's. Comments here say only what the docs do not.
+config_block! {
+    /// `reconnect`: the backoff schedule after a failed or lost connection.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Reconnect {
+        /// Default 2 s (REF's fixed value).
+        pub delay: Duration = Duration::from_secs(2), with "Int::<0, 3600>::secs";
+        /// At least `delay`. Default 10 s (REF's fixed value) or `delay` (`MAX`: not given).
+        pub delay_max: Duration = Duration::MAX, with "Int::<0, 86_400>::secs";
+        /// Double the wait after each failure (up to `delay-max`); otherwise always `delay`.
+        pub exponential: bool, key "exponential-backoff", with "flag";
     }
-}
 
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct Options {
-    #[serde(default = "yes", deserialize_with = "flag")]
-    tcp_nodelay: bool,
-    #[serde(default = "v311")]
-    protocol_version: Protocol,
-    #[serde(default = "twenty", deserialize_with = "Int::<1, 65535>::de")]
-    receive_maximum: u16,
-    #[serde(default = "send_maximum", deserialize_with = "Int::<1, 65535>::de")]
-    send_maximum: u16,
-    // OpenSSL context knobs of REF, warned about when on: rustls has no OCSP stapling check,
-    // always starts from its own safe defaults and trusts the OS store without cafile/capath.
-    #[serde(default, deserialize_with = "flag")]
-    ssl_ctx_with_defaults: bool,
-    #[serde(default, deserialize_with = "flag")]
-    tls_ocsp_required: bool,
-    #[serde(default, deserialize_with = "flag")]
-    tls_use_os_certs: bool,
-}
+    /// `will`: the last-will message (mqtt.md §7).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Will {
+        pub topic: Template = Template::parse(""), with "template";
+        /// Default 1 (vscpd docs; REF leaves it uninitialised).
+        pub qos: QoS = QoS::AtLeastOnce;
+        /// Default true (vscpd docs). A retained will is cleared on every connect.
+        pub retain: bool = true, with "flag";
+        pub payload: String;
+    }
 
-/// The `tls` keys. Paths are trimmed, empty is the same as absent (REF's sample block); what
-/// rustls cannot do is refused with the key named rather than ignored.
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "kebab-case")]
-struct TlsKeys {
-    cafile: PathText,
-    capath: PathText,
-    certfile: PathText,
-    keyfile: PathText,
-    pwkeyfile: Refused<'k'>,
-    #[serde(deserialize_with = "flag")]
-    no_hostname_checking: bool,
-    cert_reqs: Option<Int<0, 2>>,
-    version: String,
-    ciphers: PathText,
-    psk: Refused<'p'>,
-    psk_identity: Refused<'p'>,
-}
+    /// The validated `mqtt` block.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct MqttConfig {
+        /// File and key of the block, for the checks the bridge finishes later (rendered topics).
+        #[serde(skip)] pub origin: Origin;
+        /// Without scheme and port.
+        pub host: String = "localhost".into();
+        /// `port`, else a port in `host`, else 1883 (8883 with a TLS scheme).
+        pub port: u16, with "Int::<1, 65535>::de";
+        pub bind: Option<SocketAddr>, with "bind";
+        /// `tls` or a TLS scheme in `host`; `None` is plain TCP.
+        #[serde(skip)] pub tls: Option<TlsConfig>;
+        pub user: String;
+        pub password: String;
+        /// As written; `{{rnd}}` and the static variables are rendered at start. Empty: the
+        /// broker assigns one and a clean session is forced.
+        pub client_id: String, key "clientid";
+        /// Default 30 (REF; its docs claim 60).
+        pub keepalive: Duration = Duration::from_secs(30), with "Int::<0, 65535>::secs";
+        pub connection_timeout: Duration = FIVE_SECONDS, with "Int::<100, 300_000>::millis";
+        /// Forced true without a client id.
+        pub clean_session: bool, key "bcleansession", with "flag";
+        pub json_measurement_block: bool = true, key "bjsonmeasurementblock", with "flag";
+        pub topic_event_defaults: bool, key "bUseTopicForEventDefaults", with "flag";
+        pub escape_pub_topics: bool = true, key "bescape-pub-topics", with "flag";
+        pub user_escapes: Vec<(String, String)>, with "pairs";
+        /// These four are `mqtt-options`' `protocol-version`, `tcp-nodelay`, `receive-maximum`
+        /// and `send-maximum`.
+        #[serde(skip)] pub protocol: Protocol = Protocol::V311;
+        #[serde(skip)] pub tcp_nodelay: bool;
+        #[serde(skip)] pub receive_maximum: u16;
+        #[serde(skip)] pub send_maximum: u16;
+        pub reconnect: Reconnect, with "block";
+        /// REF parses it but never applies it.
+        pub filter: Filter, with "filter";
+        /// Set only when both topic and payload are non-empty, as REF does.
+        pub will: Option<Will>, with "will";
+        #[serde(skip)] pub subscribe: Vec<SubscribeEntry>;
+        #[serde(skip)] pub publish: Vec<PublishEntry>;
+        /// `v5.user-properties`.
+        #[serde(skip)] pub user_properties: Vec<(String, String)>;
+        /// At most a million: a publish holds a topic and a payload of a few KiB.
+        pub max_offline_events: usize = DEFAULT_MAX_OFFLINE_EVENTS,
+            with "Int::<0, 1_000_000>::de";
+        pub backpressure: bool = true, with "flag";
+        pub ack_from_broker: bool, with "flag";
+        pub ack_timeout: Duration = FIVE_SECONDS, with "Int::<100, 300_000>::millis";
+        pub drain_timeout: Duration = FIVE_SECONDS, with "Int::<0, 300_000>::millis";
+    }
 
-#[derive(Default)]
-struct PathText(Option<PathBuf>);
+    /// What the block holds that [`MqttConfig`] has no field for, read from the same object.
+    struct Extra {
+        mqtt_options: Block<Options>;
+        publish_format: Option<PublishFormat>;
+        subscribe_format: Option<SubscribeFormat>;
+        qos: Option<QoS>;
+        bretain: Option<Flag>;
+        /// Whether it was given: a contradiction with an empty `clientid` is warned about.
+        bcleansession: Option<Flag>;
+        tls: Block<TlsKeys>;
+        subscribe: Vec<Entry<SubscribeKeys>>;
+        publish: Vec<Entry<PublishKeys>>;
+        v5: Block<V5>;
+    }
 
-/// A key that must be empty: `'p'` PSK (rustls has no PSK suites), `'k'` an encrypted key.
-#[derive(Default)]
-struct Refused<const WHAT: char>;
+    struct Options {
+        tcp_nodelay: bool = true, with "flag";
+        protocol_version: Protocol = Protocol::V311;
+        receive_maximum: u16 = 20, with "Int::<1, 65535>::de";
+        send_maximum: u16 = DEFAULT_SEND_MAXIMUM as u16, with "Int::<1, 65535>::de";
+        // OpenSSL context knobs of REF, warned about when on: rustls has no OCSP stapling
+        // check, always starts from its own safe defaults and trusts the OS store without
+        // cafile/capath.
+        ssl_ctx_with_defaults: bool, with "flag";
+        tls_ocsp_required: bool, with "flag";
+        tls_use_os_certs: bool, with "flag";
+    }
 
-/// `filter`: numbers may be written as text in any notation (`"0xFFFF"`), as REF reads them.
-#[derive(Deserialize)]
-#[serde(remote = "Filter")]
-struct FilterKeys {
-    #[serde(
-        rename = "priority-filter",
-        default,
-        deserialize_with = "Int::<0, 7, true>::de"
-    )]
-    filter_priority: u8,
-    #[serde(
-        rename = "priority-mask",
-        default,
-        deserialize_with = "Int::<0, 7, true>::de"
-    )]
-    mask_priority: u8,
-    #[serde(
-        rename = "class-filter",
-        default,
-        deserialize_with = "Int::<0, 65535, true>::de"
-    )]
-    filter_class: u16,
-    #[serde(
-        rename = "class-mask",
-        default,
-        deserialize_with = "Int::<0, 65535, true>::de"
-    )]
-    mask_class: u16,
-    #[serde(
-        rename = "type-filter",
-        default,
-        deserialize_with = "Int::<0, 65535, true>::de"
-    )]
-    filter_type: u16,
-    #[serde(
-        rename = "type-mask",
-        default,
-        deserialize_with = "Int::<0, 65535, true>::de"
-    )]
-    mask_type: u16,
-    #[serde(rename = "guid-filter", default, deserialize_with = "guid")]
-    filter_guid: Guid,
-    #[serde(rename = "guid-mask", default, deserialize_with = "guid")]
-    mask_guid: Guid,
-}
+    /// The `tls` keys. Paths are trimmed, empty is the same as absent (REF's sample block); what
+    /// rustls cannot do is refused with the key named rather than ignored.
+    struct TlsKeys {
+        cafile: Option<PathBuf>, with "path_text";
+        capath: Option<PathBuf>, with "path_text";
+        certfile: Option<PathBuf>, with "path_text";
+        keyfile: Option<PathBuf>, with "path_text";
+        pwkeyfile: (), with "no_pwkeyfile";
+        no_hostname_checking: bool, with "flag";
+        cert_reqs: Option<Int<0, 2>>;
+        version: String;
+        ciphers: Option<PathBuf>, with "path_text";
+        psk: (), with "no_psk";
+        psk_identity: (), with "no_psk";
+    }
 
-#[derive(Deserialize)]
-#[serde(transparent)]
-struct FilterBlock(#[serde(with = "FilterKeys")] Filter);
+    /// `filter`: numbers may be written as text in any notation (`"0xFFFF"`), as REF reads them.
+    struct FilterKeys {
+        priority_filter: u8, with "Int::<0, 7, true>::de";
+        priority_mask: u8, with "Int::<0, 7, true>::de";
+        class_filter: u16, with "Int::<0, 65535, true>::de";
+        class_mask: u16, with "Int::<0, 65535, true>::de";
+        type_filter: u16, with "Int::<0, 65535, true>::de";
+        type_mask: u16, with "Int::<0, 65535, true>::de";
+        guid_filter: Guid, with "guid";
+        guid_mask: Guid, with "guid";
+    }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct SubscribeKeys {
-    topic: Option<String>,
-    qos: Option<QoS>,
-    #[serde(default, deserialize_with = "v5_options_de")]
-    v5_options: u8,
-    format: Option<SubscribeFormat>,
-}
+    struct SubscribeKeys {
+        topic: Option<String>;
+        qos: Option<QoS>;
+        v5_options: u8, with "v5_options_de";
+        format: Option<SubscribeFormat>;
+    }
 
-#[derive(Deserialize)]
-struct PublishKeys {
-    topic: Option<String>,
-    qos: Option<QoS>,
-    bretain: Option<Flag>,
-    retain: Option<Flag>,
-    format: Option<PublishFormat>,
-}
+    struct PublishKeys {
+        topic: Option<String>;
+        qos: Option<QoS>;
+        bretain: Option<Flag>;
+        retain: Option<Flag>;
+        format: Option<PublishFormat>;
+    }
 
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "kebab-case")]
-struct V5 {
-    #[serde(deserialize_with = "pairs")]
-    user_properties: Vec<(String, String)>,
-}
-
-defaults! {
-    localhost: String = "localhost".into();
-    two: Duration = Duration::from_secs(2);
-    keepalive: Duration = Duration::from_secs(30);
-    timeout: Duration = Duration::from_millis(5000);
-    unset: Duration = Duration::MAX;
-    twenty: u16 = 20;
-    send_maximum: u16 = DEFAULT_SEND_MAXIMUM as u16;
-    offline: usize = DEFAULT_MAX_OFFLINE_EVENTS;
-    no_topic: Template = Template::parse("");
-    qos1: QoS = QoS::AtLeastOnce;
-    v311: Protocol = Protocol::V311;
+    struct V5 {
+        user_properties: Vec<(String, String)>, with "pairs";
+    }
 }
 
 parsed_by!(
@@ -408,51 +268,37 @@ parsed_by!(
     }),
 );
 
-parsed_by!(
-    PathText => |t: String| {
-        let t = t.trim();
-        Ok::<_, String>(PathText((!t.is_empty()).then(|| PathBuf::from(t))))
-    },
-);
-
-impl<'de, const WHAT: char> Deserialize<'de> for Refused<WHAT> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match String::deserialize(d)?.trim() {
-            "" => Ok(Refused),
-            _ if WHAT == 'p' => Err(de::Error::custom("TLS pre-shared keys are not supported (rustls has no PSK cipher suites); use certificates (tls.cafile) instead")),
-            _ => Err(de::Error::custom("encrypted private keys are not supported; decrypt the key (openssl pkey -in key.pem -out plain.pem) and leave pwkeyfile empty")),
-        }
-    }
-}
-
 parsed_by! {
     fn bind -> Option<SocketAddr> = |t: String| parse_bind(&t);
-    fn millis -> Duration = |n: Int<100, 300_000>| Ok::<_, String>(Duration::from_millis(n.0));
-    fn millis_or_0 -> Duration = |n: Int<0, 300_000>| Ok::<_, String>(Duration::from_millis(n.0));
+    fn path_text -> Option<PathBuf> = |t: String| Ok::<_, String>(Some(t.trim()).filter(|t| !t.is_empty()).map(PathBuf::from));
     fn template -> Template = |t: String| Ok::<_, String>(Template::parse(&t));
     fn pairs -> Vec<(String, String)> = |m: BTreeMap<String, Text>| {
         Ok::<_, String>(m.into_iter().map(|(k, v)| (k, v.0)).collect())
     };
-    fn reconnect -> Reconnect = |b: Block<Reconnect>| Ok::<_, String>(b.0);
-    fn filter -> Filter = |b: Block<FilterBlock>| Ok::<_, String>(b.0 .0);
+    fn filter -> Filter = |b: Block<FilterKeys>| Ok::<_, String>(Filter {
+        filter_priority: b.0.priority_filter, mask_priority: b.0.priority_mask,
+        filter_class: b.0.class_filter, mask_class: b.0.class_mask,
+        filter_type: b.0.type_filter, mask_type: b.0.type_mask,
+        filter_guid: b.0.guid_filter, mask_guid: b.0.guid_mask,
+    });
     fn will -> Option<Will> = |b: Block<Will>| {
         let set = |w: &Will| !w.topic.source().is_empty() && !w.payload.is_empty();
         Ok::<_, String>(Some(b.0).filter(set))
     };
     fn guid -> Guid = |t: String| Guid::parse(&t).map_err(|e| e.to_string());
     fn v5_options_de -> u8 = |v: Value| v5_options(&v);
+    // Keys that must be empty: rustls has no PSK suites and reads no encrypted keys.
+    fn no_psk -> () = |t: String| refused(&t, "TLS pre-shared keys are not supported (rustls has no PSK cipher suites); use certificates (tls.cafile) instead");
+    fn no_pwkeyfile -> () = |t: String| refused(&t, "encrypted private keys are not supported; decrypt the key (openssl pkey -in key.pem -out plain.pem) and leave pwkeyfile empty");
 }
 
-fn secs<'de, const MAX: u64, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    Int::<0, MAX>::deserialize(d).map(|n| Duration::from_secs(n.0))
+fn refused(text: &str, why: &'static str) -> Result<(), &'static str> {
+    text.trim().is_empty().then_some(()).ok_or(why)
 }
 
-/// A `subscribe[]`/`publish[]` item. REF skips plain strings; a string is taken as a topic with
-/// the defaults instead (`bare`), because that is what someone who writes one means.
-struct Entry<T> {
-    fields: T,
-    bare: bool,
-}
+/// A `subscribe[]`/`publish[]` item and whether it was a bare string. REF skips plain strings;
+/// one is taken as a topic with the defaults instead, because that is what its writer means.
+struct Entry<T>(T, bool);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Entry<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -464,31 +310,15 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Entry<T> {
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Entry<T>, E> {
                 let fields = T::deserialize(serde_json::json!({ "topic": s }));
-                let fields = fields.map_err(E::custom)?;
-                Ok(Entry { fields, bare: true })
+                fields.map(|t| Entry(t, true)).map_err(E::custom)
             }
             // Through the caller's `MapAccess`, so paths and unknown keys are still tracked.
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Entry<T>, A::Error> {
-                let fields = T::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                let bare = false;
-                Ok(Entry { fields, bare })
+                let fields = T::deserialize(de::value::MapAccessDeserializer::new(map));
+                fields.map(|t| Entry(t, false))
             }
         }
         d.deserialize_any(V(PhantomData))
-    }
-}
-
-/// The topic of list item `at` and the key its errors name (`at` itself for a bare string).
-fn topic(
-    r: &Reader,
-    topic: Option<String>,
-    bare: bool,
-    at: String,
-) -> Result<(Template, String), ConfigError> {
-    let key = if bare { at } else { format!("{at}.topic") };
-    match topic {
-        Some(t) if !t.trim().is_empty() => Ok((Template::parse(&t), key)),
-        _ => Err(r.err(&key, "a topic is required")),
     }
 }
 
@@ -502,16 +332,12 @@ impl MqttConfig {
         prefix: &str,
     ) -> Result<(MqttConfig, Vec<String>), ConfigError> {
         let mut r = Reader::new(file, prefix);
-        let (mut cfg, extra): (MqttConfig, Extra) = r.read(value, "")?;
+        let (mut cfg, extra, Nothing {}): (MqttConfig, Extra, _) = r.read(value, "")?;
         cfg.origin = r.origin.clone();
         let scheme = vscp_config::split_address(&cfg.host).map(|(scheme, ..)| scheme);
         let scheme = scheme.is_ok_and(|s| TLS_SCHEMES.contains(&s.as_str()));
         let (host, host_port) = parse_host(&cfg.host).map_err(|e| r.err("host", e))?;
-        let default_port = if scheme {
-            DEFAULT_TLS_PORT
-        } else {
-            DEFAULT_PORT
-        };
+        let default_port = [DEFAULT_PORT, DEFAULT_TLS_PORT][usize::from(scheme)];
         if cfg.port == 0 {
             cfg.port = host_port.unwrap_or(default_port);
         }
@@ -535,10 +361,8 @@ impl MqttConfig {
                 r.warn(format_args!("\"{key}\" accepted but not used: it is an OpenSSL option (the bridge uses rustls; without tls.cafile/capath it trusts the OS store)"));
             }
         }
-        cfg.protocol = options.protocol_version;
-        cfg.tcp_nodelay = options.tcp_nodelay;
-        cfg.receive_maximum = options.receive_maximum;
-        cfg.send_maximum = options.send_maximum;
+        (cfg.protocol, cfg.tcp_nodelay) = (options.protocol_version, options.tcp_nodelay);
+        (cfg.receive_maximum, cfg.send_maximum) = (options.receive_maximum, options.send_maximum);
         let rc = &mut cfg.reconnect;
         if rc.delay_max == Duration::MAX {
             rc.delay_max = rc.delay.max(Duration::from_secs(10));
@@ -548,16 +372,24 @@ impl MqttConfig {
             return Err(r.err("reconnect.delay-max", reason));
         }
         let default_qos = extra.qos.unwrap_or(QoS::AtMostOnce);
-        for (i, Entry { fields: e, bare }) in extra.subscribe.into_iter().enumerate() {
+        // The topic of list item `at` and the key its errors name (`at` itself for a bare string).
+        let topic = |topic: Option<String>, bare, at: String| {
+            let key = if bare { at } else { format!("{at}.topic") };
+            match topic {
+                Some(t) if !t.trim().is_empty() => Ok((Template::parse(&t), key)),
+                _ => Err(r.err(&key, "a topic is required")),
+            }
+        };
+        for (i, Entry(e, bare)) in extra.subscribe.into_iter().enumerate() {
             cfg.subscribe.push(SubscribeEntry {
-                topic: topic(&r, e.topic, bare, format!("subscribe[{i}]"))?.0,
+                topic: topic(e.topic, bare, format!("subscribe[{i}]"))?.0,
                 qos: e.qos.unwrap_or(default_qos),
                 v5_options: e.v5_options,
                 format: (e.format.or(extra.subscribe_format)).unwrap_or(SubscribeFormat::Auto),
             });
         }
-        for (i, Entry { fields: e, bare }) in extra.publish.into_iter().enumerate() {
-            let (topic, topic_key) = topic(&r, e.topic, bare, format!("publish[{i}]"))?;
+        for (i, Entry(e, bare)) in extra.publish.into_iter().enumerate() {
+            let (topic, topic_key) = topic(e.topic, bare, format!("publish[{i}]"))?;
             if topic.is_literal() && topic.source().contains(['+', '#']) {
                 let reason = "a publish topic cannot contain the wildcards + or #";
                 return Err(r.err(&topic_key, reason));
@@ -584,7 +416,7 @@ impl TlsKeys {
     /// What rustls cannot do (PSK, encrypted keys) stops start-up with the key named, rather
     /// than silently connecting with weaker settings than asked for.
     fn validate(self, r: &mut Reader, scheme: bool) -> Result<Option<TlsConfig>, ConfigError> {
-        let client_auth = match (self.certfile.0, self.keyfile.0) {
+        let client_auth = match (self.certfile, self.keyfile) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
             (Some(_), None) => {
@@ -595,10 +427,8 @@ impl TlsKeys {
                 return Err(r.err("tls.certfile", reason));
             }
         };
-        let origin = Origin {
-            file: r.origin.file.clone(),
-            prefix: r.origin.key("tls"),
-        };
+        let (file, prefix) = (r.origin.file.clone(), r.origin.key("tls"));
+        let origin = Origin { file, prefix };
         let version = self.version;
         let min_version = match version.trim().to_ascii_lowercase().as_str() {
             "" | "tlsv1.2" | "tls1.2" | "1.2" => TlsVersion::Tls12,
@@ -613,7 +443,7 @@ impl TlsKeys {
                 return Err(r.err("tls.version", reason));
             }
         };
-        if self.ciphers.0.is_some() {
+        if self.ciphers.is_some() {
             // OpenSSL cipher lists do not map onto rustls's fixed set of modern AEAD suites;
             // those are all considered safe, so ignoring the list cannot weaken anything.
             let key = origin.key("ciphers");
@@ -621,7 +451,7 @@ impl TlsKeys {
                 "\"{key}\" ignored: rustls offers its own fixed set of modern cipher suites"
             ));
         }
-        let (ca_file, ca_path) = (self.cafile.0, self.capath.0);
+        let (ca_file, ca_path) = (self.cafile, self.capath);
         if !(scheme || ca_file.is_some() || ca_path.is_some() || client_auth.is_some()) {
             return Ok(None);
         }
@@ -670,54 +500,42 @@ fn parse_host(text: &str) -> Result<(String, Option<u16>), String> {
             "unsupported scheme in {text:?}; use tcp://, mqtt:// or (TLS) mqtts://, ssl://"
         ));
     }
+    let text = text.trim();
     match (host, port) {
         ("", _) => Err("no host name or address".into()),
-        (_, Some(0)) => Err(format!(
-            "{:?}: port 0 is out of range 1..=65535",
-            text.trim()
-        )),
+        (_, Some(0)) => Err(format!("{text:?}: port 0 is out of range 1..=65535")),
         _ => Ok((host.to_owned(), port)),
     }
 }
 
-/// A subscribe format: a name or a number 0..=4 (4 = auto). Names are matched by substring
-/// after lower-casing, in REF's order (mqtt.md §3).
+/// A payload format's number (json 0, xml 1, string 2, binary 3, auto 4), given as the number
+/// or a name. Names are matched by substring after lower-casing, in REF's order (mqtt.md §3):
+/// binary, string, json, xml, auto.
+fn format_number(v: &Value) -> Option<usize> {
+    let names = ["json", "xml", "string", "binary", "auto"];
+    let named = |s: &String, i: &usize| s.to_ascii_lowercase().contains(names[*i]);
+    match v {
+        Value::Number(n) => n.as_u64().filter(|&n| n <= 4).map(|n| n as usize),
+        Value::String(s) => [3, 2, 0, 1, 4].into_iter().find(|i| named(s, i)),
+        _ => None,
+    }
+}
+
+/// A subscribe format: a name or a number 0..=4 (4 = auto).
 fn subscribe_format(v: &Value) -> Result<SubscribeFormat, String> {
     use SubscribeFormat as F;
-    let by_number = [F::Json, F::Xml, F::String, F::Binary, F::Auto];
-    let by_name = [
-        ("binary", F::Binary),
-        ("string", F::String),
-        ("json", F::Json),
-    ];
-    let by_name = by_name
-        .into_iter()
-        .chain([("xml", F::Xml), ("auto", F::Auto)]);
-    let found = match v {
-        Value::Number(n) => (n.as_u64().and_then(|n| usize::try_from(n).ok()))
-            .and_then(|n| by_number.get(n).copied()),
-        Value::String(s) => by_name
-            .into_iter()
-            .find(|(name, _)| s.to_ascii_lowercase().contains(name))
-            .map(|(_, f)| f),
-        _ => None,
-    };
+    let found = format_number(v).map(|i| [F::Json, F::Xml, F::String, F::Binary, F::Auto][i]);
     found.ok_or_else(|| format!("expected json, xml, string, binary or auto (or 0..=4), found {v}"))
 }
 
 /// A publish format: as a subscribe format, without auto. REF falls back to JSON for anything
 /// else; a typo is reported here instead.
 fn publish_format(v: &Value) -> Result<PublishFormat, String> {
-    use {PublishFormat as P, SubscribeFormat as S};
-    match subscribe_format(v) {
-        Ok(S::Json) => Ok(P::Json),
-        Ok(S::Xml) => Ok(P::Xml),
-        Ok(S::String) => Ok(P::String),
-        Ok(S::Binary) => Ok(P::Binary),
-        _ => Err(format!(
-            "expected json, xml, string or binary (or 0..=3), found {v}"
-        )),
-    }
+    use PublishFormat as P;
+    let found = format_number(v).and_then(|i| [P::Json, P::Xml, P::String, P::Binary].get(i));
+    found
+        .copied()
+        .ok_or_else(|| format!("expected json, xml, string or binary (or 0..=3), found {v}"))
 }
 
 /// `v5-options`: a number, or tokens (`NO_LOCAL`, `RETAIN_AS_PUBLISHED`, `SEND_RETAIN_ALWAYS`,
