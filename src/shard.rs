@@ -114,10 +114,11 @@ pub async fn run(setup: ShardSetup) {
     );
     let auth = Authenticator::new(users, cache_key, stats.clone());
     let ctx = Rc::new(ShardCtx::new(shard, hub, auth, &settings, shared.clone()));
-    // Ends with the executor; until then it sends what the sessions corked each turn.
-    if let Some(cork) = &ctx.cork {
-        glommio::spawn_local(cork.clone().run()).detach();
-    }
+    // Sends what the sessions cork each turn, until every session has ended.
+    let flusher = ctx
+        .cork
+        .clone()
+        .map(|cork| glommio::spawn_local(cork.run()));
     let mut ring_tasks = Vec::new();
     for (i, rx) in from_peers.into_iter().enumerate() {
         let ctx = ctx.clone();
@@ -217,6 +218,9 @@ pub async fn run(setup: ShardSetup) {
         );
     }
     for t in ring_tasks {
+        t.cancel().await;
+    }
+    if let Some(t) = flusher {
         t.cancel().await;
     }
     // Every session has ended: nothing more goes into the rings.
