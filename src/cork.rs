@@ -167,19 +167,19 @@ impl Cork {
 
     /// Submits everything queued and hands each session its outcome.
     fn flush(&self) {
-        let queue = std::mem::take(&mut *self.queue.borrow_mut());
+        // Borrowed for the whole flush (nothing pushes meanwhile: `finish` only schedules the
+        // woken sessions), and cleared in place so that its memory serves the next turn.
+        let mut queue = self.queue.borrow_mut();
+        queue.retain(|q| matches!(*q.ticket.state.borrow(), State::Queued));
         let mut ring = self.ring.borrow_mut();
         {
             // Not changed until every send below has completed: the kernel reads from it.
             let arena = self.arena.borrow();
-            let live = queue
-                .iter()
-                .filter(|q| matches!(*q.ticket.state.borrow(), State::Queued));
-            let live: Vec<&Queued> = live.collect();
-            for chunk in live.chunks(ENTRIES as usize) {
+            for chunk in queue.chunks(ENTRIES as usize) {
                 submit(&mut ring, &arena, chunk);
             }
         }
+        queue.clear();
         let mut arena = self.arena.borrow_mut();
         arena.clear();
         if arena.capacity() > ARENA_KEEP {
@@ -190,7 +190,7 @@ impl Cork {
 
 /// Sends `chunk` (at most [`ENTRIES`]) with one submission and waits for all of it: with
 /// `MSG_DONTWAIT` a socket send completes during the submission, so the wait is only a check.
-fn submit(ring: &mut IoUring, arena: &[u8], chunk: &[&Queued]) {
+fn submit(ring: &mut IoUring, arena: &[u8], chunk: &[Queued]) {
     {
         let mut sq = ring.submission();
         for (i, q) in chunk.iter().enumerate() {
@@ -222,7 +222,7 @@ fn submit(ring: &mut IoUring, arena: &[u8], chunk: &[&Queued]) {
             return;
         }
         for cqe in ring.completion() {
-            let q = chunk[cqe.user_data() as usize];
+            let q = &chunk[cqe.user_data() as usize];
             let sent = match cqe.result() {
                 n if n as usize == q.len => Sent::All,
                 n if n >= 0 => Sent::Rest(arena[q.start + n as usize..q.start + q.len].to_vec()),
