@@ -10,6 +10,7 @@
 # loadtest/results-<date>-ingest.json).
 #
 #   loadtest/ingest.sh                       release build; 20 clients, as fast as acked, 8 s, QoS 1
+#   BRIDGE_LINK=mqtt loadtest/ingest.sh      the bridge on the broker's plain MQTT listener
 #   CLIENTS=4 SECS=2 loadtest/ingest.sh --debug       debug build (what the smoke run uses)
 #   QOS=0 loadtest/ingest.sh -- --window 16  bridge at QoS 0; generator flags after --
 #
@@ -17,7 +18,10 @@
 # the bridge's), AGAINST (both), FORMAT (json, the bridge's payload format), THREADS (1,
 # generator executors), MQTT_EXTRA (more keys for the server's mqtt block, e.g.
 # '"ack-from-broker": true'), SERVER_EXTRA (more top-level server keys, e.g. '"shards": 1'), OUT, SKIP_BUILD=1 (use the binaries in the target dir as they are),
-# SERVER / LOADGEN (other binaries, e.g. an older server build for a before/after pair).
+# SERVER / LOADGEN (other binaries, e.g. an older server build for a before/after pair),
+# BRIDGE_LINK (ws, the default: the bridge on the broker's websockets listener, `host:
+# ws://...`, the listener the direct clients use; mqtt: on its plain MQTT listener, which
+# Mosquitto reads a few bytes per system call, see docs/BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -27,6 +31,7 @@ if [[ "${1:-}" == "--debug" ]]; then PROFILE=debug; BUILD=(cargo build -q); shif
 EXTRA=("$@")
 CLIENTS=${CLIENTS:-20}; RATE=${RATE:-0}; WINDOW=${WINDOW:-64}; SECS=${SECS:-8}; QOS=${QOS:-1}
 AGAINST=${AGAINST:-both}; FORMAT=${FORMAT:-json}; THREADS=${THREADS:-1}
+BRIDGE_LINK=${BRIDGE_LINK:-ws}
 OUT=${OUT:-$ROOT/loadtest/results-$(date -u +%Y%m%d-%H%M%S)-ingest.json}
 
 command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]] || {
@@ -74,6 +79,11 @@ CONF
 BROKER_PID=$!
 PIDS+=("$BROKER_PID")
 
+case "$BRIDGE_LINK" in
+    mqtt) BRIDGE_HOST="\"host\": \"127.0.0.1\", \"port\": $BROKER_PORT" ;;
+    ws) BRIDGE_HOST="\"host\": \"ws://127.0.0.1:$BROKER_WS_PORT/mqtt\"" ;;
+    *) echo "BRIDGE_LINK is mqtt or ws, not $BRIDGE_LINK" >&2; exit 1 ;;
+esac
 # The server: sample key and users, the bridge publishing every event at QoS $QOS.
 cat > "$WORK/websocksrv.json" <<JSON
 {
@@ -85,7 +95,7 @@ cat > "$WORK/websocksrv.json" <<JSON
   "max-clients": 1000,${SERVER_EXTRA:+ $SERVER_EXTRA,}
   "logging": {"console-log-level": "warn"},
   "mqtt": {
-    "host": "127.0.0.1", "port": $BROKER_PORT, "clientid": "websocksrv-ingest",
+    $BRIDGE_HOST, "clientid": "websocksrv-ingest",
     "bcleansession": true,${MQTT_EXTRA:+ $MQTT_EXTRA,}
     "publish": [ { "topic": "vscp/{{guid}}/{{class}}/{{type}}/{{nodeid}}", "qos": $QOS, "format": "$FORMAT" } ]
   }
@@ -116,7 +126,7 @@ CMD=("$LOADGEN" --addr "127.0.0.1:$WS_PORT" --threads "$THREADS" --json-out "$OU
      --duration "$SECS" --broker "127.0.0.1:$BROKER_PORT" --broker-ws "127.0.0.1:$BROKER_WS_PORT"
      --broker-pid "$BROKER_PID" --topic 'vscp/#' --server-pid "$SERVER_PID"
      --metrics "127.0.0.1:$M_PORT" --bridge-qos "$QOS" ${EXTRA[@]+"${EXTRA[@]}"})
-echo "== $(nproc) cores; mosquitto pid $BROKER_PID (mqtt $BROKER_PORT, ws $BROKER_WS_PORT), server pid $SERVER_PID (ws $WS_PORT, metrics $M_PORT), bridge QoS $QOS"
+echo "== $(nproc) cores; mosquitto pid $BROKER_PID (mqtt $BROKER_PORT, ws $BROKER_WS_PORT), server pid $SERVER_PID (ws $WS_PORT, metrics $M_PORT), bridge QoS $QOS over $BRIDGE_LINK"
 echo "== vscp-loadtest ${CMD[*]:1}"
 timeout "${RUN_TIMEOUT:-300}" "${CMD[@]}"
 echo "== JSON: $OUT"

@@ -30,7 +30,10 @@ pub const DEFAULT_PORT: u16 = 1883;
 /// Default broker port with TLS (IANA `secure-mqtt`), for a TLS scheme in `host` and no port.
 pub const DEFAULT_TLS_PORT: u16 = 8883;
 /// Host schemes that ask for TLS (vscpd and the mosquitto/paho tools use all of these).
-const TLS_SCHEMES: &[&str] = &["stcp", "mqtts", "ssl", "tls"];
+const TLS_SCHEMES: &[&str] = &["stcp", "mqtts", "ssl", "tls", "wss"];
+/// Host schemes that ask for MQTT over websockets (MQTT 3.1.1 §6), on ports 80 and 443 unless
+/// one is given, as in any URL.
+const WS_SCHEMES: &[&str] = &["ws", "wss"];
 /// Default capacity of the offline buffer, in publishes (one per event and publish entry).
 pub const DEFAULT_MAX_OFFLINE_EVENTS: usize = 10_000;
 /// Unacknowledged QoS 1/2 publishes we allow ourselves. REF's 20 (never applied) bounds a
@@ -139,6 +142,8 @@ config_block! {
         pub bind: Option<SocketAddr>, with "bind";
         /// `tls` or a TLS scheme in `host`; `None` is plain TCP.
         #[serde(skip)] pub tls: Option<TlsConfig>;
+        /// `ws://` or `wss://` in `host`: MQTT over websockets, upgraded on this URL path.
+        #[serde(skip)] pub websocket: Option<String>;
         pub user: String;
         pub password: String;
         /// As written; `{{rnd}}` and the static variables are rendered at start. Empty: the
@@ -334,14 +339,21 @@ impl MqttConfig {
         let mut r = Reader::new(file, prefix);
         let (mut cfg, extra, Nothing {}): (MqttConfig, Extra, _) = r.read(value, "")?;
         cfg.origin = r.origin.clone();
-        let scheme = vscp_config::split_address(&cfg.host).map(|(scheme, ..)| scheme);
-        let scheme = scheme.is_ok_and(|s| TLS_SCHEMES.contains(&s.as_str()));
-        let (host, host_port) = parse_host(&cfg.host).map_err(|e| r.err("host", e))?;
-        let default_port = [DEFAULT_PORT, DEFAULT_TLS_PORT][usize::from(scheme)];
+        let scheme = cfg
+            .host
+            .trim()
+            .split_once("://")
+            .map(|(s, _)| s.to_ascii_lowercase());
+        let scheme = scheme.is_some_and(|s| TLS_SCHEMES.contains(&s.as_str()));
+        let (host, host_port, websocket) = parse_host(&cfg.host).map_err(|e| r.err("host", e))?;
+        let default_port = match (&websocket, scheme) {
+            (None, tls) => [DEFAULT_PORT, DEFAULT_TLS_PORT][usize::from(tls)],
+            (Some(_), tls) => [80, 443][usize::from(tls)],
+        };
         if cfg.port == 0 {
             cfg.port = host_port.unwrap_or(default_port);
         }
-        cfg.host = host;
+        (cfg.host, cfg.websocket) = (host, websocket);
         cfg.tls = extra.tls.0.validate(&mut r, scheme)?;
         if cfg.client_id.is_empty() {
             if extra.bcleansession.is_some_and(|f| !f.0) {
@@ -492,19 +504,32 @@ fn parse_bind(text: &str) -> Result<Option<SocketAddr>, String> {
     }
 }
 
-/// `host`: optional scheme, a name or address, optional `:port` (`[v6]:port` for IPv6).
-fn parse_host(text: &str) -> Result<(String, Option<u16>), String> {
-    let (scheme, host, port) = vscp_config::split_address(text)?;
-    if !["", "tcp", "mqtt"].contains(&scheme.as_str()) && !TLS_SCHEMES.contains(&scheme.as_str()) {
+/// `host`: optional scheme, a name or address, optional `:port` (`[v6]:port` for IPv6); after
+/// `ws://` or `wss://` also a URL path, `/mqtt` when none is given (what paho and MQTT.js use).
+fn parse_host(text: &str) -> Result<(String, Option<u16>, Option<String>), String> {
+    let text = text.trim();
+    let scheme = text.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    let ws = scheme.as_deref().is_some_and(|s| WS_SCHEMES.contains(&s));
+    let start = text.find("://").map_or(0, |i| i + 3);
+    let (address, path) = match text[start..].find('/') {
+        Some(i) if ws => (&text[..start + i], Some(&text[start + i..])),
+        _ => (text, None),
+    };
+    let (scheme, host, port) = vscp_config::split_address(address)?;
+    let known = ["", "tcp", "mqtt"]
+        .iter()
+        .chain(TLS_SCHEMES)
+        .chain(WS_SCHEMES);
+    if !known.into_iter().any(|k| *k == scheme) {
         return Err(format!(
-            "unsupported scheme in {text:?}; use tcp://, mqtt:// or (TLS) mqtts://, ssl://"
+            "unsupported scheme in {text:?}; use tcp://, mqtt://, ws:// or (TLS) mqtts://, ssl://, wss://"
         ));
     }
-    let text = text.trim();
+    let path = ws.then(|| path.unwrap_or("/mqtt").to_owned());
     match (host, port) {
         ("", _) => Err("no host name or address".into()),
         (_, Some(0)) => Err(format!("{text:?}: port 0 is out of range 1..=65535")),
-        _ => Ok((host.to_owned(), port)),
+        _ => Ok((host.to_owned(), port, path)),
     }
 }
 
@@ -794,12 +819,47 @@ mod tests {
 
     #[test]
     fn hosts() {
-        assert_eq!(parse_host("tcp://h:1884"), Ok(("h".into(), Some(1884))));
-        assert_eq!(parse_host("mqtt://10.0.0.1"), Ok(("10.0.0.1".into(), None)));
-        assert_eq!(parse_host("[::1]:1"), Ok(("::1".into(), Some(1))));
-        assert_eq!(parse_host("::1"), Ok(("::1".into(), None)));
-        assert_eq!(parse_host("h/"), Ok(("h".into(), None)));
-        assert!(parse_host("ws://h").is_err());
+        assert_eq!(
+            parse_host("tcp://h:1884"),
+            Ok(("h".into(), Some(1884), None))
+        );
+        assert_eq!(
+            parse_host("mqtt://10.0.0.1"),
+            Ok(("10.0.0.1".into(), None, None))
+        );
+        assert_eq!(parse_host("[::1]:1"), Ok(("::1".into(), Some(1), None)));
+        assert_eq!(parse_host("::1"), Ok(("::1".into(), None, None)));
+        assert_eq!(parse_host("h/"), Ok(("h".into(), None, None)));
+        assert!(
+            parse_host("tcp://h/mqtt").is_err(),
+            "a path only after ws://"
+        );
+        assert!(parse_host("https://h").is_err());
+        let ws = |p: &str| Some(p.to_owned());
+        assert_eq!(parse_host("ws://h"), Ok(("h".into(), None, ws("/mqtt"))));
+        assert_eq!(
+            parse_host("WS://[::1]:9001/"),
+            Ok(("::1".into(), Some(9001), ws("/")))
+        );
+        assert_eq!(
+            parse_host("wss://h:8443/a/b?x"),
+            Ok(("h".into(), Some(8443), ws("/a/b?x")))
+        );
+        for (host, port, tls, path) in [
+            ("ws://b", 80, false, "/mqtt"),
+            ("wss://b", 443, true, "/mqtt"),
+            ("ws://b:9001/ws", 9001, false, "/ws"),
+        ] {
+            let (c, _) = parse(json!({ "host": host })).unwrap();
+            assert_eq!((c.host.as_str(), c.port), ("b", port), "{host}");
+            assert_eq!(
+                (c.tls.is_some(), c.websocket.as_deref()),
+                (tls, Some(path)),
+                "{host}"
+            );
+        }
+        let (c, _) = parse(json!({"host": "tcp://b"})).unwrap();
+        assert_eq!(c.websocket, None);
         assert!(parse_host("h:0").is_err());
         assert!(parse_host("h:x").is_err());
         assert!(parse_host("").is_err());

@@ -37,6 +37,7 @@ pub mod stats;
 pub mod template;
 pub mod tls;
 pub mod topic;
+pub mod websocket;
 
 pub use bridge::{Bridge, Identity};
 pub use config::MqttConfig;

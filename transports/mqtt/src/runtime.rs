@@ -1,5 +1,6 @@
 //! The thin async loop that drives a [`Bridge`] over a glommio `TcpStream` (plain, or wrapped
-//! in TLS by futures-rustls: [`Conn`]) on the uplink core.
+//! in TLS by futures-rustls: [`Conn`]; with `ws://`/`wss://` the MQTT bytes travel in
+//! websocket frames: [`Link`]) on the uplink core.
 //!
 //! One task, one biased select per step over: bytes from the broker, the next event from the
 //! sessions, a TCP connect in progress, and the bridge's next deadline. Everything the select
@@ -28,6 +29,7 @@ use crate::config::MqttConfig;
 use crate::error::{ConfigError, ConnectionError};
 use crate::stats::BridgeStats;
 use crate::tls::TlsSetup;
+use crate::websocket::WsLink;
 
 /// Longest a write to the broker may take before the connection is considered dead.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,6 +102,7 @@ impl MqttBridge {
         let drain_timeout = self.cfg.drain_timeout;
         let nodelay = self.cfg.tcp_nodelay;
         let bind = self.cfg.bind;
+        let websocket = self.cfg.websocket.clone();
         let tls = self.tls;
         let mut bridge =
             match Bridge::new(self.cfg, self.identity, random, Instant::now(), self.stats) {
@@ -110,7 +113,7 @@ impl MqttBridge {
                     return;
                 }
             };
-        let mut conn: Option<Conn> = None;
+        let mut conn: Option<Link> = None;
         let mut connecting: Option<Connecting> = None;
         // Set once the sessions are gone (the server is stopping): until then, or until
         // everything held is published and acknowledged, the loop goes on without taking events.
@@ -136,6 +139,7 @@ impl MqttBridge {
                     port,
                     bind,
                     tls.clone(),
+                    websocket.clone(),
                     connect_timeout,
                     nodelay,
                 )));
@@ -148,7 +152,7 @@ impl MqttBridge {
                 };
                 let read = async {
                     match conn.as_mut() {
-                        Some(s) => s.read(&mut buf).await,
+                        Some(s) => s.io.read(&mut buf).await,
                         None => futures::future::pending().await,
                     }
                 }
@@ -201,7 +205,14 @@ impl MqttBridge {
                         wall,
                     );
                 }
-                Step::Read(Ok(n)) => bridge.handle_read(&buf[..n], now, wall),
+                Step::Read(Ok(n)) => match conn.as_mut().map(|s| s.unwrap(&buf[..n])) {
+                    Some(Ok(Some(mqtt))) => bridge.handle_read(&mqtt, now, wall),
+                    Some(Err(e)) => {
+                        conn = None;
+                        bridge.handle_closed(ConnectionError::Io(e.to_string()), now, wall);
+                    }
+                    _ => bridge.handle_read(&buf[..n], now, wall),
+                },
                 Step::Read(Err(e)) => {
                     conn = None;
                     bridge.handle_closed(ConnectionError::Io(e.to_string()), now, wall);
@@ -247,10 +258,11 @@ impl MqttBridge {
 
             // Write whatever the step produced.
             if let Some(s) = conn.as_mut() {
-                let mut wrote = false;
+                // Pongs may be waiting even when the bridge has nothing to say.
+                let mut wrote = !s.out.is_empty();
                 let mut failed = None;
                 while let Some(bytes) = bridge.poll_transmit() {
-                    match with_deadline(WRITE_TIMEOUT, s.write_all(&bytes)).await {
+                    match with_deadline(WRITE_TIMEOUT, s.write_packets(&bytes)).await {
                         Some(Ok(())) => wrote = true,
                         Some(Err(e)) => {
                             failed = Some(e.to_string());
@@ -263,7 +275,7 @@ impl MqttBridge {
                     }
                 }
                 if wrote && failed.is_none() {
-                    // A plain socket has nothing buffered; TLS may hold the last records.
+                    // The frames of a websocket link go out here; TLS may hold records.
                     match with_deadline(WRITE_TIMEOUT, s.flush()).await {
                         Some(Ok(())) => {}
                         Some(Err(e)) => failed = Some(e.to_string()),
@@ -292,15 +304,17 @@ impl MqttBridge {
 
 /// The end of a stop: DISCONNECT (so the broker does not publish the will) and close. What
 /// could not be published is counted (`shutdown_dropped`) and logged.
-async fn finish(bridge: &mut Bridge, conn: Option<Conn>) {
+async fn finish(bridge: &mut Bridge, conn: Option<Link>) {
     let lost = bridge.pending_total();
     bridge.shutdown(Instant::now(), unix_us());
     if let Some(mut s) = conn {
         if let Some(bytes) = bridge.poll_transmit() {
-            let _ = with_deadline(WRITE_TIMEOUT, s.write_all(&bytes)).await;
+            let _ = with_deadline(WRITE_TIMEOUT, s.write_packets(&bytes)).await;
+            let _ = with_deadline(WRITE_TIMEOUT, s.flush()).await;
         }
-        // close() flushes (and for TLS sends close_notify) first.
-        let _ = with_deadline(WRITE_TIMEOUT, s.close()).await;
+        // close() flushes (and for TLS sends close_notify) first. A websocket link sends no
+        // close frame: after DISCONNECT the broker closes the connection itself (MQTT §3.14).
+        let _ = with_deadline(WRITE_TIMEOUT, s.io.close()).await;
     }
     if lost > 0 {
         tracing::warn!(
@@ -314,13 +328,56 @@ async fn finish(bridge: &mut Bridge, conn: Option<Conn>) {
 
 /// A connect (and TLS handshake) in progress, kept across loop iterations so racing it is
 /// cancel-safe.
-type Connecting = Pin<Box<dyn Future<Output = Result<Conn, String>>>>;
+type Connecting = Pin<Box<dyn Future<Output = Result<Link, String>>>>;
 
 enum Step<E> {
     Read(std::io::Result<usize>),
     Event(Option<E>),
-    Connected(Result<Conn, String>),
+    Connected(Result<Link, String>),
     Timer,
+}
+
+/// The connection to the broker and, for `ws://`/`wss://`, its websocket framing.
+struct Link {
+    io: Conn,
+    // Boxed, like the TLS state: a plain link should not carry the websocket one's size.
+    ws: Option<Box<WsLink>>,
+    /// Websocket frames not written yet: the publishes of this step, pongs.
+    out: Vec<u8>,
+}
+
+impl Link {
+    /// MQTT bytes read from the broker: `None` means they are the bytes as read (no websocket),
+    /// else what the frames carried. Pongs to send go to `out`.
+    fn unwrap(&mut self, read: &[u8]) -> Result<Option<Vec<u8>>, crate::websocket::LinkError> {
+        let Some(ws) = self.ws.as_mut() else {
+            return Ok(None);
+        };
+        let got = ws.unwrap(read)?;
+        self.out.extend_from_slice(&got.reply);
+        Ok(Some(got.mqtt))
+    }
+
+    /// MQTT packets to the broker: written at once, or (websocket) framed into `out`, so a
+    /// step's publishes leave in one write at [`Link::flush`].
+    async fn write_packets(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self.ws.as_mut() {
+            None => self.io.write_all(bytes).await,
+            Some(ws) => {
+                ws.wrap(bytes, &mut self.out);
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the frames in `out` and flushes the stream (TLS may hold the last records).
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.io.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        self.io.flush().await
+    }
 }
 
 /// The connection to the broker: one type for the loop, whether TLS is on or not.
@@ -377,9 +434,10 @@ async fn connect(
     port: u16,
     bind: Option<SocketAddr>,
     tls: Option<TlsSetup>,
+    websocket: Option<String>,
     timeout: Duration,
     nodelay: bool,
-) -> Result<Conn, String> {
+) -> Result<Link, String> {
     let addr: SocketAddr = match host.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, port),
         Err(_) => {
@@ -410,15 +468,58 @@ async fn connect(
         // Small publishes should leave at once; a failure only costs latency.
         let _ = s.set_nodelay(true);
     }
-    let Some(tls) = tls else {
-        return Ok(Conn::Plain(s));
+    let is_tls = tls.is_some();
+    let io = match tls {
+        None => Conn::Plain(s),
+        Some(tls) => {
+            let connector = futures_rustls::TlsConnector::from(tls.config);
+            match with_deadline(timeout, connector.connect(tls.server_name, s)).await {
+                Some(Ok(s)) => Conn::Tls(Box::new(s)),
+                Some(Err(e)) => return Err(format!("{addr}: TLS handshake failed: {e}")),
+                None => return Err(format!("{addr}: TLS handshake timed out")),
+            }
+        }
     };
-    let handshake = futures_rustls::TlsConnector::from(tls.config).connect(tls.server_name, s);
-    match with_deadline(timeout, handshake).await {
-        Some(Ok(s)) => Ok(Conn::Tls(Box::new(s))),
-        Some(Err(e)) => Err(format!("{addr}: TLS handshake failed: {e}")),
-        None => Err(format!("{addr}: TLS handshake timed out")),
+    let mut link = Link {
+        io,
+        ws: None,
+        out: Vec::new(),
+    };
+    if let Some(path) = websocket {
+        match with_deadline(timeout, upgrade(&mut link.io, &host, port, is_tls, &path)).await {
+            Some(Ok(ws)) => link.ws = Some(Box::new(ws)),
+            Some(Err(e)) => return Err(format!("{addr}: {e}")),
+            None => return Err(format!("{addr}: websocket upgrade timed out")),
+        }
     }
+    Ok(link)
+}
+
+/// The websocket upgrade on `path` (MQTT over websockets): request, then the broker's answer.
+async fn upgrade(
+    io: &mut Conn,
+    host: &str,
+    port: u16,
+    tls: bool,
+    path: &str,
+) -> Result<WsLink, String> {
+    let (mut ws, request) = WsLink::start(host, port, tls, path, random_u64())?;
+    let io_err = |e: std::io::Error| format!("websocket upgrade: {e}");
+    io.write_all(&request).await.map_err(io_err)?;
+    io.flush().await.map_err(io_err)?;
+    let mut buf = [0u8; 4096];
+    while ws.upgrading() {
+        let n = io.read(&mut buf).await.map_err(io_err)?;
+        if n == 0 {
+            return Err("the broker closed the connection during the websocket upgrade".into());
+        }
+        let got = ws.unwrap(&buf[..n]).map_err(|e| e.to_string())?;
+        // Nothing may come before our CONNECT: bytes here would be lost to the codec.
+        if !got.mqtt.is_empty() || !got.reply.is_empty() {
+            return Err("the broker sent frames before CONNECT".into());
+        }
+    }
+    Ok(ws)
 }
 
 /// `bind`: glommio's TcpStream cannot bind before connecting, so the socket is made, bound and

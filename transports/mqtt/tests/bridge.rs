@@ -976,3 +976,96 @@ fn with_ack_from_broker_a_broker_restart_loses_nothing_that_was_acknowledged() {
     drop(c);
     node.srv.shutdown();
 }
+
+// ---- MQTT over websockets --------------------------------------------------------------------
+
+/// `ws://` in `host`: the bridge reaches Mosquitto's websocket listener, 200 client events
+/// arrive at an MQTT subscriber on the plain listener in order, a broker message reaches the
+/// client, and a clean stop says DISCONNECT (no will). rumqttd runs without a websocket
+/// listener, so this needs Mosquitto: `.ci/mqtt-mosquitto` runs it.
+#[test]
+#[ignore = "needs Mosquitto (VSCP_TEST_MOSQUITTO): .ci/mqtt-mosquitto runs it"]
+fn over_websockets_events_go_both_ways() {
+    let tag = "ws";
+    let broker = Broker::start(tag);
+    let ws = broker
+        .ws_addr()
+        .expect("VSCP_TEST_MOSQUITTO names Mosquitto");
+    let v311 = Protocol::V311;
+    let mut sub = MqttClient::connect(broker.addr(v311), "ws-sub", v311, true).unwrap();
+    sub.subscribe("it/#", QoS::AtLeastOnce).unwrap();
+    let node = Node::start(
+        tag,
+        mqtt_block(
+            &broker,
+            v311,
+            json!({
+                "host": format!("ws://{ws}/mqtt"),
+                "port": null,
+                "will": {"topic": "it/will", "payload": "gone", "qos": 1, "retain": false},
+                "publish": [{"topic": "it/{{class}}/{{type}}", "qos": 1, "format": "binary"}],
+                "subscribe": [{"topic": "in/#", "qos": 1, "format": "binary"}]
+            }),
+        ),
+        json!({}),
+    );
+    node.wait_connected();
+    let mut c = connect_ws(node.addr(), "/ws1");
+    c.login_open("admin", "secret");
+    for seq in 0..200u16 {
+        assert_eq!(c.cmd(&seq_event(seq)), "+;EVENT");
+    }
+    for seq in 0..200u16 {
+        let m = sub
+            .recv(Duration::from_secs(10))
+            .unwrap()
+            .expect("a publish");
+        let ev = vscp_mqtt::payload::decode(&m.payload, SubscribeFormat::Binary).unwrap();
+        assert_eq!(
+            u16::from_be_bytes([ev.data[0], ev.data[1]]),
+            seq,
+            "in order"
+        );
+    }
+    let mut payload = Vec::new();
+    vscp_mqtt::payload::encode(&e2(0, 77), PublishFormat::Binary, true, &mut payload);
+    sub.publish("in/x", &payload, QoS::AtLeastOnce).unwrap();
+    let e = c.recv_event();
+    let ev = vscp_proto::codec::string::parse_event(e.strip_prefix("E;").unwrap()).unwrap();
+    assert_eq!((ev.class, ev.vscp_type, ev.timestamp), (10, 6, 77), "{e}");
+    let s = node.stats.snapshot();
+    assert_eq!((s.acked, s.connects, s.connected), (200, 1, 1), "{s:?}");
+    drop(c);
+    node.srv.shutdown();
+    // DISCONNECT went through the websocket: the broker does not publish the will.
+    let late = sub.recv(Duration::from_millis(1500)).unwrap();
+    assert!(late.is_none(), "nothing after a clean stop, got {late:?}");
+}
+
+/// A `ws://` host that is not a websocket endpoint (the broker's plain MQTT port) never counts
+/// as connected, and the bridge keeps trying.
+#[test]
+#[ignore = "needs Mosquitto (VSCP_TEST_MOSQUITTO): .ci/mqtt-mosquitto runs it"]
+fn over_websockets_a_plain_mqtt_port_is_refused() {
+    let tag = "ws-refused";
+    let broker = Broker::start(tag);
+    let plain = broker.addr(Protocol::V311);
+    let node = Node::start(
+        tag,
+        mqtt_block(
+            &broker,
+            Protocol::V311,
+            json!({"host": format!("ws://{plain}"), "port": null}),
+        ),
+        json!({}),
+    );
+    assert!(
+        eventually(Duration::from_secs(6), || node.stats.snapshot().disconnects
+            >= 2),
+        "{:?}",
+        node.stats.snapshot()
+    );
+    let s = node.stats.snapshot();
+    assert_eq!((s.connects, s.connected), (0, 0), "{s:?}");
+    node.srv.shutdown();
+}

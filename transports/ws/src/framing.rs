@@ -1,5 +1,6 @@
-//! RFC 6455 framing for the server side, without I/O: decodes client frames from bytes the
-//! caller read, and encodes server frames into a buffer the caller writes.
+//! RFC 6455 framing, without I/O: decodes frames from bytes the caller read, and encodes frames
+//! into a buffer the caller writes. Mostly the server side; the MQTT bridge's websocket link to
+//! a broker uses [`Decoder::for_client`] and [`encode_masked`] (the client side).
 //!
 //! tungstenite does the HTTP upgrade and remains the frame codec (header parsing and
 //! formatting); what this module replaces is tungstenite's *connection* (`WebSocket`,
@@ -101,9 +102,20 @@ pub struct Decoder {
     /// fragment is checked as it arrives (RFC 6455 §8.1: fail as soon as the text is invalid)
     /// and no byte is checked twice.
     checked: usize,
+    /// We are the client: frames come from a server and must not be masked (RFC 6455 §5.1).
+    from_server: bool,
 }
 
 impl Decoder {
+    /// A decoder for the client's side of a connection: it takes the server's unmasked frames
+    /// and refuses masked ones.
+    pub fn for_client() -> Decoder {
+        Decoder {
+            from_server: true,
+            ..Decoder::default()
+        }
+    }
+
     /// Decodes the frame at the front of `buf` (unmasking it in place). `max` limits both a
     /// frame's payload and a whole message.
     pub fn decode<'a>(&mut self, buf: &'a mut [u8], max: usize) -> Result<Decoded<'a>, WireError> {
@@ -125,8 +137,11 @@ impl Decoder {
         if buf.len() < used {
             return Ok(Decoded::Incomplete);
         }
-        let Some(mask) = header.mask else {
-            return Err(WireError::Protocol("unmasked frame from a client"));
+        let mask = match (header.mask, self.from_server) {
+            (Some(mask), false) => Some(mask),
+            (None, true) => None,
+            (None, false) => return Err(WireError::Protocol("unmasked frame from a client")),
+            (Some(_), true) => return Err(WireError::Protocol("masked frame from a server")),
         };
         if header.rsv1 || header.rsv2 || header.rsv3 {
             return Err(WireError::Protocol(
@@ -134,7 +149,9 @@ impl Decoder {
             ));
         }
         let payload = &mut buf[head..used];
-        unmask(payload, mask);
+        if let Some(mask) = mask {
+            unmask(payload, mask);
+        }
         let msg = match header.opcode {
             OpCode::Control(control) => {
                 if !header.is_final {
@@ -282,15 +299,30 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
 
 /// Appends one final, unmasked server frame (header by tungstenite's codec).
 pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    out.reserve(payload.len() + 10);
+    encode_frame(out, opcode, payload, None);
+}
+
+/// Appends one final client frame, masked with `mask` (RFC 6455 §5.3: every client frame is
+/// masked, with a key the client picks per frame).
+pub fn encode_masked(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
+    encode_frame(out, opcode, payload, Some(mask));
+}
+
+fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) {
+    out.reserve(payload.len() + 14);
     let header = FrameHeader {
         is_final: true,
         opcode: OpCode::from(opcode),
+        mask,
         ..FrameHeader::default()
     };
     // Formatting into a Vec cannot fail.
     let _ = header.format(payload.len() as u64, out);
+    let start = out.len();
     out.extend_from_slice(payload);
+    if let Some(mask) = mask {
+        unmask(&mut out[start..], mask);
+    }
 }
 
 /// Appends a close frame; `None` sends one without a code (the answer to such a close).
@@ -529,5 +561,37 @@ mod tests {
         assert_eq!(out, [0x88, 0]);
         assert!(close_code_allowed(1000) && close_code_allowed(4000));
         assert!(!close_code_allowed(1005) && !close_code_allowed(999));
+    }
+
+    #[test]
+    fn client_frames_are_masked_and_a_client_decoder_takes_only_unmasked_ones() {
+        // Our masked encoding is what the server side (and the test helper) reads.
+        let mut out = Vec::new();
+        encode_masked(&mut out, OP_BINARY, b"\x10\x0cMQTT", MASK);
+        assert_eq!(out, frame(0x82, b"\x10\x0cMQTT"));
+        assert_eq!(
+            decode_all(&out, 100).unwrap(),
+            ["<binary [16, 12, 77, 81, 84, 84]>"]
+        );
+        let mut big = Vec::new();
+        encode_masked(&mut big, OP_BINARY, &[7; 300], [1, 2, 3, 4]);
+        assert_eq!(big[..2], [0x82, 0x80 | 126]);
+        // A client decoder: the server's frames are plain, a masked one is a protocol error.
+        let mut d = Decoder::for_client();
+        let mut plain = Vec::new();
+        encode(&mut plain, OP_BINARY, b"\x20\x02\x00\x00");
+        match d.decode(&mut plain, 100) {
+            Ok(Decoded::Frame {
+                used: 6,
+                msg: Some(Incoming::Binary(p)),
+            }) => {
+                assert_eq!(&*p, b"\x20\x02\x00\x00")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            Decoder::for_client().decode(&mut out, 100).err(),
+            Some(WireError::Protocol("masked frame from a server"))
+        );
     }
 }

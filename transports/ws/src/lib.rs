@@ -4,6 +4,7 @@
 //! writing, the VSCP session (`vscp_proto::Session`) the protocol.
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod client;
 pub mod framing;
 pub mod handshake;
 

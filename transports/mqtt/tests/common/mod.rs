@@ -50,6 +50,8 @@ pub enum Broker {
         bin: PathBuf,
         dir: ScratchDir,
         addr: SocketAddr,
+        /// Its websocket listener (MQTT over websockets).
+        ws: SocketAddr,
         child: Option<std::process::Child>,
     },
 }
@@ -77,11 +79,13 @@ impl Broker {
     fn mosquitto(bin: PathBuf, tag: &str) -> Broker {
         let dir = ScratchDir::new(&format!("mosquitto-{tag}"));
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let ws = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut conf = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nlog_dest file {}/mosquitto.log\nmax_queued_messages 10000\n",
-            addr.port(),
+            "per_listener_settings false\nallow_anonymous true\npersistence true\npersistence_location {}/\nlog_dest file {}/mosquitto.log\nmax_queued_messages 10000\nlistener {} 127.0.0.1\nlistener {} 127.0.0.1\nprotocol websockets\n",
             dir.dir.display(),
-            dir.dir.display()
+            dir.dir.display(),
+            addr.port(),
+            ws.port(),
         );
         // Started by root (a CI container), Mosquitto drops to the user `mosquitto`, which
         // cannot write the scratch directory: no log, and no persistence file, so a stop would
@@ -94,6 +98,7 @@ impl Broker {
             bin,
             dir,
             addr,
+            ws,
             child: None,
         };
         b.restart();
@@ -115,6 +120,14 @@ impl Broker {
         match self {
             Broker::Rumqttd { direct, .. } => *direct,
             Broker::Mosquitto { addr, .. } => *addr,
+        }
+    }
+
+    /// Mosquitto's websocket listener; rumqttd is started without one.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Broker::Rumqttd { .. } => None,
+            Broker::Mosquitto { ws, .. } => Some(*ws),
         }
     }
 
@@ -160,6 +173,7 @@ impl Broker {
                 dir,
                 addr,
                 child,
+                ..
             } => {
                 let c = std::process::Command::new(&*bin)
                     .arg("-c")
