@@ -979,20 +979,29 @@ fn with_ack_from_broker_a_broker_restart_loses_nothing_that_was_acknowledged() {
 
 // ---- MQTT over websockets --------------------------------------------------------------------
 
-/// `ws://` in `host`: the bridge reaches Mosquitto's websocket listener, 200 client events
-/// arrive at an MQTT subscriber on the plain listener in order, a broker message reaches the
-/// client, and a clean stop says DISCONNECT (no will). rumqttd runs without a websocket
-/// listener, so this needs Mosquitto: `.ci/mqtt-mosquitto` runs it.
-#[test]
-#[ignore = "needs Mosquitto (VSCP_TEST_MOSQUITTO): .ci/mqtt-mosquitto runs it"]
-fn over_websockets_events_go_both_ways() {
-    let tag = "ws";
+/// `ws://` in `host` (`wss://` with `tls`: through a TLS proxy in front of the listener): the
+/// bridge reaches Mosquitto's websocket listener, 200 client events arrive at an MQTT subscriber
+/// on the plain listener in order, a broker message reaches the client, and a clean stop says
+/// DISCONNECT (no will). rumqttd runs without a websocket listener, so this needs Mosquitto:
+/// `.ci/mqtt-mosquitto` runs it.
+fn websocket_round_trip(tag: &str, tls: bool) {
     let broker = Broker::start(tag);
     let ws = broker
         .ws_addr()
         .expect("VSCP_TEST_MOSQUITTO names Mosquitto");
+    let pki_dir = ScratchDir::new(&format!("{tag}-pki"));
+    let pki = tls_proxy::Pki::generate(&pki_dir.dir, "test-ca");
+    let proxy = tls.then(|| tls_proxy::TlsProxy::start(&pki, ws));
+    let (host, tls_block) = match &proxy {
+        None => (format!("ws://{ws}/mqtt"), json!(null)),
+        Some(p) => (
+            format!("wss://{}/mqtt", p.public),
+            json!({"cafile": pki.ca_file.to_string_lossy()}),
+        ),
+    };
     let v311 = Protocol::V311;
-    let mut sub = MqttClient::connect(broker.addr(v311), "ws-sub", v311, true).unwrap();
+    let mut sub =
+        MqttClient::connect(broker.addr(v311), &format!("{tag}-sub"), v311, true).unwrap();
     sub.subscribe("it/#", QoS::AtLeastOnce).unwrap();
     let node = Node::start(
         tag,
@@ -1000,8 +1009,9 @@ fn over_websockets_events_go_both_ways() {
             &broker,
             v311,
             json!({
-                "host": format!("ws://{ws}/mqtt"),
+                "host": host,
                 "port": null,
+                "tls": tls_block,
                 "will": {"topic": "it/will", "payload": "gone", "qos": 1, "retain": false},
                 "publish": [{"topic": "it/{{class}}/{{type}}", "qos": 1, "format": "binary"}],
                 "subscribe": [{"topic": "in/#", "qos": 1, "format": "binary"}]
@@ -1010,6 +1020,9 @@ fn over_websockets_events_go_both_ways() {
         json!({}),
     );
     node.wait_connected();
+    if let Some(p) = &proxy {
+        assert!(p.handshakes.load(Ordering::SeqCst) >= 1, "TLS was used");
+    }
     let mut c = connect_ws(node.addr(), "/ws1");
     c.login_open("admin", "secret");
     for seq in 0..200u16 {
@@ -1040,6 +1053,18 @@ fn over_websockets_events_go_both_ways() {
     // DISCONNECT went through the websocket: the broker does not publish the will.
     let late = sub.recv(Duration::from_millis(1500)).unwrap();
     assert!(late.is_none(), "nothing after a clean stop, got {late:?}");
+}
+
+#[test]
+#[ignore = "needs Mosquitto (VSCP_TEST_MOSQUITTO): .ci/mqtt-mosquitto runs it"]
+fn over_websockets_events_go_both_ways() {
+    websocket_round_trip("ws", false);
+}
+
+#[test]
+#[ignore = "needs Mosquitto (VSCP_TEST_MOSQUITTO): .ci/mqtt-mosquitto runs it"]
+fn over_websockets_with_tls_events_go_both_ways() {
+    websocket_round_trip("wss", true);
 }
 
 /// A `ws://` host that is not a websocket endpoint (the broker's plain MQTT port) never counts
