@@ -19,6 +19,9 @@
 //! flight. After SIGTERM the subscriber then has every event. After SIGKILL it lacks phase B:
 //! events the broker had acknowledged and lost with its memory, the broker's loss, not ours.
 //!
+//! The SIGTERM case runs twice: the bridge on Mosquitto's plain MQTT listener, and over
+//! websockets (`ws://`), whose reconnect includes the upgrade.
+//!
 //! They need Mosquitto: `.ci/mqtt-mosquitto` runs them with `VSCP_TEST_MOSQUITTO` set (and
 //! fails when it cannot), `cargo test` lists them as ignored.
 mod common;
@@ -98,10 +101,13 @@ fn sequence_numbers(first: &[vscp_mqtt::codec::Message], collector: &Collector) 
         .collect()
 }
 
-fn broker_outage(outage: Outage) {
-    let tag = match outage {
-        Outage::Stop => "fault-sigterm",
-        Outage::Kill => "fault-sigkill",
+/// `websocket`: the bridge reaches the broker over MQTT over websockets (`ws://`).
+fn broker_outage(outage: Outage, websocket: bool) {
+    let tag = match (outage, websocket) {
+        (Outage::Stop, false) => "fault-sigterm",
+        (Outage::Kill, false) => "fault-sigkill",
+        (Outage::Stop, true) => "fault-sigterm-ws",
+        (Outage::Kill, true) => "fault-sigkill-ws",
     };
     let mut broker = Broker::start(tag);
     assert!(
@@ -109,10 +115,16 @@ fn broker_outage(outage: Outage) {
         "this test needs a real Mosquitto: set VSCP_TEST_MOSQUITTO to its binary \
          (.ci/mqtt-mosquitto does)"
     );
-    let mut proxy = Proxy::start(broker.addr(vscp_mqtt::codec::Protocol::V311));
+    let listener = match websocket {
+        false => broker.addr(vscp_mqtt::codec::Protocol::V311),
+        true => broker
+            .ws_addr()
+            .expect("Mosquitto has a websocket listener"),
+    };
+    let mut proxy = Proxy::start(listener);
+    let scheme = if websocket { "ws" } else { "tcp" };
     let mqtt = json!({
-        "host": "127.0.0.1",
-        "port": proxy.public.port(),
+        "host": format!("{scheme}://{}", proxy.public),
         "clientid": format!("websocksrv-{tag}"),
         "keepalive": 5,
         "bcleansession": false,
@@ -271,11 +283,17 @@ fn broker_outage(outage: Outage) {
 #[test]
 #[ignore = "needs Mosquitto: run by .ci/mqtt-mosquitto with VSCP_TEST_MOSQUITTO set"]
 fn broker_sigterm_and_restart_mid_stream_loses_nothing() {
-    broker_outage(Outage::Stop);
+    broker_outage(Outage::Stop, false);
+}
+
+#[test]
+#[ignore = "needs Mosquitto: run by .ci/mqtt-mosquitto with VSCP_TEST_MOSQUITTO set"]
+fn over_websockets_broker_sigterm_and_restart_mid_stream_loses_nothing() {
+    broker_outage(Outage::Stop, true);
 }
 
 #[test]
 #[ignore = "needs Mosquitto: run by .ci/mqtt-mosquitto with VSCP_TEST_MOSQUITTO set"]
 fn broker_sigkill_loses_only_what_it_held_and_the_server_accounts_for_every_event() {
-    broker_outage(Outage::Kill);
+    broker_outage(Outage::Kill, false);
 }
