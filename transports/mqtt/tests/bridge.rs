@@ -979,12 +979,12 @@ fn with_ack_from_broker_a_broker_restart_loses_nothing_that_was_acknowledged() {
 
 // ---- MQTT over websockets --------------------------------------------------------------------
 
-/// `ws://` in `host` (`wss://` with `tls`: through a TLS proxy in front of the listener): the
-/// bridge reaches Mosquitto's websocket listener, 200 client events arrive at an MQTT subscriber
+/// `ws://` in `host` (`wss://` with `tls`: through a TLS proxy in front of the listener), MQTT
+/// `protocol` on both ends: the bridge reaches Mosquitto's websocket listener, 200 client events arrive at an MQTT subscriber
 /// on the plain listener in order, a broker message reaches the client, and a clean stop says
 /// DISCONNECT (no will). rumqttd runs without a websocket listener, so this needs Mosquitto:
 /// `.ci/mqtt-mosquitto` runs it.
-fn websocket_round_trip(tag: &str, tls: bool) {
+fn websocket_round_trip(tag: &str, tls: bool, protocol: Protocol) {
     let broker = Broker::start(tag);
     let ws = broker
         .ws_addr()
@@ -999,15 +999,14 @@ fn websocket_round_trip(tag: &str, tls: bool) {
             json!({"cafile": pki.ca_file.to_string_lossy()}),
         ),
     };
-    let v311 = Protocol::V311;
     let mut sub =
-        MqttClient::connect(broker.addr(v311), &format!("{tag}-sub"), v311, true).unwrap();
+        MqttClient::connect(broker.addr(protocol), &format!("{tag}-sub"), protocol, true).unwrap();
     sub.subscribe("it/#", QoS::AtLeastOnce).unwrap();
     let node = Node::start(
         tag,
         mqtt_block(
             &broker,
-            v311,
+            protocol,
             json!({
                 "host": host,
                 "port": null,
@@ -1058,13 +1057,13 @@ fn websocket_round_trip(tag: &str, tls: bool) {
 #[test]
 #[ignore = "needs Mosquitto (VSCP_TEST_MOSQUITTO): .ci/mqtt-mosquitto runs it"]
 fn over_websockets_events_go_both_ways() {
-    websocket_round_trip("ws", false);
+    websocket_round_trip("ws", false, Protocol::V311);
 }
 
 #[test]
 #[ignore = "needs Mosquitto (VSCP_TEST_MOSQUITTO): .ci/mqtt-mosquitto runs it"]
-fn over_websockets_with_tls_events_go_both_ways() {
-    websocket_round_trip("wss", true);
+fn over_websockets_with_tls_and_mqtt5_events_go_both_ways() {
+    websocket_round_trip("wss", true, Protocol::V5);
 }
 
 /// A `ws://` host that is not a websocket endpoint (the broker's plain MQTT port) never counts
