@@ -34,8 +34,6 @@ pub struct WsLink {
 /// What bytes from the broker amounted to.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Unwrapped {
-    /// The upgrade answer was complete and good (now, not before).
-    pub upgraded: bool,
     /// The MQTT bytes the frames carried, for the codec.
     pub mqtt: Vec<u8>,
     /// Frames to send back (pongs, the answer to a close).
@@ -94,7 +92,6 @@ impl WsLink {
                 Some(len) => {
                     at = len;
                     self.upgrade = None;
-                    out.upgraded = true;
                 }
             }
         }
@@ -160,9 +157,9 @@ mod tests {
         let mut bytes = text.into_bytes();
         framing::encode(&mut bytes, framing::OP_BINARY, &[0x20, 0x02, 0x00, 0x00]);
         let cut = bytes.len() - 3;
+        assert!(link.upgrading());
         let first = link.unwrap(&bytes[..cut]).unwrap();
-        assert!(first.upgraded && first.mqtt.is_empty());
-        assert!(!link.upgrading());
+        assert!(first.mqtt.is_empty() && !link.upgrading());
         let rest = link.unwrap(&bytes[cut..]).unwrap();
         assert_eq!(rest.mqtt, [0x20, 0x02, 0x00, 0x00], "the CONNACK");
         link
